@@ -1,0 +1,306 @@
+"""Plain values exchanged by the decision core, the policies, the scheduler shell and the simulator.
+
+Everything here is an immutable dataclass of plain values. Times are seconds on whatever clock the
+caller uses (wall clock in the service, virtual clock in the simulator); the core never reads a
+clock itself. GPU time is in GPU-seconds (one slot busy for one second).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+JobKind = Literal["demand", "speculative"]
+"""demand: a viewer is waiting for it; speculative: nobody has asked for it yet."""
+
+NodeState = Literal["ready", "running", "failed"]
+"""ready: MP4 and last frame stored; running: a job holds a GPU slot for it; failed: last attempt
+failed or was cancelled (the key may be generated again)."""
+
+Outcome = Literal["hit", "inflight", "miss"]
+"""A chunk request's outcome: ready (hit), being generated (in-flight hit), not started (miss)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeNode:
+    """One chunk of a memory's chunk tree, as the core sees it.
+
+    Attributes:
+        chunk_id: chunk id (UUID string in the service, any unique string in the simulator).
+        memory_id: the memory the chunk belongs to.
+        parent_id: parent chunk id; None for the root chunk.
+        pose: canonical pose string (``orchestrator.core.poses``).
+        action: the action whose canonical pose this is, or None for a free-form pose.
+        state: see NodeState.
+        depth: chunk_index, 0 for the root.
+        ready_at: when it became ready (seconds), None unless state == "ready".
+    """
+
+    chunk_id: str
+    memory_id: str
+    parent_id: str | None
+    pose: str
+    action: str | None
+    state: NodeState
+    depth: int
+    ready_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """A generation holding a GPU slot.
+
+    Attributes:
+        job_id: gpu_jobs id.
+        chunk_id: the chunk it generates (its TreeNode has state "running").
+        memory_id, parent_id, pose: the chunk key's parts (profile is one per service).
+        kind: demand or speculative; an in-flight hit promotes speculative to demand.
+        started_at: when it took the slot (seconds).
+        expected_gpu_s: expected GPU-seconds for the whole generation (cold start included).
+        probability: P(requested) when admitted (1.0 for demand).
+        session_id: the session it was started for (None if unknown).
+        depth: levels below the session's cursor when admitted (0 for demand).
+    """
+
+    job_id: str
+    chunk_id: str
+    memory_id: str
+    parent_id: str | None
+    pose: str
+    kind: JobKind
+    started_at: float
+    expected_gpu_s: float
+    probability: float = 1.0
+    session_id: str | None = None
+    depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DemandRequest:
+    """A miss waiting for a GPU slot: a viewer asked for a chunk nobody is generating.
+
+    Attributes:
+        request_id: unique id of the waiting request (the shell's; a chunk id works).
+        memory_id, parent_id, pose: the chunk key's parts; parent_id None means the root chunk.
+        action: the action the viewer chose, or None for a free-form pose.
+        session_id: the requesting session, or None.
+        requested_at: when the request arrived (seconds); FIFO order among demands.
+    """
+
+    request_id: str
+    memory_id: str
+    parent_id: str | None
+    pose: str
+    action: str | None
+    session_id: str | None
+    requested_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """One viewer's walk through a memory.
+
+    Attributes:
+        session_id: session id.
+        memory_id: the memory walked.
+        cursor_chunk_id: the chunk being watched.
+        watch_started_at: when the viewer started watching the cursor (it became ready for them).
+        last_active_at: last request or heartbeat (seconds); drives the idle timeout.
+        history: the session's actions so far, oldest first (free-form poses left out).
+        policy: name of the policy (arm) that speculates for this session.
+    """
+
+    session_id: str
+    memory_id: str
+    cursor_chunk_id: str
+    watch_started_at: float
+    last_active_at: float
+    history: tuple[str, ...] = ()
+    policy: str = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A policy's guess: the session will take ``path`` (actions from its cursor) next.
+
+    Attributes:
+        session_id: the session the guess is for.
+        path: one or more actions, the first a child of the cursor, each next one its child.
+        probability: joint probability in [0, 1] that the session requests the whole path.
+    """
+
+    session_id: str
+    path: tuple[str, ...]
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """What a policy may see when proposing for one session (never the budget).
+
+    Attributes:
+        session: the session (cursor, history).
+        memory_history: actions of every session on this memory, one tuple per session.
+        children: action -> state of the cursor's existing children (ready/running/failed).
+        actions: the actions the frontend offers (what a policy may propose).
+        max_depth: deepest path the core will consider.
+        now: current time in seconds.
+        seed: seed for any randomness the policy uses (deterministic plans).
+    """
+
+    session: SessionView
+    memory_history: tuple[tuple[str, ...], ...]
+    children: dict[str, NodeState]
+    actions: tuple[str, ...]
+    max_depth: int
+    now: float
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ActionObserved:
+    """Feedback to a policy: a session requested ``action`` after ``history``."""
+
+    session_id: str
+    memory_id: str
+    history: tuple[str, ...]
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Operator limits on speculation (rewind.toml ``[gpu]`` and ``[speculation]``).
+
+    Attributes:
+        max_containers: GPU slots in the pool (Modal max_containers; seed: 1 request per A100).
+        speculative_share: fraction of slots speculative jobs may hold at once, in [0, 1].
+        rate_gpu_s_per_s: token-bucket refill: speculative GPU-seconds allowed per second.
+        burst_gpu_s: token-bucket capacity in GPU-seconds.
+        max_depth: deepest speculation below a cursor (1 = children only).
+        per_session_inflight: speculative jobs one session may hold at once.
+        min_probability: proposals below this P are never started.
+        idle_timeout_s: a session idle this long gets no speculation.
+        min_benefit_per_gpu_s: expected seconds of wait saved per GPU-second below which a
+            candidate is not worth starting (0 admits anything that saves any wait).
+    """
+
+    max_containers: int = 4
+    speculative_share: float = 0.75
+    rate_gpu_s_per_s: float = 2.0
+    burst_gpu_s: float = 1800.0
+    max_depth: int = 2
+    per_session_inflight: int = 4
+    min_probability: float = 0.05
+    idle_timeout_s: float = 120.0
+    min_benefit_per_gpu_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """Token bucket of speculative GPU-seconds: ``tokens`` available as of ``updated_at``."""
+
+    tokens: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """The regime's expected times, used to value candidates (seconds).
+
+    Attributes:
+        gpu_s_per_chunk: expected warm generation time G of one chunk (GPU-seconds).
+        cold_start_s: expected extra time when no warm container is free.
+        chunk_duration_s: playback length of a chunk (125 / 24 = 5.2 s by default).
+        think_s: expected time a viewer spends deciding after a chunk finishes playing.
+    """
+
+    gpu_s_per_chunk: float
+    cold_start_s: float = 0.0
+    chunk_duration_s: float = 125 / 24
+    think_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInput:
+    """Everything ``plan()`` decides from.
+
+    Attributes:
+        now: current time (seconds).
+        nodes: every chunk of the memories with active sessions.
+        sessions: active sessions.
+        jobs: generations holding a slot now.
+        demands: misses waiting for a slot, any order (the core sorts them FIFO).
+        proposals: the policies' proposals for the sessions.
+        budget: operator limits.
+        bucket: token bucket state before this plan.
+        timing: regime estimates.
+        frames: frames per chunk (pose step count = (frames - 1) // 4).
+    """
+
+    now: float
+    nodes: tuple[TreeNode, ...]
+    sessions: tuple[SessionView, ...]
+    jobs: tuple[RunningJob, ...]
+    demands: tuple[DemandRequest, ...]
+    proposals: tuple[Proposal, ...]
+    budget: Budget
+    bucket: BucketState
+    timing: Timing
+    frames: int = 125
+
+
+@dataclass(frozen=True, slots=True)
+class StartJob:
+    """Start a generation now (a free slot exists or one is freed by a CancelJob in the same plan).
+
+    Attributes:
+        memory_id, parent_id, pose: the chunk key's parts (pose canonical).
+        action: the action, or None for a free-form pose.
+        kind: demand or speculative.
+        session_id: the session it is for.
+        probability: P(requested) (1.0 for demand).
+        depth: levels below the cursor (0 for demand).
+        expected_gpu_s: GPU-seconds charged to the bucket.
+        benefit_s: expected seconds of wait saved (P x saving); 0 for demand.
+        reason: human-readable why, e.g. "demand", "spec p=0.62 d=1 benefit/gpu=0.31".
+        request_id: the DemandRequest it serves, None for speculative.
+    """
+
+    memory_id: str
+    parent_id: str | None
+    pose: str
+    action: str | None
+    kind: JobKind
+    session_id: str | None
+    probability: float
+    depth: int
+    expected_gpu_s: float
+    benefit_s: float
+    reason: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob:
+    """Cancel a running speculative job: ``reason`` is "abandoned" (no session can reach it),
+    "preempted" (a demand needs the slot), "idle" (its session went idle) or "budget"."""
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The core's decision. Invariants (property-tested):
+
+    - demand starts come first; every demand is started when a slot is free or a speculative
+      job can be preempted;
+    - running jobs - cancels + starts <= budget.max_containers;
+    - speculative jobs after the plan <= floor(speculative_share * max_containers);
+    - no two jobs (running or started) share a chunk key; no start's parent is not ready;
+    - the bucket never goes negative.
+    """
+
+    starts: tuple[StartJob, ...] = ()
+    cancels: tuple[CancelJob, ...] = ()
+    bucket: BucketState = field(default_factory=lambda: BucketState(0.0, 0.0))
