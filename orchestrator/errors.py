@@ -1,0 +1,53 @@
+"""Errors the API turns into JSON ``{"error": ..., "detail": ..., "field": ...}`` responses."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error a client can act on.
+
+    Attributes:
+        status: HTTP status code (4xx for the client's fault, 5xx for ours).
+        error: short machine-readable code, e.g. "invalid_image", "not_found".
+        detail: one sentence naming the rule that was broken and how to fix the request.
+        field: the request field at fault (e.g. "image_base64", "pose"), or None.
+    """
+
+    def __init__(self, status: int, error: str, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.field = field
+
+    def to_json(self) -> dict[str, object]:
+        """The response body: {"error", "detail", "field"}."""
+        return {"error": self.error, "detail": self.detail, "field": self.field}
+
+
+class InvalidInput(ApiError):
+    """422: the request's content breaks a rule (bad pose, bad image, bad action...)."""
+
+    def __init__(self, error: str, detail: str, *, field: str | None = None) -> None:
+        super().__init__(422, error, detail, field=field)
+
+
+class TooLarge(ApiError):
+    """413: the request's payload exceeds a configured size (bytes or pixels)."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(413, "too_large", detail, field=field)
+
+
+class NotFound(ApiError):
+    """404: an id names nothing (or nothing the caller may see)."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(404, "not_found", detail, field=field)
+
+
+class Conflict(ApiError):
+    """409: the request is valid but the state does not allow it yet (e.g. parent not ready)."""
+
+    def __init__(self, error: str, detail: str, *, field: str | None = None) -> None:
+        super().__init__(409, error, detail, field=field)
