@@ -1,0 +1,218 @@
+"""Service configuration: rewind.toml plus REWIND_* environment variables (pydantic-settings).
+
+Precedence, highest first: environment (``REWIND_<SECTION>__<KEY>``, e.g. ``REWIND_GPU__DELAY_S``;
+plus the conventional ``DATABASE_URL``), then the TOML file, then the defaults below. Unknown keys
+are errors so that a typo in an operator's file is reported, not ignored. Every key is documented
+with its unit in ``rewind.example.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_TOML_PATH: ContextVar[Path | None] = ContextVar("rewind_toml_path", default=None)
+
+DEFAULT_CONFIG_FILE = Path("rewind.toml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    """``[server]``: where the HTTP API listens and where local state lives."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    data_dir: Path = Path(".rewind")
+
+
+class DatabaseConfig(_Section):
+    """``[database]``: PostgreSQL. ``url`` None starts an embedded server under data_dir/pg."""
+
+    url: str | None = None
+    pool_min: int = Field(1, ge=1)
+    pool_max: int = Field(10, ge=1)
+
+
+class StorageConfig(_Section):
+    """``[storage]``: blob buckets (originals, videos, frames, audio). ``root`` defaults to
+    data_dir/blobs."""
+
+    backend: Literal["local"] = "local"
+    root: Path | None = None
+
+
+class LimitsConfig(_Section):
+    """``[limits]``: input limits. Bytes are decoded image bytes; pixels are width x height."""
+
+    max_image_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(40_000_000, ge=256)
+    max_prompt_chars: int = Field(2000, ge=0)
+
+
+class GenerationConfig(_Section):
+    """``[generation]``: the generation profile (everything that changes the pixels).
+
+    Defaults from the seed: 125 frames at 24 fps (~5.2 s), 480p (854 x 480), 30 inference steps,
+    root pose ``w-31``.
+    """
+
+    frames: int = Field(125, ge=5)
+    width: int = Field(854, ge=16)
+    height: int = Field(480, ge=16)
+    fps: int = Field(24, ge=1, le=120)
+    steps: int = Field(30, ge=1)
+    seed: int = 0
+    model: str = "local-cpu"
+    root_pose: str = "w-31"
+
+    @field_validator("frames")
+    @classmethod
+    def _frames_fit_latents(cls, v: int) -> int:
+        # HY-WorldPlay: one latent = 4 frames after the first, so frames = 4k + 1.
+        if (v - 1) % 4:
+            raise ValueError("frames must be 4k+1 (HY-WorldPlay: 1 latent = 4 video frames)")
+        return v
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError("width and height must be even (H.264 yuv420p)")
+        return v
+
+
+class GpuConfig(_Section):
+    """``[gpu]``: the GPU pool. Seconds are wall seconds; prices are USD per GPU-second."""
+
+    backend: Literal["local"] = "local"
+    max_containers: int = Field(2, ge=1, le=1024)
+    delay_s: float = Field(0.0, ge=0.0)
+    workers: int | None = Field(None, ge=1)
+    expected_gpu_s: float | None = Field(None, gt=0.0)
+    cold_start_s: float = Field(0.0, ge=0.0)
+    price_per_gpu_s: float = Field(0.000694, ge=0.0)
+    demand_retries: int = Field(2, ge=0, le=10)
+
+
+class SpeculationConfig(_Section):
+    """``[speculation]``: the policy and the budget it runs under (enforced by the core)."""
+
+    policy: str = "none"
+    policy_params: dict[str, object] = Field(default_factory=dict)
+    speculative_share: float = Field(0.75, ge=0.0, le=1.0)
+    rate_gpu_s_per_s: float = Field(2.0, ge=0.0)
+    burst_gpu_s: float = Field(1800.0, ge=0.0)
+    max_depth: int = Field(2, ge=1, le=8)
+    per_session_inflight: int = Field(4, ge=0)
+    min_probability: float = Field(0.05, ge=0.0, le=1.0)
+    idle_timeout_s: float = Field(120.0, gt=0.0)
+    min_benefit_per_gpu_s: float = Field(0.0, ge=0.0)
+    think_s: float = Field(2.0, ge=0.0)
+
+
+class SceneConfig(_Section):
+    """``[scene]``: scene analysis backend."""
+
+    backend: Literal["offline"] = "offline"
+
+
+class SoundscapeConfig(_Section):
+    """``[soundscape]``: soundscape backend."""
+
+    backend: Literal["none"] = "none"
+
+
+class LogConfig(_Section):
+    """``[log]``: structlog output."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    json_output: bool = True
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with ``load_settings``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REWIND_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
+    limits: LimitsConfig = LimitsConfig()
+    generation: GenerationConfig = GenerationConfig()
+    gpu: GpuConfig = GpuConfig()
+    speculation: SpeculationConfig = SpeculationConfig()
+    scene: SceneConfig = SceneConfig()
+    soundscape: SoundscapeConfig = SoundscapeConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.database.pool_min > self.database.pool_max:
+            raise ValueError("database.pool_min must be <= database.pool_max")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _TOML_PATH.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def blob_root(self) -> Path:
+        """Root folder of the local blob buckets."""
+        return self.storage.root or self.server.data_dir / "blobs"
+
+
+def load_settings(path: Path | None = None, **overrides: object) -> Settings:
+    """Load settings from ``path`` (default: $REWIND_CONFIG or ./rewind.toml if it exists).
+
+    ``overrides`` are section dicts that win over everything (used by tests and the CLI).
+
+    Raises:
+        FileNotFoundError: ``path`` was given explicitly and does not exist.
+        pydantic.ValidationError: a key is unknown or a value breaks its rule.
+    """
+    if path is None:
+        env_path = os.environ.get("REWIND_CONFIG")
+        path = Path(env_path) if env_path else DEFAULT_CONFIG_FILE
+        if not path.exists():
+            if env_path:
+                raise FileNotFoundError(f"REWIND_CONFIG names {path}, which does not exist")
+            path = None
+    elif not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    token = _TOML_PATH.set(path)
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    finally:
+        _TOML_PATH.reset(token)
+    db_url = os.environ.get("DATABASE_URL")
+    if db_url and settings.database.url is None:
+        settings = settings.model_copy(
+            update={"database": settings.database.model_copy(update={"url": db_url})}
+        )
+    return settings

@@ -1,0 +1,1 @@
+SELECT * FROM chunks WHERE id = $1

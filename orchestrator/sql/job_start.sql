@@ -1,0 +1,1 @@
+UPDATE gpu_jobs SET status = 'running', started_at = now() WHERE id = $1

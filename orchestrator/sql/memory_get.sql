@@ -1,0 +1,1 @@
+SELECT * FROM memories WHERE id = $1
