@@ -1,0 +1,126 @@
+"""``lookahead``: expand a base predictor's most probable paths several levels deep (beam search).
+
+When generation is slow relative to viewing (the seed's A100 regime: G ~ 150 s per chunk against
+W ~ 7-30 s per step), a child started when its parent is requested is still minutes away; only a
+chunk started several steps ahead can be ready in time. This policy proposes those deeper paths,
+each with its joint probability, and every prefix of them; the core's value ranking (benefit per
+GPU-second, DESIGN.md "The value of a speculative chunk") decides which levels are worth a GPU.
+
+Beam search, exactly: level 1 scores every action by the base's next-action probability and keeps
+the ``beam`` most probable; level d + 1 extends each kept level-d path by every action, scores
+``P(path + (a,)) = P(path) * P(a | history + path)``, and keeps the ``beam`` most probable of all
+those extensions. Levels run to ``min(depth, ctx.max_depth)``. The answer is every kept path of
+every level (at most ``beam * depth`` proposals); a kept path's prefixes were kept at the levels
+before, so the set is prefix-closed. Ties break by the order of ``ctx.actions``; zero-probability
+paths are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
+from policies.base import NextActionModel, Policy, action_key, sort_proposals, unique_actions
+
+__all__ = ["LookaheadPolicy"]
+
+
+class LookaheadPolicy:
+    """Beam search over a base predictor's next-action probabilities (algorithm: module doc).
+
+    Args:
+        base: the predictor to expand: a registry spec (default ``"markov"``; any built-in name or
+            ``"package.module:attr"``) or a policy object. A base offering
+            ``next_action_probabilities`` (``policies.base.NextActionModel``, as ``markov`` does)
+            is asked for the full distribution after each hypothetical history; any other policy
+            is asked for its depth-1 proposals with the history extended, the cursor's known
+            children given only at level 1 (deeper cursors do not exist yet).
+        depth: deepest level proposed, in chunks below the cursor (default 3; the core caps it at
+            ``ctx.max_depth`` as well). With typical step probabilities of 0.3-0.6, a level-3 path
+            has P ~ 0.03-0.2, around the core's default ``min_probability`` of 0.05: deeper levels
+            rarely pass it.
+        beam: paths kept per level (default 6: a little more than markov's 4 per level, so two
+            branches can each keep their likely continuations).
+        base_params: parameters for the base when ``base`` is a spec (default none: its defaults).
+
+    Raises:
+        ValueError: ``depth`` or ``beam`` is not a positive int, ``base_params`` given with a policy
+            object, or the base spec cannot be built (``policies.registry.make_policy``'s errors).
+    """
+
+    name: str = "lookahead"
+
+    def __init__(
+        self,
+        base: str | Policy = "markov",
+        depth: int = 3,
+        beam: int = 6,
+        base_params: Mapping[str, object] | None = None,
+    ) -> None:
+        for label, value in (("depth", depth), ("beam", beam)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a positive integer (got {value!r})")
+        if isinstance(base, str):
+            # Imported here: the registry imports this module to list it as a built-in.
+            from policies.registry import make_policy
+
+            self.base: Policy = make_policy(base, base_params)
+        elif base_params is not None:
+            raise ValueError("base_params only apply when base is a policy name or module:attr")
+        else:
+            self.base = base
+        self.depth = depth
+        self.beam = beam
+
+    def _next(
+        self, ctx: PolicyContext, path: tuple[str, ...], actions: tuple[str, ...]
+    ) -> dict[str, float]:
+        """P(next action | the session's history followed by ``path``), keyed as ``actions``."""
+        history = ctx.session.history + path
+        raw: list[tuple[str, float]]
+        if isinstance(self.base, NextActionModel):
+            raw = list(self.base.next_action_probabilities(ctx, history).items())
+        else:
+            sub = replace(
+                ctx,
+                session=replace(ctx.session, history=history),
+                children=ctx.children if not path else {},
+                max_depth=1,
+            )
+            raw = [(p.path[0], p.probability) for p in self.base.propose(sub) if len(p.path) == 1]
+        # Respell as in ctx.actions and drop what is not offered: a custom base may not.
+        spelling = {action_key(a): a for a in actions}
+        dist: dict[str, float] = {}
+        for action, p in raw:
+            if (key := action_key(action)) in spelling:
+                dist.setdefault(spelling[key], p)
+        return dist
+
+    def propose(self, ctx: PolicyContext) -> list[Proposal]:
+        """The kept paths of every beam level with their joint probabilities (module doc)."""
+        actions = unique_actions(ctx.actions)
+        rank = {a: i for i, a in enumerate(actions)}
+        sid = ctx.session.session_id
+        out: list[Proposal] = []
+        kept: list[tuple[tuple[str, ...], float]] = [((), 1.0)]
+        for _ in range(min(self.depth, ctx.max_depth)):
+            scored: list[tuple[tuple[str, ...], float]] = []
+            for path, p_path in kept:
+                for action, p in self._next(ctx, path, actions).items():
+                    joint = min(1.0, max(0.0, p_path * p))
+                    if joint > 0.0:
+                        scored.append(((*path, action), joint))
+            scored.sort(key=lambda item: (-item[1], tuple(rank[a] for a in item[0])))
+            kept = scored[: self.beam]
+            if not kept:
+                break
+            out.extend(Proposal(sid, path, p) for path, p in kept)
+        return sort_proposals(out, actions)
+
+    def observe(self, event: ActionObserved) -> None:
+        """Forwarded to the base predictor, which does the learning."""
+        self.base.observe(event)
+
+    def __repr__(self) -> str:
+        return f"LookaheadPolicy(base={self.base!r}, depth={self.depth}, beam={self.beam})"

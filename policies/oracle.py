@@ -1,0 +1,95 @@
+"""``oracle``: knows every viewer's future. Simulation only: the physical limit of speculation.
+
+Given each session's complete action sequence (from the trace the simulator replays, DESIGN.md
+"Traces"), it proposes exactly the path the viewer will take, with probability 1. No real policy
+can beat its hit rate at the same budget and depth, so a policy's score is best read as a fraction
+of the oracle's. A live service has no future to give it, hence ``make_policy("oracle")`` without
+``future`` fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
+from policies.base import action_key, unique_actions
+
+__all__ = ["OraclePolicy"]
+
+SIMULATION_ONLY = (
+    "the 'oracle' policy is simulation-only: it needs each session's future actions, "
+    "future={session_id: [action, ...]} from a trace (the simulator passes it); "
+    "a live service cannot use it"
+)
+
+
+class OraclePolicy:
+    """Propose the session's true next actions, every prefix with probability 1.0.
+
+    At a session whose history has length ``i`` it proposes ``future[i : i + d]`` and its
+    prefixes, with ``d = min(ctx.max_depth, depth)``. It trusts the history's length, not its
+    content: the simulator keeps the two in step. The path stops before the first action that
+    ``ctx.actions`` does not offer (the core could not generate it). A session absent from
+    ``future``, or past its end, gets no proposals.
+
+    Args:
+        future: session_id -> that session's actions in order, from its first step (the trace's
+            ``steps[*].action``). Required; copied.
+        depth: optional extra cap on the path length in chunks (default None: ``ctx.max_depth``).
+
+    Raises:
+        ValueError: ``future`` missing (simulation-only) or not a mapping of str to action lists;
+            ``depth`` not a positive int.
+    """
+
+    name: str = "oracle"
+
+    def __init__(
+        self,
+        future: Mapping[str, Sequence[str]] | None = None,
+        depth: int | None = None,
+    ) -> None:
+        if future is None:
+            raise ValueError(SIMULATION_ONLY)
+        if not isinstance(future, Mapping):
+            raise ValueError(f"future must map session_id -> list of actions (got {future!r})")
+        self.future: dict[str, tuple[str, ...]] = {}
+        for sid, steps in future.items():
+            if (
+                not isinstance(sid, str)
+                or isinstance(steps, str)
+                or not isinstance(steps, Sequence)
+                or not all(isinstance(a, str) for a in steps)
+            ):
+                raise ValueError(
+                    f"future must map session_id -> list of action names; bad entry {sid!r}"
+                )
+            self.future[sid] = tuple(steps)
+        if depth is not None and (
+            isinstance(depth, bool) or not isinstance(depth, int) or depth < 1
+        ):
+            raise ValueError(f"depth must be a positive integer or None (got {depth!r})")
+        self.depth = depth
+
+    def propose(self, ctx: PolicyContext) -> list[Proposal]:
+        """The true next path from the cursor and all its prefixes, each with P = 1.0."""
+        steps = self.future.get(ctx.session.session_id)
+        if steps is None:
+            return []
+        d = ctx.max_depth if self.depth is None else min(ctx.max_depth, self.depth)
+        i = len(ctx.session.history)
+        spelling = {action_key(a): a for a in unique_actions(ctx.actions)}
+        path: list[str] = []
+        for action in steps[i : i + max(d, 0)]:
+            offered = spelling.get(action_key(action))
+            if offered is None:
+                break
+            path.append(offered)
+        sid = ctx.session.session_id
+        return [Proposal(sid, tuple(path[:n]), 1.0) for n in range(1, len(path) + 1)]
+
+    def observe(self, event: ActionObserved) -> None:
+        """Ignored: the oracle already knows everything."""
+
+    def __repr__(self) -> str:
+        return f"OraclePolicy(sessions={len(self.future)}, depth={self.depth})"
