@@ -187,8 +187,12 @@ class Settings(BaseSettings):
         return self.storage.root or self.server.data_dir / "blobs"
 
 
-def load_settings(path: Path | None = None, **overrides: object) -> Settings:
+def load_settings(
+    path: Path | None = None, *, use_file: bool = True, **overrides: object
+) -> Settings:
     """Load settings from ``path`` (default: $REWIND_CONFIG or ./rewind.toml if it exists).
+
+    ``use_file=False`` reads no file at all (defaults, environment and overrides only).
 
     ``overrides`` are section dicts that win over everything (used by tests and the CLI).
 
@@ -196,7 +200,9 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
         FileNotFoundError: ``path`` was given explicitly and does not exist.
         pydantic.ValidationError: a key is unknown or a value breaks its rule.
     """
-    if path is None:
+    if not use_file:
+        path = None
+    elif path is None:
         env_path = os.environ.get("REWIND_CONFIG")
         path = Path(env_path) if env_path else DEFAULT_CONFIG_FILE
         if not path.exists():

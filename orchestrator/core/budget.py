@@ -1,0 +1,53 @@
+"""Speculation budget maths: a token bucket of GPU-seconds and the speculative slot cap; pure.
+
+The bucket (``BucketState``) holds speculative GPU-seconds: it refills at
+``Budget.rate_gpu_s_per_s`` up to ``Budget.burst_gpu_s``, and each speculative start pays its
+expected GPU-seconds up front. Demand jobs never pay: a viewer who waits is always served
+(DESIGN.md, "The decision core"). Separately, speculative jobs may hold at most
+``speculative_slot_cap`` slots at once, so demand always finds room to preempt into.
+"""
+
+from __future__ import annotations
+
+import math
+
+from orchestrator.core.types import BucketState, Budget
+
+
+def refill(bucket: BucketState, budget: Budget, now: float) -> BucketState:
+    """The bucket as of ``now``: ``tokens + rate * (now - updated_at)``, clamped to [0, burst].
+
+    Time never runs backwards: when ``now <= updated_at`` only the clamp applies and
+    ``updated_at`` is kept. The clamp also repairs a bucket carried over from a larger burst (or
+    a negative one), so the result always satisfies 0 <= tokens <= burst_gpu_s.
+
+    Args:
+        bucket: tokens (GPU-seconds) as of ``updated_at`` (seconds).
+        budget: supplies rate_gpu_s_per_s and burst_gpu_s.
+        now: current time (seconds).
+    """
+    burst = max(0.0, budget.burst_gpu_s)
+    elapsed = max(0.0, now - bucket.updated_at)
+    tokens = bucket.tokens + max(0.0, budget.rate_gpu_s_per_s) * elapsed
+    return BucketState(tokens=min(burst, max(0.0, tokens)), updated_at=max(now, bucket.updated_at))
+
+
+def try_spend(bucket: BucketState, cost: float) -> BucketState | None:
+    """The bucket after paying ``cost`` GPU-seconds, or None when it holds fewer tokens.
+
+    A negative cost is treated as 0 (spending never adds tokens). Call ``refill`` first.
+    """
+    cost = max(0.0, cost)
+    if bucket.tokens < cost:
+        return None
+    return BucketState(tokens=bucket.tokens - cost, updated_at=bucket.updated_at)
+
+
+def speculative_slot_cap(budget: Budget) -> int:
+    """Slots speculative jobs may hold at once: floor(speculative_share * max_containers).
+
+    The share is clamped to [0, 1] and the result to >= 0.
+    """
+    share = min(1.0, max(0.0, budget.speculative_share))
+    # A tiny epsilon keeps 0.75 * 4 from flooring to 2 through float error.
+    return max(0, math.floor(share * budget.max_containers + 1e-9))

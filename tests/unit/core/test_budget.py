@@ -1,0 +1,91 @@
+"""Token bucket and speculative slot cap (orchestrator.core.budget)."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orchestrator.core.budget import refill, speculative_slot_cap, try_spend
+from orchestrator.core.types import BucketState, Budget
+
+times = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+amounts = st.floats(min_value=0, max_value=1e5, allow_nan=False)
+budgets = st.builds(
+    Budget,
+    max_containers=st.integers(0, 64),
+    speculative_share=st.floats(0, 1),
+    rate_gpu_s_per_s=st.floats(0, 100),
+    burst_gpu_s=st.floats(0, 1e4),
+)
+
+
+def test_refill_adds_rate_times_elapsed() -> None:
+    b = refill(BucketState(10.0, 100.0), Budget(rate_gpu_s_per_s=2.0, burst_gpu_s=100.0), 105.0)
+    assert b == BucketState(20.0, 105.0)
+
+
+def test_refill_caps_at_burst() -> None:
+    b = refill(BucketState(90.0, 0.0), Budget(rate_gpu_s_per_s=2.0, burst_gpu_s=100.0), 50.0)
+    assert b == BucketState(100.0, 50.0)
+
+
+def test_refill_ignores_time_running_backwards() -> None:
+    b = refill(BucketState(10.0, 100.0), Budget(rate_gpu_s_per_s=2.0, burst_gpu_s=100.0), 90.0)
+    assert b == BucketState(10.0, 100.0)
+
+
+def test_refill_repairs_bucket_above_a_lowered_burst() -> None:
+    b = refill(BucketState(500.0, 0.0), Budget(burst_gpu_s=100.0), 0.0)
+    assert b.tokens == 100.0
+
+
+def test_try_spend() -> None:
+    assert try_spend(BucketState(10.0, 3.0), 4.0) == BucketState(6.0, 3.0)
+    assert try_spend(BucketState(10.0, 3.0), 10.0) == BucketState(0.0, 3.0)
+    assert try_spend(BucketState(10.0, 3.0), 10.5) is None
+
+
+def test_slot_cap() -> None:
+    assert speculative_slot_cap(Budget(max_containers=4, speculative_share=0.75)) == 3
+    assert speculative_slot_cap(Budget(max_containers=3, speculative_share=0.5)) == 1
+    assert speculative_slot_cap(Budget(max_containers=10, speculative_share=0.3)) == 3
+    assert speculative_slot_cap(Budget(max_containers=4, speculative_share=0.0)) == 0
+    assert speculative_slot_cap(Budget(max_containers=4, speculative_share=1.0)) == 4
+
+
+@given(budgets, st.floats(0, 1e4), times, times, times)
+def test_refill_monotone_and_capped(
+    budget: Budget, tokens: float, t0: float, t1: float, t2: float
+) -> None:
+    t1, t2 = sorted((t1, t2))
+    start = BucketState(min(tokens, budget.burst_gpu_s), t0)
+    a = refill(start, budget, t1)
+    b = refill(a, budget, t2)
+    assert 0 <= a.tokens <= budget.burst_gpu_s
+    assert start.tokens <= a.tokens <= b.tokens <= budget.burst_gpu_s
+    assert start.updated_at <= a.updated_at <= b.updated_at
+
+
+@given(budgets, st.floats(-1e4, 1e5), times, times)
+def test_refill_always_within_bounds(budget: Budget, tokens: float, t0: float, now: float) -> None:
+    b = refill(BucketState(tokens, t0), budget, now)
+    assert 0 <= b.tokens <= budget.burst_gpu_s
+    assert b.updated_at == max(t0, now)
+
+
+@given(amounts, amounts)
+def test_try_spend_never_negative(tokens: float, cost: float) -> None:
+    out = try_spend(BucketState(tokens, 0.0), cost)
+    if out is None:
+        assert cost > tokens
+    else:
+        assert out.tokens >= 0 and math.isclose(out.tokens, tokens - cost, abs_tol=1e-9)
+
+
+@given(budgets)
+def test_slot_cap_bounds(budget: Budget) -> None:
+    cap = speculative_slot_cap(budget)
+    assert 0 <= cap <= budget.max_containers
+    assert cap <= budget.speculative_share * budget.max_containers + 1e-6
