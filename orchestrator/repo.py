@@ -33,14 +33,17 @@ async def set_memory_scene(
 ) -> None:
     """Store a scene analysis on its memory."""
     await conn.execute(
-        query("memory_set_scene"), memory_id, description, mood, anchor_points, sound_keywords,
+        query("memory_set_scene"),
+        memory_id,
+        description,
+        mood,
+        anchor_points,
+        sound_keywords,
         source,
     )
 
 
-async def set_memory_audio(
-    conn: Conn, memory_id: uuid.UUID, path: str, content_type: str
-) -> None:
+async def set_memory_audio(conn: Conn, memory_id: uuid.UUID, path: str, content_type: str) -> None:
     """Record a memory's soundscape blob."""
     await conn.execute(query("memory_set_audio"), memory_id, path, content_type)
 
@@ -65,8 +68,15 @@ async def claim_chunk(
 ) -> tuple[Row, bool]:
     """Claim a chunk key: (row, True) if this call created it, (existing row, False) otherwise."""
     row: Row | None = await conn.fetchrow(
-        query("chunk_claim"), chunk_id, memory_id, parent_id, chunk_index, pose, action,
-        profile_key, profile,
+        query("chunk_claim"),
+        chunk_id,
+        memory_id,
+        parent_id,
+        chunk_index,
+        pose,
+        action,
+        profile_key,
+        profile,
     )
     if row is not None:
         return row, True
@@ -126,8 +136,16 @@ async def insert_job(
 ) -> None:
     """Insert a queued gpu_jobs row (attempt number = previous attempts on the chunk + 1)."""
     await conn.execute(
-        query("job_insert"), job_id, chunk_id, memory_id, session_id, kind, backend, policy,
-        probability, depth,
+        query("job_insert"),
+        job_id,
+        chunk_id,
+        memory_id,
+        session_id,
+        kind,
+        backend,
+        policy,
+        probability,
+        depth,
     )
 
 
@@ -232,8 +250,20 @@ async def insert_request(
 ) -> None:
     """Record a chunk request's outcome (its wait is filled in by ``request_served``)."""
     await conn.execute(
-        query("request_insert"), request_id, session_id, memory_id, parent_id, chunk_id, job_id,
-        pose, action, outcome, policy, arm, speculated_depth, speculated_probability,
+        query("request_insert"),
+        request_id,
+        session_id,
+        memory_id,
+        parent_id,
+        chunk_id,
+        job_id,
+        pose,
+        action,
+        outcome,
+        policy,
+        arm,
+        speculated_depth,
+        speculated_probability,
     )
 
 

@@ -1,4 +1,6 @@
 -- The viewer now watches $2: move the cursor and append it to the journey.
 UPDATE sessions
-SET cursor_chunk_id = $2, chunk_path = chunk_path || to_jsonb($2::text), last_seen_at = now()
+SET cursor_chunk_id = $2::uuid,
+    chunk_path = chunk_path || jsonb_build_array($2::uuid::text),
+    last_seen_at = now()
 WHERE id = $1

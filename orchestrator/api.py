@@ -1,0 +1,230 @@
+"""HTTP routes: the seed's API (memories, chunks, health) plus media and session endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, Response
+
+from orchestrator import repo
+from orchestrator.errors import NotFound
+from orchestrator.memories import b64, create_memory, request_next_chunk
+from orchestrator.scene import AnchorPoint, SceneInfo
+from orchestrator.scheduler import ServedChunk
+from orchestrator.schemas import (
+    ChunkCreated,
+    ChunkOut,
+    ChunkRequest,
+    CreateMemory,
+    MemoryCreated,
+    MemoryOut,
+    SessionCreated,
+    TreeChunk,
+)
+from orchestrator.service import Service
+from orchestrator.storage import BlobNotFound, Bucket
+
+router = APIRouter(prefix="/api")
+Inline = Annotated[
+    bool, Query(description="include video_base64 (true, seed default) or URLs only (false)")
+]
+
+
+async def service(request: Request) -> Service:
+    """The running Service (set by the app's lifespan)."""
+    svc: Service = request.app.state.service
+    return svc
+
+
+Svc = Annotated[Service, Depends(service)]
+
+
+async def _chunk_out(svc: Service, served: ServedChunk, inline: bool) -> ChunkOut:
+    row = served.chunk
+    video = await svc.store.get("videos", row["video_path"]) if inline else None
+    return ChunkOut(
+        chunk_id=row["id"],
+        video_base64=b64(video) if video is not None else None,
+        pose=row["pose"],
+        chunk_index=row["chunk_index"],
+        parent_chunk_id=row["parent_chunk_id"],
+        action=row["action"],
+        video_url=f"/api/chunks/{row['id']}/video",
+        last_frame_url=f"/api/chunks/{row['id']}/frame",
+        outcome=served.outcome,
+        wait_ms=round(served.wait_ms, 1),
+        job_id=served.job_id,
+    )
+
+
+def _scene(row: repo.Row) -> SceneInfo | None:
+    if row["scene_description"] is None:
+        return None
+    return SceneInfo(
+        description=row["scene_description"],
+        mood=row["scene_mood"] or "",
+        anchor_points=[AnchorPoint(**a) for a in row["anchor_points"] or []],
+        sound_keywords=list(row["sound_keywords"] or []),
+    )
+
+
+@router.post("/memories", response_model=MemoryCreated, response_model_exclude_none=False)
+async def post_memory(body: CreateMemory, svc: Svc, inline: Inline = True) -> MemoryCreated:
+    """Start a memory from a photo: scene, root chunk (pose w-31) and soundscape (seed)."""
+    created = await create_memory(svc, body.image_base64, body.prompt)
+    audio = created.audio
+    return MemoryCreated(
+        memory_id=created.memory_id,
+        session_id=created.session_id,
+        chunk=await _chunk_out(svc, created.served, inline),
+        audio_base64=b64(audio.data) if audio is not None and inline else None,
+        audio_url=f"/api/memories/{created.memory_id}/audio" if audio is not None else None,
+        scene=created.scene,
+        original_image_url=f"/api/memories/{created.memory_id}/image",
+    )
+
+
+@router.post("/memories/{memory_id}/chunks", response_model=ChunkCreated)
+async def post_chunk(
+    memory_id: uuid.UUID, body: ChunkRequest, svc: Svc, inline: Inline = True
+) -> ChunkCreated:
+    """Generate (or serve from cache) the next chunk from the parent's last frame (seed)."""
+    served, session_id = await request_next_chunk(
+        svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id
+    )
+    return ChunkCreated(chunk=await _chunk_out(svc, served, inline), session_id=session_id)
+
+
+@router.get("/memories/{memory_id}", response_model=MemoryOut)
+async def get_memory(memory_id: uuid.UUID, svc: Svc) -> MemoryOut:
+    """The memory and its full chunk tree, for replay (seed)."""
+    async with svc.db.pool.acquire() as conn:
+        memory = await repo.get_memory(conn, memory_id)
+        if memory is None:
+            raise NotFound(f"no memory {memory_id}", field="memory_id")
+        chunks = await repo.chunks_of_memory(conn, memory_id)
+    return MemoryOut(
+        memory_id=memory_id,
+        original_image_url=f"/api/memories/{memory_id}/image",
+        prompt=memory["prompt"],
+        scene=_scene(memory),
+        audio_url=f"/api/memories/{memory_id}/audio" if memory["audio_path"] else None,
+        chunks=[
+            TreeChunk(
+                chunk_id=c["id"],
+                parent_chunk_id=c["parent_chunk_id"],
+                pose=c["pose"],
+                action=c["action"],
+                chunk_index=c["chunk_index"],
+                status=c["status"],
+                video_url=f"/api/chunks/{c['id']}/video" if c["status"] == "ready" else None,
+            )
+            for c in chunks
+        ],
+    )
+
+
+@router.post("/memories/{memory_id}/sessions", response_model=SessionCreated, status_code=201)
+async def post_session(memory_id: uuid.UUID, svc: Svc) -> SessionCreated:
+    """Start another viewer's walk through an existing memory, at its root chunk."""
+    async with svc.db.pool.acquire() as conn:
+        if await repo.get_memory(conn, memory_id) is None:
+            raise NotFound(f"no memory {memory_id}", field="memory_id")
+        chunks = await repo.chunks_of_memory(conn, memory_id)
+        root = next((c for c in chunks if c["parent_chunk_id"] is None), None)
+        if root is None or root["status"] != "ready":
+            raise NotFound(f"memory {memory_id} has no ready root chunk", field="memory_id")
+        session_id = uuid.uuid4()
+        policy = svc.scheduler.config.policy
+        await repo.insert_session(conn, session_id, memory_id, root["id"], policy, "default")
+    await svc.scheduler.open_session(session_id, memory_id, root["id"])
+    return SessionCreated(
+        session_id=session_id, memory_id=memory_id, cursor_chunk_id=root["id"], policy=policy
+    )
+
+
+async def _blob(svc: Service, bucket: Bucket, key: str | None, media_type: str) -> Response:
+    if key is None:
+        raise NotFound(f"nothing stored in {bucket}")
+    path = svc.store.local_path(bucket, key)
+    if path is not None and path.exists():
+        return FileResponse(path, media_type=media_type)  # Starlette serves HTTP Range
+    try:
+        return Response(await svc.store.get(bucket, key), media_type=media_type)
+    except BlobNotFound as exc:
+        raise NotFound(f"{bucket}/{key} is missing from storage") from exc
+
+
+async def _ready_chunk(svc: Service, chunk_id: uuid.UUID) -> repo.Row:
+    async with svc.db.pool.acquire() as conn:
+        row = await repo.get_chunk(conn, chunk_id)
+    if row is None or row["status"] != "ready":
+        raise NotFound(f"no ready chunk {chunk_id}", field="chunk_id")
+    return row
+
+
+@router.get("/chunks/{chunk_id}/video", response_class=FileResponse)
+async def get_chunk_video(chunk_id: uuid.UUID, svc: Svc) -> Response:
+    """The chunk's MP4 (HTTP Range supported)."""
+    row = await _ready_chunk(svc, chunk_id)
+    return await _blob(svc, "videos", row["video_path"], "video/mp4")
+
+
+@router.get("/chunks/{chunk_id}/frame", response_class=FileResponse)
+async def get_chunk_frame(chunk_id: uuid.UUID, svc: Svc) -> Response:
+    """The chunk's last frame as PNG (the input of its children)."""
+    row = await _ready_chunk(svc, chunk_id)
+    return await _blob(svc, "frames", row["last_frame_path"], "image/png")
+
+
+async def _memory_row(svc: Service, memory_id: uuid.UUID) -> repo.Row:
+    async with svc.db.pool.acquire() as conn:
+        row = await repo.get_memory(conn, memory_id)
+    if row is None:
+        raise NotFound(f"no memory {memory_id}", field="memory_id")
+    return row
+
+
+@router.get("/memories/{memory_id}/image", response_class=FileResponse)
+async def get_memory_image(memory_id: uuid.UUID, svc: Svc) -> Response:
+    """The uploaded photo, normalised to RGB PNG."""
+    row = await _memory_row(svc, memory_id)
+    return await _blob(svc, "originals", row["original_image_path"], "image/png")
+
+
+@router.get("/memories/{memory_id}/audio", response_class=FileResponse)
+async def get_memory_audio(memory_id: uuid.UUID, svc: Svc) -> Response:
+    """The memory's soundscape (404 when there is none)."""
+    row = await _memory_row(svc, memory_id)
+    return await _blob(svc, "audio", row["audio_path"], row["audio_content_type"] or "audio/mpeg")
+
+
+@router.get("/health")
+async def health(svc: Svc) -> dict[str, object]:
+    """Database, storage, GPU pool and each integration, reported honestly."""
+    try:
+        async with svc.db.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        database: dict[str, object] = {
+            "status": "ok",
+            "backend": "embedded" if svc.db.embedded else "external",
+        }
+    except Exception as exc:
+        database = {"status": "down", "error": str(exc)}
+    gpu = await svc.pool.health()
+    gpu["busy_by_kind"] = svc.scheduler.busy_slots()
+    gpu["queued_demands"] = svc.scheduler.queued_demands()
+    storage = await svc.store.health()
+    parts: dict[str, object] = {
+        "database": database,
+        "storage": storage,
+        "gpu": gpu,
+        "scene": svc.scene.health(),
+        "soundscape": svc.soundscape.health(),
+        "policy": svc.scheduler.config.policy,
+    }
+    essential = (database["status"], storage["status"], gpu["status"])
+    healthy = all(s == "ok" for s in essential)
+    return {"status": "healthy" if healthy else "degraded", **parts}

@@ -1,0 +1,102 @@
+"""The FastAPI application: lifespan, request ids, body-size limit, and JSON errors.
+
+Every error a client can cause is answered as ``{"error", "detail", "field"}`` with a 4xx status,
+including FastAPI's own validation errors (reshaped so a frontend developer sees which field
+broke which rule).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from orchestrator.api import router
+from orchestrator.config import Settings
+from orchestrator.errors import ApiError
+from orchestrator.service import Service
+
+log = structlog.get_logger(__name__)
+
+# JSON overhead above the largest accepted photo: base64 inflates by 4/3, plus the prompt.
+_BODY_SLACK = 64 * 1024
+
+
+def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
+    """The ASGI app. It starts (and stops) its own Service unless one is passed in."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = service is None
+        app.state.service = service or await Service.start(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.service.close()
+
+    app = FastAPI(title="Rewind orchestrator", version="0.1.0", lifespan=lifespan)
+    if service is not None:
+        app.state.service = service
+    app.include_router(router)
+    max_body = settings.limits.max_image_bytes * 4 // 3 + _BODY_SLACK
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, method=request.method, path=request.url.path
+        )
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            err = ApiError(
+                413,
+                "too_large",
+                f"request body is {length} bytes; the limit is {max_body} bytes "
+                f"(photos up to {settings.limits.max_image_bytes} bytes before base64)",
+            )
+            response: Response = JSONResponse(err.to_json(), status_code=413)
+        else:
+            response = await call_next(request)
+        response.headers["x-request-id"] = request_id
+        log.info("request", status=response.status_code)
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("request_failed", error=exc.error, detail=exc.detail)
+        return JSONResponse(exc.to_json(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        field = ".".join(loc) or None
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+            for e in errors
+        )
+        return JSONResponse(
+            {"error": "invalid_request", "detail": detail, "field": field}, status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        return JSONResponse(
+            {"error": code, "detail": str(exc.detail), "field": None},
+            status_code=exc.status_code,
+        )
+
+    return app

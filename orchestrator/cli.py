@@ -1,0 +1,134 @@
+"""The ``rewind`` command line (typer): serve, migrate."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from orchestrator.config import Settings, load_settings
+from orchestrator.logs import configure_logging
+
+app = typer.Typer(
+    help="Rewind's speculative branch-prefetching orchestrator.", no_args_is_help=True
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="rewind.toml to read (default: $REWIND_CONFIG or "
+        "./rewind.toml when present; otherwise built-in defaults)",
+    ),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        settings = load_settings(config)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from exc
+    configure_logging(settings.log.level, settings.log.json_output)
+    return settings
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="listen address ([server] host)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port ([server] port)")] = None,
+) -> None:
+    """Run the HTTP API. With no DATABASE_URL it starts an embedded PostgreSQL under .rewind/."""
+    from orchestrator.app import create_app
+
+    settings = _settings(config)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.server.host,
+        port=port or settings.server.port,
+        log_config=None,
+    )
+
+
+@app.command()
+def migrate(config: ConfigOpt = None) -> None:
+    """Apply pending migrations from migrations/ and exit."""
+    from orchestrator.db import open_database
+
+    settings = _settings(config)
+
+    async def run() -> None:
+        db = await open_database(settings.database.url, settings.server.data_dir, migrate=False)
+        try:
+            from orchestrator.migrate import apply_migrations
+
+            async with db.pool.acquire() as conn:
+                applied = await apply_migrations(conn)
+        finally:
+            await db.close()
+        names = ", ".join(f"{m.version:03d}_{m.name}" for m in applied) or "nothing to apply"
+        typer.echo(f"migrations applied: {names}")
+
+    asyncio.run(run())
+
+
+@app.command()
+def demo(
+    policy: Annotated[str, typer.Option(help="speculation policy: none, uniform, markov, ...")] = (
+        "markov"
+    ),
+    steps: Annotated[int, typer.Option(help="steps to walk", min=1, max=100)] = 8,
+    think: Annotated[float, typer.Option(help="viewer think time per step, seconds")] = 4.0,
+    gpu_delay: Annotated[
+        float, typer.Option(help="extra seconds each generation holds its GPU slot")
+    ] = 2.0,
+    random_walk: Annotated[
+        bool, typer.Option("--random", help="seeded random path instead of the scripted one")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="seed of the random path")] = 0,
+    watch: Annotated[
+        bool, typer.Option(help="also watch each chunk for its duration before thinking")
+    ] = False,
+    photo: Annotated[
+        Path | None, typer.Option(help="photo to start from (default: a bundled sample)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="keep state here (default: a temporary folder)")
+    ] = None,
+    small: Annotated[
+        bool, typer.Option(help="small chunks (33 frames, 320x180) for a quick look")
+    ] = False,
+) -> None:
+    """Walk a memory like a viewer and print hit / in-flight / miss, waits and GPU-seconds."""
+    import os
+
+    from orchestrator.demo import DEFAULT_PATH, SAMPLE_PHOTO, demo_data_dir, random_path, run_demo
+
+    configure_logging("warning", json_output=False)
+    path = random_path(steps, seed) if random_walk else (DEFAULT_PATH * 13)[:steps]
+    tmp = demo_data_dir(data_dir)
+    folder = data_dir if data_dir is not None else Path(tmp.name)  # type: ignore[union-attr]
+    overrides: dict[str, dict[str, object]] = {}
+    if small:
+        overrides["generation"] = {"frames": 33, "width": 320, "height": 180}
+    try:
+        asyncio.run(
+            run_demo(
+                policy=policy,
+                path=path,
+                think_s=think,
+                gpu_delay_s=gpu_delay,
+                photo=photo or SAMPLE_PHOTO,
+                data_dir=folder,
+                database_url=os.environ.get("DATABASE_URL"),
+                overrides=overrides,
+                watch=watch,
+            )
+        )
+    finally:
+        if tmp is not None:
+            tmp.cleanup()

@@ -1,0 +1,220 @@
+"""Memory creation and chunk requests: the seed's flows on top of the scheduler.
+
+Creating a memory validates the photo before anything is written, then stores the normalised
+photo, inserts the memory, its root chunk claim and a session, and runs scene analysis, the root
+chunk and the soundscape concurrently (seed: "Backend Internal Flow"). A failed scene analysis or
+soundscape leaves its field null; a failed root chunk is a 502 naming the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from dataclasses import dataclass
+
+import structlog
+
+from orchestrator import repo
+from orchestrator.core.poses import PoseError, action_to_pose, canonical_pose, normalize_action
+from orchestrator.core.poses import pose_to_action as _pose_action
+from orchestrator.errors import Conflict, InvalidInput, NotFound
+from orchestrator.media import decode_photo
+from orchestrator.scene import SceneInfo
+from orchestrator.scheduler import ServedChunk
+from orchestrator.service import Service
+from orchestrator.soundscape import Audio
+from orchestrator.storage import audio_key, original_key
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedMemory:
+    """What POST /api/memories returns before serialisation."""
+
+    memory_id: uuid.UUID
+    session_id: uuid.UUID
+    served: ServedChunk
+    scene: SceneInfo | None
+    audio: Audio | None
+
+
+def resolve_pose(pose: str | None, action: str | None, frames: int) -> tuple[str, str | None]:
+    """(canonical pose, action or None) from a request naming exactly one of pose / action.
+
+    Raises:
+        InvalidInput: neither or both given, or the pose/action breaks a rule.
+    """
+    if (pose is None) == (action is None):
+        raise InvalidInput(
+            "invalid_pose",
+            'send exactly one of \'pose\' (e.g. "w-31") or \'action\' (e.g. "w" or "w+right")',
+            field="pose",
+        )
+    try:
+        if action is not None:
+            name = normalize_action(action)
+            return str(action_to_pose(name, frames)), name
+        assert pose is not None
+        canonical = canonical_pose(pose, frames)
+        return canonical, _pose_action(canonical, frames)
+    except PoseError as exc:
+        raise InvalidInput(f"invalid_{exc.field}", exc.rule, field=exc.field) from exc
+
+
+async def create_memory(svc: Service, image_base64: str, prompt: str | None) -> CreatedMemory:
+    """Validate the photo, write the memory, and generate its root chunk, scene and audio.
+
+    Raises:
+        InvalidInput / TooLarge: the photo or prompt breaks a rule (nothing is written).
+        GenerationFailed: the root chunk could not be generated (502).
+    """
+    limits = svc.settings.limits
+    if prompt is not None and len(prompt) > limits.max_prompt_chars:
+        raise InvalidInput(
+            "prompt_too_long",
+            f"prompt is {len(prompt)} characters; the limit is {limits.max_prompt_chars}",
+            field="prompt",
+        )
+    photo = await asyncio.to_thread(
+        decode_photo,
+        image_base64,
+        max_bytes=limits.max_image_bytes,
+        max_pixels=limits.max_image_pixels,
+    )
+    memory_id, session_id, root_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    image_path = original_key(str(memory_id))
+    await svc.store.put("originals", image_path, photo.png, "image/png")
+    try:
+        async with svc.db.pool.acquire() as conn, conn.transaction():
+            await repo.insert_memory(conn, memory_id, prompt, image_path, photo.width, photo.height)
+            root, _ = await repo.claim_chunk(
+                conn,
+                chunk_id=root_id,
+                memory_id=memory_id,
+                parent_id=None,
+                chunk_index=0,
+                pose=svc.root_pose,
+                action=_pose_action(svc.root_pose, svc.profile.frames),
+                profile_key=svc.profile.key(),
+                profile=svc.profile.to_json(),
+            )
+            await repo.insert_session(
+                conn, session_id, memory_id, root["id"], svc.scheduler.config.policy, "default"
+            )
+    except BaseException:
+        await svc.store.delete("originals", image_path)
+        raise
+    await svc.scheduler.open_session(session_id, memory_id, root["id"])
+
+    async def scene_then_audio() -> tuple[SceneInfo | None, Audio | None]:
+        scene = await _analyse(svc, memory_id, photo.png, prompt)
+        audio = await _soundscape(svc, memory_id, scene) if scene is not None else None
+        return scene, audio
+
+    side = asyncio.create_task(scene_then_audio())
+    try:
+        served = await svc.scheduler.request_chunk(
+            memory_id=memory_id,
+            parent=None,
+            pose=svc.root_pose,
+            action=None,
+            session_id=session_id,
+            record_history=False,
+        )
+    finally:
+        scene, audio = await side
+    return CreatedMemory(memory_id, session_id, served, scene, audio)
+
+
+async def _analyse(
+    svc: Service, memory_id: uuid.UUID, png: bytes, prompt: str | None
+) -> SceneInfo | None:
+    try:
+        scene = await svc.scene.analyze(png, prompt)
+    except Exception as exc:
+        log.warning("scene_analysis_failed", memory_id=str(memory_id), error=str(exc))
+        return None
+    async with svc.db.pool.acquire() as conn:
+        await repo.set_memory_scene(
+            conn,
+            memory_id,
+            scene.description,
+            scene.mood,
+            [a.model_dump() for a in scene.anchor_points],
+            scene.sound_keywords,
+            svc.scene.name,
+        )
+    return scene
+
+
+async def _soundscape(svc: Service, memory_id: uuid.UUID, scene: SceneInfo) -> Audio | None:
+    try:
+        audio = await svc.soundscape.generate(scene)
+    except Exception as exc:
+        log.warning("soundscape_failed", memory_id=str(memory_id), error=str(exc))
+        return None
+    if audio is None:
+        return None
+    ext = "mp3" if audio.content_type == "audio/mpeg" else "wav"
+    key = audio_key(str(memory_id), ext)
+    await svc.store.put("audio", key, audio.data, audio.content_type)
+    async with svc.db.pool.acquire() as conn:
+        await repo.set_memory_audio(conn, memory_id, key, audio.content_type)
+    return audio
+
+
+async def request_next_chunk(
+    svc: Service,
+    memory_id: uuid.UUID,
+    parent_id: uuid.UUID,
+    pose: str | None,
+    action: str | None,
+    session_id: uuid.UUID | None,
+) -> tuple[ServedChunk, uuid.UUID | None]:
+    """Validate ids and pose, then serve the chunk (hit, in-flight hit or miss).
+
+    Raises:
+        NotFound: unknown memory, parent chunk, or session (or one from another memory).
+        Conflict: the parent chunk is not ready yet.
+        InvalidInput: bad pose/action.
+        GenerationFailed: generation failed (502 with the job id).
+    """
+    canonical, action_name = resolve_pose(pose, action, svc.profile.frames)
+    async with svc.db.pool.acquire() as conn:
+        memory = await repo.get_memory(conn, memory_id)
+        if memory is None:
+            raise NotFound(f"no memory {memory_id}", field="memory_id")
+        parent = await repo.get_chunk(conn, parent_id)
+        if parent is None or parent["memory_id"] != memory_id:
+            raise NotFound(f"no chunk {parent_id} in memory {memory_id}", field="parent_chunk_id")
+        if session_id is None:
+            latest = await repo.latest_session(conn, memory_id)
+            session_id = latest["id"] if latest is not None else None
+        else:
+            srow = await repo.get_session(conn, session_id)
+            if srow is None or srow["memory_id"] != memory_id:
+                raise NotFound(f"no session {session_id} on memory {memory_id}", field="session_id")
+    if parent["status"] != "ready":
+        raise Conflict(
+            "parent_not_ready",
+            f"chunk {parent_id} is {parent['status']}, not ready; request "
+            "its children once it has been served",
+            field="parent_chunk_id",
+        )
+    if session_id is not None:
+        await svc.scheduler.session(session_id)
+    served = await svc.scheduler.request_chunk(
+        memory_id=memory_id,
+        parent=parent,
+        pose=canonical,
+        action=action_name,
+        session_id=session_id,
+    )
+    return served, session_id
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 text of ``data``."""
+    return base64.b64encode(data).decode("ascii")

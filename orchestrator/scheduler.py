@@ -1,0 +1,709 @@
+"""The scheduler: the async shell around the pure decision core.
+
+It keeps the live state (the chunk trees of memories being walked, sessions and their cursors,
+generations holding GPU slots, misses waiting for a slot), turns every event into a call to
+``orchestrator.core.plan.plan`` and carries out the returned plan: start jobs on the GPU pool,
+cancel speculative jobs. Requests resolve their chunk key here: ready -> hit, being generated ->
+in-flight hit (the job is promoted to demand), absent -> miss (a demand job). Identical concurrent
+requests wait on one shared future, so they share one generation.
+
+One orchestrator process owns a database: start-up recovery assumes no other process is running
+jobs against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import structlog
+
+from gpu.protocol import GpuPool
+from orchestrator import repo
+from orchestrator.core.plan import plan
+from orchestrator.core.poses import ACTION_NAMES
+from orchestrator.core.profile import GenerationProfile
+from orchestrator.core.types import (
+    ActionObserved,
+    BucketState,
+    Budget,
+    DemandRequest,
+    NodeState,
+    Outcome,
+    PlanInput,
+    PolicyContext,
+    Proposal,
+    RunningJob,
+    SessionView,
+    StartJob,
+    Timing,
+    TreeNode,
+)
+from orchestrator.db import Database
+from orchestrator.events import EventBus
+from orchestrator.jobs import ActiveJob, GenerationFailed, JobRunner
+from orchestrator.queries import Conn
+from orchestrator.storage import BlobStore
+from policies import Policy, make_policy
+
+log = structlog.get_logger(__name__)
+
+_TICK_S = 1.0  # re-plan at least this often: idle timeouts and the bucket move with time
+
+
+@dataclass(frozen=True, slots=True)
+class ServedChunk:
+    """A request's answer: the ready chunk row, the outcome, the wait (ms) and the job used."""
+
+    chunk: repo.Row
+    outcome: Outcome
+    wait_ms: float
+    job_id: uuid.UUID | None
+
+
+@dataclass
+class _Session:
+    view: SessionView
+    arm: str
+
+
+@dataclass
+class _Demand:
+    request: DemandRequest
+    chunk_id: uuid.UUID
+    memory_id: uuid.UUID
+    parent_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """The scheduler's knobs: budget, regime estimates, policy and its parameters."""
+
+    budget: Budget
+    policy: str
+    policy_params: dict[str, object]
+    think_s: float
+    expected_gpu_s: float | None
+    cold_start_s: float
+    seed: int = 0
+
+
+class Scheduler:
+    """Owns the live state and every GPU job. Create, ``await start()``, ``await close()``."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        pool: GpuPool,
+        profile: GenerationProfile,
+        config: SchedulerConfig,
+        *,
+        demand_retries: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+        events: EventBus | None = None,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.pool = pool
+        self.profile = profile
+        self.config = config
+        self.clock = clock
+        self.events = events or EventBus()
+        self.runner = JobRunner(db, store, pool, profile, demand_retries=demand_retries)
+        self._nodes: dict[uuid.UUID, TreeNode] = {}
+        self._memories: set[uuid.UUID] = set()
+        self._sessions: dict[uuid.UUID, _Session] = {}
+        self._jobs: dict[uuid.UUID, tuple[ActiveJob, asyncio.Task[None]]] = {}  # by chunk id
+        self._demands: dict[uuid.UUID, _Demand] = {}  # by chunk id
+        self._waiters: dict[uuid.UUID, asyncio.Future[None]] = {}  # by chunk id
+        self._policies: dict[str, Policy] = {}
+        self._bucket = BucketState(config.budget.burst_gpu_s, clock())
+        self._gpu_estimate = config.expected_gpu_s
+        self._wake = asyncio.Event()
+        self._planner: asyncio.Task[None] | None = None
+        self._closing = False
+        self._policy(config.policy)  # fail fast on an unknown policy name
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover work a previous process left behind, then start planning."""
+        await self._recover()
+        self._planner = asyncio.create_task(self._plan_loop(), name="rewind-planner")
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop planning; running jobs are interrupted and resumed by the next start."""
+        self._closing = True
+        if self._planner is not None:
+            self._planner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._planner
+        tasks = [task for _, task in self._jobs.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def reconfigure(self, config: SchedulerConfig) -> None:
+        """Apply a new policy/budget to new decisions; running jobs are kept."""
+        self.config = config
+        self._policy(config.policy)
+        self._gpu_estimate = config.expected_gpu_s or self._gpu_estimate
+        self._wake.set()
+
+    # ---- sessions --------------------------------------------------------------------------
+
+    async def open_session(
+        self,
+        session_id: uuid.UUID,
+        memory_id: uuid.UUID,
+        cursor: uuid.UUID,
+        policy: str | None = None,
+        arm: str = "default",
+    ) -> None:
+        """Register a live session (rows are the caller's) whose cursor is ``cursor``."""
+        await self._load_memory(memory_id)
+        now = self.clock()
+        view = SessionView(
+            session_id=str(session_id),
+            memory_id=str(memory_id),
+            cursor_chunk_id=str(cursor),
+            watch_started_at=now,
+            last_active_at=now,
+            policy=policy or self.config.policy,
+        )
+        self._sessions[session_id] = _Session(view, arm)
+        self._wake.set()
+
+    async def session(self, session_id: uuid.UUID) -> SessionView | None:
+        """The live session, loading it from the database after a restart; None if unknown."""
+        live = self._sessions.get(session_id)
+        if live is not None:
+            return live.view
+        async with self.db.pool.acquire() as conn:
+            row = await repo.get_session(conn, session_id)
+        if row is None or row["cursor_chunk_id"] is None:
+            return None
+        await self.open_session(
+            session_id, row["memory_id"], row["cursor_chunk_id"], row["policy"], row["arm"]
+        )
+        return self._sessions[session_id].view
+
+    def session_arm(self, session_id: uuid.UUID) -> tuple[str, str]:
+        """(policy, arm) of a live session."""
+        s = self._sessions[session_id]
+        return s.view.policy, s.arm
+
+    # ---- requests --------------------------------------------------------------------------
+
+    async def request_chunk(
+        self,
+        *,
+        memory_id: uuid.UUID,
+        parent: repo.Row | None,
+        pose: str,
+        action: str | None,
+        session_id: uuid.UUID | None,
+        record_history: bool = True,
+    ) -> ServedChunk:
+        """Resolve a chunk key and wait until the chunk is ready.
+
+        ``parent`` is the parent's chunks row (ready, same memory: the API checks) or None for
+        the root. Raises GenerationFailed (502 with the job id) when generation fails.
+        """
+        t0 = self.clock()
+        await self._load_memory(memory_id)
+        parent_id: uuid.UUID | None = parent["id"] if parent is not None else None
+        async with self.db.pool.acquire() as conn:
+            row, _ = await repo.claim_chunk(
+                conn,
+                chunk_id=uuid.uuid4(),
+                memory_id=memory_id,
+                parent_id=parent_id,
+                chunk_index=(parent["chunk_index"] + 1) if parent is not None else 0,
+                pose=pose,
+                action=action,
+                profile_key=self.profile.key(),
+                profile=self.profile.to_json(),
+            )
+        chunk_id: uuid.UUID = row["id"]
+        outcome, job_id = await self._resolve(row, session_id, t0)
+        policy, arm = self.session_arm(session_id) if session_id in self._sessions else (None, None)
+        spec = await self._speculation_of(chunk_id)
+        request_id = uuid.uuid4()
+        async with self.db.pool.acquire() as conn:
+            await repo.insert_request(
+                conn,
+                request_id=request_id,
+                session_id=session_id,
+                memory_id=memory_id,
+                parent_id=parent_id,
+                chunk_id=chunk_id,
+                job_id=job_id,
+                pose=pose,
+                action=action,
+                outcome=outcome,
+                policy=policy,
+                arm=arm,
+                speculated_depth=spec[0],
+                speculated_probability=spec[1],
+            )
+            if job_id is not None and spec[0] is not None:
+                await repo.mark_job_used(conn, job_id)
+        if session_id is not None:
+            await self._move_cursor(session_id, chunk_id, action if record_history else None)
+        try:
+            if outcome != "hit":
+                await asyncio.shield(self._waiters[chunk_id])
+        except GenerationFailed as exc:
+            async with self.db.pool.acquire() as conn:
+                await repo.request_served(conn, request_id, None, str(exc))
+            raise
+        wait_ms = (self.clock() - t0) * 1000.0
+        async with self.db.pool.acquire() as conn:
+            await repo.request_served(conn, request_id, wait_ms)
+            ready = await repo.get_chunk(conn, chunk_id)
+        assert ready is not None and ready["status"] == "ready"
+        if session_id in self._sessions:
+            s = self._sessions[session_id]
+            s.view = replace(s.view, watch_started_at=self.clock())
+        self.events.publish(
+            str(memory_id),
+            "chunk_served",
+            chunk_id=str(chunk_id),
+            outcome=outcome,
+            wait_ms=round(wait_ms, 1),
+        )
+        return ServedChunk(ready, outcome, wait_ms, job_id)
+
+    async def _resolve(
+        self, row: repo.Row, session_id: uuid.UUID | None, t0: float
+    ) -> tuple[Outcome, uuid.UUID | None]:
+        chunk_id: uuid.UUID = row["id"]
+        if row["status"] == "ready":
+            async with self.db.pool.acquire() as conn:
+                job = await repo.latest_job_for_chunk(conn, chunk_id)
+            return "hit", (job["id"] if job is not None else None)
+        if chunk_id in self._jobs:
+            active, _ = self._jobs[chunk_id]
+            if active.kind == "speculative":
+                active.kind = "demand"
+                async with self.db.pool.acquire() as conn:
+                    await repo.promote_job(conn, active.job_id)
+            return "inflight", active.job_id
+        if chunk_id not in self._demands:
+            if row["status"] in ("failed", "cancelled"):
+                async with self.db.pool.acquire() as conn:
+                    await repo.reclaim_chunk(conn, chunk_id)
+            self._add_demand(row, session_id, t0)
+        return "miss", None
+
+    def _add_demand(self, row: repo.Row, session_id: uuid.UUID | None, now: float) -> None:
+        chunk_id: uuid.UUID = row["id"]
+        parent: uuid.UUID | None = row["parent_chunk_id"]
+        self._demands[chunk_id] = _Demand(
+            DemandRequest(
+                request_id=str(chunk_id),
+                memory_id=str(row["memory_id"]),
+                parent_id=str(parent) if parent else None,
+                pose=row["pose"],
+                action=row["action"],
+                session_id=str(session_id) if session_id else None,
+                requested_at=now,
+            ),
+            chunk_id,
+            row["memory_id"],
+            parent,
+        )
+        self._waiters.setdefault(chunk_id, asyncio.get_running_loop().create_future())
+        self._wake.set()
+
+    async def _speculation_of(self, chunk_id: uuid.UUID) -> tuple[int | None, float | None]:
+        async with self.db.pool.acquire() as conn:
+            job = await repo.latest_job_for_chunk(conn, chunk_id)
+        if job is None or job["initial_kind"] != "speculative":
+            return None, None
+        return job["depth"], job["probability"]
+
+    async def _move_cursor(
+        self, session_id: uuid.UUID, chunk_id: uuid.UUID, action: str | None
+    ) -> None:
+        async with self.db.pool.acquire() as conn:
+            await repo.move_session(conn, session_id, chunk_id)
+        s = self._sessions.get(session_id)
+        if s is None:
+            return
+        now = self.clock()
+        history = s.view.history
+        if action is not None:
+            event = ActionObserved(s.view.session_id, s.view.memory_id, history, action)
+            for policy in self._policies.values():
+                policy.observe(event)
+            history = (*history, action)
+        s.view = replace(
+            s.view,
+            cursor_chunk_id=str(chunk_id),
+            history=history,
+            last_active_at=now,
+            watch_started_at=now,
+        )
+        self._wake.set()
+
+    # ---- planning --------------------------------------------------------------------------
+
+    def _policy(self, name: str) -> Policy:
+        if name not in self._policies:
+            params = self.config.policy_params if name == self.config.policy else {}
+            self._policies[name] = make_policy(name, params)
+        return self._policies[name]
+
+    def timing(self) -> Timing:
+        """The regime estimate the core values candidates with (seconds)."""
+        return Timing(
+            gpu_s_per_chunk=self._gpu_estimate or 30.0,
+            cold_start_s=self.config.cold_start_s,
+            chunk_duration_s=self.profile.duration_s,
+            think_s=self.config.think_s,
+        )
+
+    async def _plan_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=_TICK_S)
+            self._wake.clear()
+            try:
+                await self._plan_once()
+            except Exception:
+                log.exception("plan_failed")
+
+    def plan_input(self) -> PlanInput:
+        """Snapshot the live state as the core's input."""
+        now = self.clock()
+        budget = replace(self.config.budget, max_containers=self.pool.slots)
+        running = tuple(
+            RunningJob(
+                job_id=str(a.job_id),
+                chunk_id=str(a.chunk_id),
+                memory_id=str(a.memory_id),
+                parent_id=str(a.parent_id) if a.parent_id else None,
+                pose=a.pose,
+                kind=a.kind,
+                started_at=a.started_at,
+                expected_gpu_s=a.expected_gpu_s,
+                probability=a.probability,
+                session_id=str(a.session_id) if a.session_id else None,
+                depth=a.depth,
+            )
+            for a, _ in self._jobs.values()
+        )
+        return PlanInput(
+            now=now,
+            nodes=tuple(self._nodes.values()),
+            sessions=tuple(s.view for s in self._sessions.values()),
+            jobs=running,
+            demands=tuple(d.request for d in self._demands.values()),
+            proposals=self._proposals(now, budget),
+            budget=budget,
+            bucket=self._bucket,
+            timing=self.timing(),
+            frames=self.profile.frames,
+        )
+
+    def _proposals(self, now: float, budget: Budget) -> tuple[Proposal, ...]:
+        out: list[Proposal] = []
+        for s in self._sessions.values():
+            v = s.view
+            if now - v.last_active_at > budget.idle_timeout_s:
+                continue
+            children: dict[str, NodeState] = {
+                n.action: n.state
+                for n in self._nodes.values()
+                if n.parent_id == v.cursor_chunk_id and n.action is not None
+            }
+            history = tuple(
+                o.view.history for o in self._sessions.values() if o.view.memory_id == v.memory_id
+            )
+            ctx = PolicyContext(
+                session=v,
+                memory_history=history,
+                children=children,
+                actions=ACTION_NAMES,
+                max_depth=budget.max_depth,
+                now=now,
+                seed=self.config.seed,
+            )
+            out.extend(self._policy(v.policy).propose(ctx))
+        return tuple(out)
+
+    async def _plan_once(self) -> None:
+        if self._closing:
+            return
+        decision = plan(self.plan_input())
+        self._bucket = decision.bucket
+        by_job = {str(a.job_id): (a, t) for a, t in self._jobs.values()}
+        for cancel in decision.cancels:
+            if cancel.job_id in by_job:
+                active, task = by_job[cancel.job_id]
+                active.cancel_reason = cancel.reason
+                task.cancel()
+                self.events.publish(
+                    str(active.memory_id),
+                    "speculation_cancelled",
+                    chunk_id=str(active.chunk_id),
+                    reason=cancel.reason,
+                )
+        for start in decision.starts:
+            await self._start(start)
+
+    async def _start(self, start: StartJob) -> None:
+        if start.kind == "demand":
+            assert start.request_id is not None
+            demand = self._demands.pop(uuid.UUID(start.request_id), None)
+            if demand is None:
+                return
+            job = self._new_job(demand.chunk_id, demand.memory_id, demand.parent_id, start)
+            async with self.db.pool.acquire() as conn:
+                await self._insert_job(conn, job)
+        else:
+            job_or_none = await self._claim_speculative(start)
+            if job_or_none is None:
+                return
+            job = job_or_none
+        self._waiters.setdefault(job.chunk_id, asyncio.get_running_loop().create_future())
+        task = asyncio.create_task(self._run(job), name=f"job-{job.job_id}")
+        self._jobs[job.chunk_id] = (job, task)
+        self._set_node(job.chunk_id, job.memory_id, job.parent_id, job.pose, job.action, "running")
+        if job.kind == "speculative":
+            self.events.publish(
+                str(job.memory_id),
+                "speculation_started",
+                chunk_id=str(job.chunk_id),
+                pose=job.pose,
+                action=job.action,
+                probability=round(job.probability, 4),
+                depth=job.depth,
+            )
+
+    def _new_job(
+        self,
+        chunk_id: uuid.UUID,
+        memory_id: uuid.UUID,
+        parent_id: uuid.UUID | None,
+        start: StartJob,
+    ) -> ActiveJob:
+        session_id = uuid.UUID(start.session_id) if start.session_id else None
+        policy = None
+        if start.kind == "speculative" and session_id in self._sessions:
+            policy = self._sessions[session_id].view.policy
+        return ActiveJob(
+            chunk_id=chunk_id,
+            memory_id=memory_id,
+            parent_id=parent_id,
+            pose=start.pose,
+            action=start.action,
+            kind=start.kind,
+            session_id=session_id,
+            policy=policy,
+            probability=start.probability,
+            depth=start.depth,
+            expected_gpu_s=start.expected_gpu_s,
+            started_at=self.clock(),
+        )
+
+    async def _claim_speculative(self, start: StartJob) -> ActiveJob | None:
+        memory_id = uuid.UUID(start.memory_id)
+        parent_id = uuid.UUID(start.parent_id) if start.parent_id else None
+        parent = self._nodes.get(parent_id) if parent_id else None
+        if parent_id is not None and (parent is None or parent.state != "ready"):
+            return None
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            row, created = await repo.claim_chunk(
+                conn,
+                chunk_id=uuid.uuid4(),
+                memory_id=memory_id,
+                parent_id=parent_id,
+                chunk_index=(parent.depth + 1) if parent else 0,
+                pose=start.pose,
+                action=start.action,
+                profile_key=self.profile.key(),
+                profile=self.profile.to_json(),
+            )
+            chunk_id: uuid.UUID = row["id"]
+            if not created:
+                busy = chunk_id in self._jobs or chunk_id in self._demands
+                if busy or row["status"] == "ready":
+                    return None
+                if await repo.reclaim_chunk(conn, chunk_id) is None:
+                    return None
+            job = self._new_job(chunk_id, memory_id, parent_id, start)
+            await self._insert_job(conn, job)
+        return job
+
+    async def _insert_job(self, conn: Conn, job: ActiveJob) -> None:
+        await repo.insert_job(
+            conn,
+            job_id=job.job_id,
+            chunk_id=job.chunk_id,
+            memory_id=job.memory_id,
+            session_id=job.session_id,
+            kind=job.kind,
+            backend=self.pool.name,
+            policy=job.policy,
+            probability=job.probability,
+            depth=job.depth,
+        )
+
+    async def _run(self, job: ActiveJob) -> None:
+        waiter = self._waiters[job.chunk_id]
+        state: NodeState = "failed"
+        try:
+            result, _wall_s = await self.runner.run(job)
+            state = "ready"
+            self._learn_gpu_time(result.gpu_seconds)
+            if not waiter.done():
+                waiter.set_result(None)
+            self.events.publish(
+                str(job.memory_id),
+                "chunk_ready",
+                chunk_id=str(job.chunk_id),
+                kind=job.kind,
+                gpu_seconds=round(result.gpu_seconds, 3),
+            )
+        except asyncio.CancelledError:
+            await self._record_cancel(job)
+            if not waiter.done():
+                waiter.set_exception(
+                    GenerationFailed(str(job.job_id), str(job.chunk_id), "cancelled")
+                )
+                waiter.exception()  # mark retrieved: nobody may be waiting on a speculation
+        except Exception as exc:
+            log.warning("job_failed", job_id=str(job.job_id), error=str(exc))
+            failure = (
+                exc
+                if isinstance(exc, GenerationFailed)
+                else GenerationFailed(
+                    str(job.job_id), str(job.chunk_id), f"{type(exc).__name__}: {exc}"
+                )
+            )
+            await self._record_failure(job, str(exc))
+            if not waiter.done():
+                waiter.set_exception(failure)
+                waiter.exception()
+        finally:
+            self._jobs.pop(job.chunk_id, None)
+            self._waiters.pop(job.chunk_id, None)
+            self._set_node(job.chunk_id, job.memory_id, job.parent_id, job.pose, job.action, state)
+            self._wake.set()
+
+    async def _record_cancel(self, job: ActiveJob) -> None:
+        status = "cancelled"
+        if self._closing and job.cancel_reason is None:
+            # Shutting down: an accepted demand is resumed by the next start; a speculation
+            # is simply dropped (the next planner decides again).
+            if job.kind == "demand":
+                status = "interrupted"
+            else:
+                job.cancel_reason = "shutdown"
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            await repo.job_ended(
+                conn,
+                job.job_id,
+                status,
+                cancel_reason=job.cancel_reason,
+                gpu_seconds=self.clock() - job.started_at,
+            )
+            if status == "cancelled":
+                await repo.set_chunk_status(conn, job.chunk_id, "cancelled")
+
+    async def _record_failure(self, job: ActiveJob, error: str) -> None:
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            await repo.job_ended(conn, job.job_id, "failed", error=error)
+            await repo.set_chunk_status(conn, job.chunk_id, "failed")
+
+    def _learn_gpu_time(self, gpu_seconds: float) -> None:
+        if self.config.expected_gpu_s is not None:
+            return
+        # Exponentially weighted mean of observed generation times: the regime's G.
+        prev = self._gpu_estimate
+        self._gpu_estimate = gpu_seconds if prev is None else 0.7 * prev + 0.3 * gpu_seconds
+
+    # ---- tree ------------------------------------------------------------------------------
+
+    def _set_node(
+        self,
+        chunk_id: uuid.UUID,
+        memory_id: uuid.UUID,
+        parent_id: uuid.UUID | None,
+        pose: str,
+        action: str | None,
+        state: NodeState,
+    ) -> None:
+        parent = self._nodes.get(parent_id) if parent_id else None
+        self._nodes[chunk_id] = TreeNode(
+            chunk_id=str(chunk_id),
+            memory_id=str(memory_id),
+            parent_id=str(parent_id) if parent_id else None,
+            pose=pose,
+            action=action,
+            state=state,
+            depth=(parent.depth + 1) if parent else 0,
+            ready_at=self.clock() if state == "ready" else None,
+        )
+
+    async def _load_memory(self, memory_id: uuid.UUID) -> None:
+        if memory_id in self._memories:
+            return
+        async with self.db.pool.acquire() as conn:
+            rows = await repo.chunks_of_memory(conn, memory_id)
+        self._memories.add(memory_id)
+        for row in rows:  # by chunk_index, so parents come before children
+            if row["id"] in self._nodes:
+                continue
+            if row["status"] == "ready":
+                state: NodeState = "ready"
+            elif row["id"] in self._jobs:
+                state = "running"
+            elif row["status"] in ("failed", "cancelled"):
+                state = "failed"
+            else:
+                continue  # pending, waiting for a slot: the demand stands for it
+            self._set_node(
+                row["id"], memory_id, row["parent_chunk_id"], row["pose"], row["action"], state
+            )
+
+    async def _recover(self) -> None:
+        """Resubmit what a previous process accepted but did not finish."""
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            interrupted = await repo.interrupt_open_jobs(conn, "orchestrator restarted")
+            speculative = {r["chunk_id"] for r in interrupted if r["kind"] == "speculative"}
+            for chunk_id in speculative:
+                await repo.set_chunk_status(conn, chunk_id, "cancelled")
+            pending = await repo.pending_chunks(conn)
+        now = self.clock()
+        for row in pending:
+            await self._load_memory(row["memory_id"])
+            self._add_demand(row, row["session_id"], now)
+        if interrupted or pending:
+            log.info("recovered", interrupted=len(interrupted), resubmitted=len(pending))
+
+    # ---- introspection ---------------------------------------------------------------------
+
+    def busy_slots(self) -> dict[str, int]:
+        """GPU slots held, by job kind."""
+        counts = {"demand": 0, "speculative": 0}
+        for active, _ in self._jobs.values():
+            counts[active.kind] += 1
+        return counts
+
+    def queued_demands(self) -> int:
+        """Misses waiting for a slot."""
+        return len(self._demands)
+
+    def node_states(self, memory_id: uuid.UUID) -> dict[str, NodeState]:
+        """chunk id -> state for a memory's live tree (ready / running / failed)."""
+        return {str(k): n.state for k, n in self._nodes.items() if n.memory_id == str(memory_id)}

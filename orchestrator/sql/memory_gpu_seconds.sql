@@ -1,0 +1,1 @@
+SELECT coalesce(sum(gpu_seconds), 0) FROM gpu_jobs WHERE memory_id = $1
