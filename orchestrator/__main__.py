@@ -1,0 +1,5 @@
+"""``python -m orchestrator`` runs the ``rewind`` CLI."""
+
+from orchestrator.cli import app
+
+app()
