@@ -78,6 +78,8 @@ async def post_memory(body: CreateMemory, svc: Svc, inline: Inline = True) -> Me
     return MemoryCreated(
         memory_id=created.memory_id,
         session_id=created.session_id,
+        policy=created.arm.policy,
+        arm=created.arm.name,
         chunk=await _chunk_out(svc, created.served, inline),
         audio_base64=b64(audio.data) if audio is not None and inline else None,
         audio_url=f"/api/memories/{created.memory_id}/audio" if audio is not None else None,
@@ -137,11 +139,15 @@ async def post_session(memory_id: uuid.UUID, svc: Svc) -> SessionCreated:
         if root is None or root["status"] != "ready":
             raise NotFound(f"memory {memory_id} has no ready root chunk", field="memory_id")
         session_id = uuid.uuid4()
-        policy = svc.scheduler.config.policy
-        await repo.insert_session(conn, session_id, memory_id, root["id"], policy, "default")
-    await svc.scheduler.open_session(session_id, memory_id, root["id"])
+        arm = svc.scheduler.policies.assign(session_id)
+        await repo.insert_session(conn, session_id, memory_id, root["id"], arm.policy, arm.name)
+    await svc.scheduler.open_session(session_id, memory_id, root["id"], arm.name)
     return SessionCreated(
-        session_id=session_id, memory_id=memory_id, cursor_chunk_id=root["id"], policy=policy
+        session_id=session_id,
+        memory_id=memory_id,
+        cursor_chunk_id=root["id"],
+        policy=arm.policy,
+        arm=arm.name,
     )
 
 
@@ -223,7 +229,7 @@ async def health(svc: Svc) -> dict[str, object]:
         "gpu": gpu,
         "scene": svc.scene.health(),
         "soundscape": svc.soundscape.health(),
-        "policy": svc.scheduler.config.policy,
+        "policy": {a.name: a.policy for a in svc.scheduler.policies.arms},
     }
     essential = (database["status"], storage["status"], gpu["status"])
     healthy = all(s == "ok" for s in essential)

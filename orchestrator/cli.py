@@ -20,6 +20,13 @@ app = typer.Typer(
     help="Rewind's speculative branch-prefetching orchestrator.", no_args_is_help=True
 )
 
+
+def _add_subcommands() -> None:
+    from orchestrator.cli_analytics import app as analytics_app
+
+    app.add_typer(analytics_app, name="analytics")
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -51,7 +58,7 @@ def serve(
 
     settings = _settings(config)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, config_path=config),
         host=host or settings.server.host,
         port=port or settings.server.port,
         log_config=None,
@@ -136,3 +143,6 @@ def demo(
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+_add_subcommands()

@@ -123,6 +123,30 @@ class SpeculationConfig(_Section):
     think_s: float = Field(2.0, ge=0.0)
 
 
+class ArmConfig(_Section):
+    """One ``[[experiments.arms]]`` entry: name, policy, weight (relative share), params."""
+
+    name: str = Field(min_length=1, max_length=64)
+    policy: str = Field(min_length=1)
+    weight: float = Field(1.0, gt=0.0)
+    params: dict[str, object] = Field(default_factory=dict)
+
+
+class ExperimentsConfig(_Section):
+    """``[experiments]``: A/B arms. No arms: every session runs ``[speculation] policy``."""
+
+    name: str = Field("default", min_length=1)
+    arms: list[ArmConfig] = Field(default_factory=list)
+
+    @field_validator("arms")
+    @classmethod
+    def _unique_names(cls, v: list[ArmConfig]) -> list[ArmConfig]:
+        names = [a.name for a in v]
+        if len(names) != len(set(names)):
+            raise ValueError(f"arm names must be unique (got {names})")
+        return v
+
+
 class SceneConfig(_Section):
     """``[scene]``: scene analysis backend."""
 
@@ -156,6 +180,7 @@ class Settings(BaseSettings):
     generation: GenerationConfig = GenerationConfig()
     gpu: GpuConfig = GpuConfig()
     speculation: SpeculationConfig = SpeculationConfig()
+    experiments: ExperimentsConfig = ExperimentsConfig()
     scene: SceneConfig = SceneConfig()
     soundscape: SoundscapeConfig = SoundscapeConfig()
     log: LogConfig = LogConfig()

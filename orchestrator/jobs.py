@@ -23,6 +23,7 @@ from orchestrator.core.profile import GenerationProfile
 from orchestrator.core.types import JobKind
 from orchestrator.db import Database
 from orchestrator.errors import ApiError
+from orchestrator.queries import Conn
 from orchestrator.storage import BlobStore, frame_key, original_key, video_key
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,7 @@ class ActiveJob:
     kind: JobKind
     session_id: uuid.UUID | None
     policy: str | None
+    arm: str | None
     probability: float
     depth: int
     expected_gpu_s: float
@@ -68,6 +70,7 @@ class ActiveJob:
     job_id: uuid.UUID = field(default_factory=uuid.uuid4)
     cancel_reason: str | None = None
     attempts: int = 0
+    initial_kind: JobKind = "demand"
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -86,6 +89,7 @@ class JobRunner:
         *,
         demand_retries: int = 2,
         retry_wait_s: float = 1.0,
+        usd_per_gpu_s: float = 0.0,
     ) -> None:
         self.db = db
         self.store = store
@@ -93,6 +97,7 @@ class JobRunner:
         self.profile = profile
         self.demand_retries = demand_retries
         self.retry_wait_s = retry_wait_s
+        self.usd_per_gpu_s = usd_per_gpu_s
 
     async def input_frame(self, memory_id: uuid.UUID, parent_id: uuid.UUID | None) -> bytes:
         """The PNG a chunk starts from: the photo for the root, else the parent's last frame."""
@@ -122,7 +127,8 @@ class JobRunner:
                 with attempt:
                     if job.attempts > 0:  # a retry is a new gpu_jobs row
                         job.job_id = uuid.uuid4()
-                        await self._insert_attempt(job)
+                        async with self.db.pool.acquire() as conn:
+                            await self.insert_attempt(conn, job)
                     job.attempts += 1
                     result = await self._attempt(job, image)
         except GenerationError as exc:
@@ -130,20 +136,21 @@ class JobRunner:
             raise GenerationFailed(str(job.job_id), str(job.chunk_id), last_error) from exc
         return result, time.monotonic() - started
 
-    async def _insert_attempt(self, job: ActiveJob) -> None:
-        async with self.db.pool.acquire() as conn:
-            await repo.insert_job(
-                conn,
-                job_id=job.job_id,
-                chunk_id=job.chunk_id,
-                memory_id=job.memory_id,
-                session_id=job.session_id,
-                kind=job.kind,
-                backend=self.pool.name,
-                policy=job.policy,
-                probability=job.probability,
-                depth=job.depth,
-            )
+    async def insert_attempt(self, conn: Conn, job: ActiveJob) -> None:
+        """Insert the queued gpu_jobs row of ``job``'s current attempt."""
+        await repo.insert_job(
+            conn,
+            job_id=job.job_id,
+            chunk_id=job.chunk_id,
+            memory_id=job.memory_id,
+            session_id=job.session_id,
+            kind=job.kind,
+            backend=self.pool.name,
+            policy=job.policy,
+            probability=job.probability,
+            depth=job.depth,
+            arm=job.arm,
+        )
 
     async def _attempt(self, job: ActiveJob, image: bytes) -> GenerationResult:
         async with self.db.pool.acquire() as conn:
@@ -173,6 +180,7 @@ class JobRunner:
                     "failed",
                     error=str(exc),
                     gpu_seconds=time.monotonic() - t0,
+                    usd_per_gpu_s=self.usd_per_gpu_s,
                 )
             log.warning(
                 "job_attempt_failed",
@@ -191,4 +199,6 @@ class JobRunner:
         await self.store.put("frames", fkey, result.last_frame_png, "image/png")
         async with self.db.pool.acquire() as conn, conn.transaction():
             await repo.mark_chunk_ready(conn, job.chunk_id, vkey, fkey, len(result.video_mp4))
-            await repo.job_succeeded(conn, job.job_id, result.gpu_seconds, result.cold_start)
+            await repo.job_succeeded(
+                conn, job.job_id, result.gpu_seconds, result.cold_start, self.usd_per_gpu_s
+            )

@@ -19,6 +19,7 @@ from orchestrator import repo
 from orchestrator.core.poses import PoseError, action_to_pose, canonical_pose, normalize_action
 from orchestrator.core.poses import pose_to_action as _pose_action
 from orchestrator.errors import Conflict, InvalidInput, NotFound
+from orchestrator.experiments import Arm
 from orchestrator.media import decode_photo
 from orchestrator.scene import SceneInfo
 from orchestrator.scheduler import ServedChunk
@@ -35,6 +36,7 @@ class CreatedMemory:
 
     memory_id: uuid.UUID
     session_id: uuid.UUID
+    arm: Arm
     served: ServedChunk
     scene: SceneInfo | None
     audio: Audio | None
@@ -84,6 +86,7 @@ async def create_memory(svc: Service, image_base64: str, prompt: str | None) -> 
         max_pixels=limits.max_image_pixels,
     )
     memory_id, session_id, root_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    arm = svc.scheduler.policies.assign(session_id)
     image_path = original_key(str(memory_id))
     await svc.store.put("originals", image_path, photo.png, "image/png")
     try:
@@ -100,13 +103,11 @@ async def create_memory(svc: Service, image_base64: str, prompt: str | None) -> 
                 profile_key=svc.profile.key(),
                 profile=svc.profile.to_json(),
             )
-            await repo.insert_session(
-                conn, session_id, memory_id, root["id"], svc.scheduler.config.policy, "default"
-            )
+            await repo.insert_session(conn, session_id, memory_id, root["id"], arm.policy, arm.name)
     except BaseException:
         await svc.store.delete("originals", image_path)
         raise
-    await svc.scheduler.open_session(session_id, memory_id, root["id"])
+    await svc.scheduler.open_session(session_id, memory_id, root["id"], arm.name)
 
     async def scene_then_audio() -> tuple[SceneInfo | None, Audio | None]:
         scene = await _analyse(svc, memory_id, photo.png, prompt)
@@ -125,7 +126,7 @@ async def create_memory(svc: Service, image_base64: str, prompt: str | None) -> 
         )
     finally:
         scene, audio = await side
-    return CreatedMemory(memory_id, session_id, served, scene, audio)
+    return CreatedMemory(memory_id, session_id, arm, served, scene, audio)
 
 
 async def _analyse(

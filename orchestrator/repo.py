@@ -133,6 +133,7 @@ async def insert_job(
     policy: str | None,
     probability: float | None,
     depth: int | None,
+    arm: str | None,
 ) -> None:
     """Insert a queued gpu_jobs row (attempt number = previous attempts on the chunk + 1)."""
     await conn.execute(
@@ -146,6 +147,7 @@ async def insert_job(
         policy,
         probability,
         depth,
+        arm,
     )
 
 
@@ -160,10 +162,10 @@ async def promote_job(conn: Conn, job_id: uuid.UUID) -> None:
 
 
 async def job_succeeded(
-    conn: Conn, job_id: uuid.UUID, gpu_seconds: float, cold_start: bool
+    conn: Conn, job_id: uuid.UUID, gpu_seconds: float, cold_start: bool, usd_per_gpu_s: float
 ) -> None:
-    """running -> succeeded with its GPU-seconds."""
-    await conn.execute(query("job_succeeded"), job_id, gpu_seconds, cold_start)
+    """running -> succeeded with its GPU-seconds and cost (GPU-seconds x USD per GPU-second)."""
+    await conn.execute(query("job_succeeded"), job_id, gpu_seconds, cold_start, usd_per_gpu_s)
 
 
 async def job_ended(
@@ -174,9 +176,12 @@ async def job_ended(
     error: str | None = None,
     cancel_reason: str | None = None,
     gpu_seconds: float | None = None,
+    usd_per_gpu_s: float = 0.0,
 ) -> None:
-    """queued/running -> failed | cancelled | interrupted."""
-    await conn.execute(query("job_ended"), job_id, status, error, cancel_reason, gpu_seconds)
+    """queued/running -> failed | cancelled | interrupted, with GPU-seconds spent and cost."""
+    await conn.execute(
+        query("job_ended"), job_id, status, error, cancel_reason, gpu_seconds, usd_per_gpu_s
+    )
 
 
 async def open_jobs(conn: Conn) -> list[Row]:

@@ -45,10 +45,11 @@ from orchestrator.core.types import (
 )
 from orchestrator.db import Database
 from orchestrator.events import EventBus
+from orchestrator.experiments import Arm
 from orchestrator.jobs import ActiveJob, GenerationFailed, JobRunner
-from orchestrator.queries import Conn
+from orchestrator.metrics import Metrics
+from orchestrator.policy_host import PolicyHost
 from orchestrator.storage import BlobStore
-from policies import Policy, make_policy
 
 log = structlog.get_logger(__name__)
 
@@ -84,11 +85,12 @@ class SchedulerConfig:
     """The scheduler's knobs: budget, regime estimates, policy and its parameters."""
 
     budget: Budget
-    policy: str
-    policy_params: dict[str, object]
+    arms: tuple[Arm, ...]
+    experiment: str
     think_s: float
     expected_gpu_s: float | None
     cold_start_s: float
+    usd_per_gpu_s: float = 0.0
     seed: int = 0
 
 
@@ -106,6 +108,7 @@ class Scheduler:
         demand_retries: int = 2,
         clock: Callable[[], float] = time.monotonic,
         events: EventBus | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -114,20 +117,27 @@ class Scheduler:
         self.config = config
         self.clock = clock
         self.events = events or EventBus()
-        self.runner = JobRunner(db, store, pool, profile, demand_retries=demand_retries)
+        self.metrics = metrics or Metrics()
+        self.policies = PolicyHost(config.arms, config.experiment)
+        self.runner = JobRunner(
+            db,
+            store,
+            pool,
+            profile,
+            demand_retries=demand_retries,
+            usd_per_gpu_s=config.usd_per_gpu_s,
+        )
         self._nodes: dict[uuid.UUID, TreeNode] = {}
         self._memories: set[uuid.UUID] = set()
         self._sessions: dict[uuid.UUID, _Session] = {}
         self._jobs: dict[uuid.UUID, tuple[ActiveJob, asyncio.Task[None]]] = {}  # by chunk id
         self._demands: dict[uuid.UUID, _Demand] = {}  # by chunk id
         self._waiters: dict[uuid.UUID, asyncio.Future[None]] = {}  # by chunk id
-        self._policies: dict[str, Policy] = {}
         self._bucket = BucketState(config.budget.burst_gpu_s, clock())
         self._gpu_estimate = config.expected_gpu_s
         self._wake = asyncio.Event()
         self._planner: asyncio.Task[None] | None = None
         self._closing = False
-        self._policy(config.policy)  # fail fast on an unknown policy name
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -150,10 +160,19 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def reconfigure(self, config: SchedulerConfig) -> None:
-        """Apply a new policy/budget to new decisions; running jobs are kept."""
+        """Apply new arms/policies/budget to the next decisions; running jobs are kept.
+
+        Sessions keep their arm; one whose arm was removed joins an arm of the new
+        configuration. Raises ValueError (and changes nothing) on an unknown policy.
+        """
+        self.policies.reconfigure(config.arms, config.experiment)
         self.config = config
-        self._policy(config.policy)
+        self.runner.usd_per_gpu_s = config.usd_per_gpu_s
         self._gpu_estimate = config.expected_gpu_s or self._gpu_estimate
+        for sid, s in self._sessions.items():
+            arm = self.policies.arm(s.arm) or self.policies.assign(sid)
+            s.arm = arm.name
+            s.view = replace(s.view, policy=arm.policy)
         self._wake.set()
 
     # ---- sessions --------------------------------------------------------------------------
@@ -163,11 +182,15 @@ class Scheduler:
         session_id: uuid.UUID,
         memory_id: uuid.UUID,
         cursor: uuid.UUID,
-        policy: str | None = None,
-        arm: str = "default",
-    ) -> None:
-        """Register a live session (rows are the caller's) whose cursor is ``cursor``."""
+        arm: str | None = None,
+    ) -> Arm:
+        """Register a live session (rows are the caller's) whose cursor is ``cursor``.
+
+        ``arm`` is the session's recorded arm; None (a new session) or an arm that no longer
+        exists assigns one. Returns the session's arm.
+        """
         await self._load_memory(memory_id)
+        chosen = (self.policies.arm(arm) if arm else None) or self.policies.assign(session_id)
         now = self.clock()
         view = SessionView(
             session_id=str(session_id),
@@ -175,10 +198,11 @@ class Scheduler:
             cursor_chunk_id=str(cursor),
             watch_started_at=now,
             last_active_at=now,
-            policy=policy or self.config.policy,
+            policy=chosen.policy,
         )
-        self._sessions[session_id] = _Session(view, arm)
+        self._sessions[session_id] = _Session(view, chosen.name)
         self._wake.set()
+        return chosen
 
     async def session(self, session_id: uuid.UUID) -> SessionView | None:
         """The live session, loading it from the database after a restart; None if unknown."""
@@ -189,9 +213,7 @@ class Scheduler:
             row = await repo.get_session(conn, session_id)
         if row is None or row["cursor_chunk_id"] is None:
             return None
-        await self.open_session(
-            session_id, row["memory_id"], row["cursor_chunk_id"], row["policy"], row["arm"]
-        )
+        await self.open_session(session_id, row["memory_id"], row["cursor_chunk_id"], row["arm"])
         return self._sessions[session_id].view
 
     def session_arm(self, session_id: uuid.UUID) -> tuple[str, str]:
@@ -265,13 +287,17 @@ class Scheduler:
                 await repo.request_served(conn, request_id, None, str(exc))
             raise
         wait_ms = (self.clock() - t0) * 1000.0
+        self.metrics.requests.labels(outcome=outcome, policy=policy or "", arm=arm or "").inc()
+        self.metrics.wait.labels(outcome=outcome).observe(wait_ms / 1000.0)
         async with self.db.pool.acquire() as conn:
             await repo.request_served(conn, request_id, wait_ms)
             ready = await repo.get_chunk(conn, chunk_id)
         assert ready is not None and ready["status"] == "ready"
         if session_id in self._sessions:
             s = self._sessions[session_id]
-            s.view = replace(s.view, watch_started_at=self.clock())
+            # Watching starts now; so does activity (a long wait must not make the viewer idle).
+            now = self.clock()
+            s.view = replace(s.view, watch_started_at=now, last_active_at=now)
         self.events.publish(
             str(memory_id),
             "chunk_served",
@@ -342,8 +368,7 @@ class Scheduler:
         history = s.view.history
         if action is not None:
             event = ActionObserved(s.view.session_id, s.view.memory_id, history, action)
-            for policy in self._policies.values():
-                policy.observe(event)
+            self.policies.observe(event)
             history = (*history, action)
         s.view = replace(
             s.view,
@@ -355,12 +380,6 @@ class Scheduler:
         self._wake.set()
 
     # ---- planning --------------------------------------------------------------------------
-
-    def _policy(self, name: str) -> Policy:
-        if name not in self._policies:
-            params = self.config.policy_params if name == self.config.policy else {}
-            self._policies[name] = make_policy(name, params)
-        return self._policies[name]
 
     def timing(self) -> Timing:
         """The regime estimate the core values candidates with (seconds)."""
@@ -437,7 +456,7 @@ class Scheduler:
                 now=now,
                 seed=self.config.seed,
             )
-            out.extend(self._policy(v.policy).propose(ctx))
+            out.extend(self.policies.propose(s.arm, ctx))
         return tuple(out)
 
     async def _plan_once(self) -> None:
@@ -468,7 +487,7 @@ class Scheduler:
                 return
             job = self._new_job(demand.chunk_id, demand.memory_id, demand.parent_id, start)
             async with self.db.pool.acquire() as conn:
-                await self._insert_job(conn, job)
+                await self.runner.insert_attempt(conn, job)
         else:
             job_or_none = await self._claim_speculative(start)
             if job_or_none is None:
@@ -497,9 +516,10 @@ class Scheduler:
         start: StartJob,
     ) -> ActiveJob:
         session_id = uuid.UUID(start.session_id) if start.session_id else None
-        policy = None
-        if start.kind == "speculative" and session_id in self._sessions:
-            policy = self._sessions[session_id].view.policy
+        policy = arm = None
+        if session_id in self._sessions:
+            live = self._sessions[session_id]
+            policy, arm = live.view.policy, live.arm
         return ActiveJob(
             chunk_id=chunk_id,
             memory_id=memory_id,
@@ -509,10 +529,12 @@ class Scheduler:
             kind=start.kind,
             session_id=session_id,
             policy=policy,
+            arm=arm,
             probability=start.probability,
             depth=start.depth,
             expected_gpu_s=start.expected_gpu_s,
             started_at=self.clock(),
+            initial_kind=start.kind,
         )
 
     async def _claim_speculative(self, start: StartJob) -> ActiveJob | None:
@@ -541,22 +563,8 @@ class Scheduler:
                 if await repo.reclaim_chunk(conn, chunk_id) is None:
                     return None
             job = self._new_job(chunk_id, memory_id, parent_id, start)
-            await self._insert_job(conn, job)
+            await self.runner.insert_attempt(conn, job)
         return job
-
-    async def _insert_job(self, conn: Conn, job: ActiveJob) -> None:
-        await repo.insert_job(
-            conn,
-            job_id=job.job_id,
-            chunk_id=job.chunk_id,
-            memory_id=job.memory_id,
-            session_id=job.session_id,
-            kind=job.kind,
-            backend=self.pool.name,
-            policy=job.policy,
-            probability=job.probability,
-            depth=job.depth,
-        )
 
     async def _run(self, job: ActiveJob) -> None:
         waiter = self._waiters[job.chunk_id]
@@ -565,6 +573,8 @@ class Scheduler:
             result, _wall_s = await self.runner.run(job)
             state = "ready"
             self._learn_gpu_time(result.gpu_seconds)
+            self.metrics.gpu_seconds.labels(kind=job.initial_kind).inc(result.gpu_seconds)
+            self.metrics.jobs.labels(kind=job.initial_kind, status="succeeded").inc()
             if not waiter.done():
                 waiter.set_result(None)
             self.events.publish(
@@ -591,6 +601,7 @@ class Scheduler:
                 )
             )
             await self._record_failure(job, str(exc))
+            self.metrics.jobs.labels(kind=job.initial_kind, status="failed").inc()
             if not waiter.done():
                 waiter.set_exception(failure)
                 waiter.exception()
@@ -609,20 +620,32 @@ class Scheduler:
                 status = "interrupted"
             else:
                 job.cancel_reason = "shutdown"
+        spent = self.clock() - job.started_at
+        self.metrics.gpu_seconds.labels(kind=job.initial_kind).inc(spent)
+        self.metrics.jobs.labels(kind=job.initial_kind, status=status).inc()
+        if job.initial_kind == "speculative" and status == "cancelled":
+            self.metrics.cancelled.labels(reason=job.cancel_reason or "unknown").inc()
         async with self.db.pool.acquire() as conn, conn.transaction():
             await repo.job_ended(
                 conn,
                 job.job_id,
                 status,
                 cancel_reason=job.cancel_reason,
-                gpu_seconds=self.clock() - job.started_at,
+                gpu_seconds=spent,
+                usd_per_gpu_s=self.config.usd_per_gpu_s,
             )
             if status == "cancelled":
                 await repo.set_chunk_status(conn, job.chunk_id, "cancelled")
 
     async def _record_failure(self, job: ActiveJob, error: str) -> None:
         async with self.db.pool.acquire() as conn, conn.transaction():
-            await repo.job_ended(conn, job.job_id, "failed", error=error)
+            await repo.job_ended(
+                conn,
+                job.job_id,
+                "failed",
+                error=error,
+                usd_per_gpu_s=self.config.usd_per_gpu_s,
+            )
             await repo.set_chunk_status(conn, job.chunk_id, "failed")
 
     def _learn_gpu_time(self, gpu_seconds: float) -> None:
@@ -704,6 +727,8 @@ class Scheduler:
         """Misses waiting for a slot."""
         return len(self._demands)
 
-    def node_states(self, memory_id: uuid.UUID) -> dict[str, NodeState]:
-        """chunk id -> state for a memory's live tree (ready / running / failed)."""
-        return {str(k): n.state for k, n in self._nodes.items() if n.memory_id == str(memory_id)}
+    async def tree_states(self, memory_id: uuid.UUID) -> dict[str, NodeState]:
+        """chunk id -> state (ready / running / failed) of a memory's live tree."""
+        await self._load_memory(memory_id)
+        mid = str(memory_id)
+        return {str(k): n.state for k, n in self._nodes.items() if n.memory_id == mid}

@@ -52,6 +52,8 @@ class MemoryCreated(BaseModel):
 
     memory_id: uuid.UUID
     session_id: uuid.UUID
+    policy: str = Field(description="speculation policy of the session's arm")
+    arm: str = Field(description="A/B arm the session was assigned to")
     chunk: ChunkOut
     audio_base64: str | None = None
     audio_url: str | None = None
@@ -96,3 +98,4 @@ class SessionCreated(BaseModel):
     memory_id: uuid.UUID
     cursor_chunk_id: uuid.UUID
     policy: str
+    arm: str

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
-from gpu.local import LocalGpuPool
 
+from gpu.local import LocalGpuPool
 from gpu.protocol import GpuPool
-from orchestrator.config import Settings
+from orchestrator.config import Settings, load_settings
 from orchestrator.core.poses import canonical_pose
 from orchestrator.core.profile import GenerationProfile
 from orchestrator.core.types import Budget
 from orchestrator.db import Database, open_database
 from orchestrator.events import EventBus
+from orchestrator.experiments import DEFAULT_ARM, Arm
+from orchestrator.metrics import Metrics
+from orchestrator.reload import merge_live, refused_from
 from orchestrator.scene import OfflineSceneAnalyzer, SceneAnalyzer
 from orchestrator.scheduler import Scheduler, SchedulerConfig
 from orchestrator.soundscape import NoSoundscape, Soundscape
@@ -52,13 +58,24 @@ def scheduler_config(settings: Settings) -> SchedulerConfig:
             idle_timeout_s=sp.idle_timeout_s,
             min_benefit_per_gpu_s=sp.min_benefit_per_gpu_s,
         ),
-        policy=sp.policy,
-        policy_params=dict(sp.policy_params),
+        arms=arms_from(settings),
+        experiment=settings.experiments.name,
         think_s=sp.think_s,
         expected_gpu_s=gpu.expected_gpu_s,
         cold_start_s=gpu.cold_start_s,
+        usd_per_gpu_s=gpu.price_per_gpu_s,
         seed=settings.generation.seed,
     )
+
+
+def arms_from(settings: Settings) -> tuple[Arm, ...]:
+    """``[experiments]`` arms, or one "default" arm running ``[speculation] policy``."""
+    if settings.experiments.arms:
+        return tuple(
+            Arm(a.name, a.policy, a.weight, dict(a.params)) for a in settings.experiments.arms
+        )
+    sp = settings.speculation
+    return (Arm(DEFAULT_ARM, sp.policy, 1.0, dict(sp.policy_params)),)
 
 
 @dataclass
@@ -73,11 +90,13 @@ class Service:
     scene: SceneAnalyzer
     soundscape: Soundscape
     events: EventBus
+    metrics: Metrics
     profile: GenerationProfile
     root_pose: str
+    config_source: Callable[[], Settings] = field(default=lambda: load_settings())
 
     @classmethod
-    async def start(cls, settings: Settings) -> Service:
+    async def start(cls, settings: Settings, config_path: Path | None = None) -> Service:
         """Open the database (embedded if no URL), storage, GPU pool; recover; start planning.
 
         Raises:
@@ -102,6 +121,7 @@ class Service:
                 workers=settings.gpu.workers,
             )
             events = EventBus()
+            metrics = Metrics()
             scheduler = Scheduler(
                 db,
                 store,
@@ -110,6 +130,7 @@ class Service:
                 scheduler_config(settings),
                 demand_retries=settings.gpu.demand_retries,
                 events=events,
+                metrics=metrics,
             )
             await scheduler.start()
         except BaseException:
@@ -133,9 +154,36 @@ class Service:
             scene=OfflineSceneAnalyzer(),
             soundscape=NoSoundscape(),
             events=events,
+            metrics=metrics,
             profile=profile,
             root_pose=root_pose,
+            config_source=lambda: load_settings(config_path),
         )
+
+    async def reload(self) -> dict[str, object]:
+        """Re-read the configuration and apply its live parts (see ``orchestrator.reload``).
+
+        Raises:
+            ConfigRefused: the file is unreadable or invalid, or names an unknown policy;
+                the running configuration is unchanged.
+        """
+        try:
+            new = await asyncio.to_thread(self.config_source)
+            merged = merge_live(self.settings, new)
+            self.scheduler.reconfigure(scheduler_config(merged.settings))
+        except Exception as exc:
+            raise refused_from(exc) from exc
+        self.settings = merged.settings
+        log.info(
+            "config_reloaded",
+            restart_required=merged.restart_required,
+            arms=[a.name for a in self.scheduler.policies.arms],
+        )
+        return {
+            "applied": True,
+            "restart_required": merged.restart_required,
+            "config": self.settings.model_dump(mode="json"),
+        }
 
     async def close(self) -> None:
         """Stop planning (running jobs become resumable), then the pool and the database."""

@@ -10,6 +10,7 @@ and never sees the budget (DESIGN.md, "Policies" and "The value of a speculative
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
@@ -89,6 +90,7 @@ class NextActionModel(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=4096)  # on every propose() call: normalising is the hot path
 def action_key(name: str) -> str:
     """The canonical spelling of an action (``"Right+W"`` -> ``"w+right"``), else ``name`` as is.
 

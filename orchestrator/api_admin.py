@@ -1,0 +1,84 @@
+"""Analyst and operator endpoints: analytics, Prometheus metrics, live configuration."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from orchestrator import analytics
+from orchestrator.api import Svc
+
+router = APIRouter()
+
+GroupBy = Annotated[
+    str | None,
+    Query(description="comma-separated: policy, arm, day, depth, action (waste: policy, arm, day)"),
+]
+Since = Annotated[str | None, Query(description="ISO-8601 start (inclusive)")]
+Until = Annotated[str | None, Query(description="ISO-8601 end (exclusive)")]
+
+
+@router.get("/api/analytics/hit-rates")
+async def hit_rates(
+    svc: Svc, group_by: GroupBy = None, since: Since = None, until: Until = None
+) -> dict[str, Any]:
+    """Request hit / in-flight / miss rates and branch hit rates (README "Analytics")."""
+    dims = analytics.parse_group_by(group_by)
+    t0, t1 = analytics.parse_time(since, "since"), analytics.parse_time(until, "until")
+    async with svc.db.pool.acquire() as conn:
+        return await analytics.hit_rates(conn, dims, t0, t1)
+
+
+@router.get("/api/analytics/waits")
+async def waits(
+    svc: Svc, group_by: GroupBy = None, since: Since = None, until: Until = None
+) -> dict[str, Any]:
+    """Wait mean and percentiles (p50/p95/p99, milliseconds)."""
+    dims = analytics.parse_group_by(group_by)
+    t0, t1 = analytics.parse_time(since, "since"), analytics.parse_time(until, "until")
+    async with svc.db.pool.acquire() as conn:
+        return await analytics.waits(conn, dims, t0, t1)
+
+
+@router.get("/api/analytics/waste")
+async def waste(
+    svc: Svc, group_by: GroupBy = None, since: Since = None, until: Until = None
+) -> dict[str, Any]:
+    """Waste ratio, GPU-seconds and USD, in total and per served chunk."""
+    dims = analytics.parse_group_by(group_by, analytics.WASTE_DIMENSIONS)
+    t0, t1 = analytics.parse_time(since, "since"), analytics.parse_time(until, "until")
+    async with svc.db.pool.acquire() as conn:
+        return await analytics.waste(conn, dims, t0, t1)
+
+
+@router.get("/metrics")
+async def metrics(svc: Svc) -> Response:
+    """Prometheus exposition (see ``orchestrator.metrics``)."""
+    sched = svc.scheduler
+    body = svc.metrics.render(svc.pool.slots, sched.busy_slots(), sched.queued_demands())
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/admin/config")
+async def get_config(svc: Svc) -> dict[str, Any]:
+    """The active configuration, and the arms sessions are assigned to."""
+    config: dict[str, Any] = svc.settings.model_dump(mode="json")
+    config["database"]["url"] = "(set)" if svc.settings.database.url else None  # no secrets
+    config["active_arms"] = [
+        {"name": a.name, "policy": a.policy, "weight": a.weight, "params": a.params}
+        for a in svc.scheduler.policies.arms
+    ]
+    return config
+
+
+@router.post("/api/admin/config/reload")
+async def reload_config(svc: Svc) -> dict[str, object]:
+    """Re-read rewind.toml and apply policy/budget/arms live (422 with the errors if invalid)."""
+    result = await svc.reload()
+    config = result["config"]
+    if isinstance(config, dict):
+        config["database"]["url"] = "(set)" if svc.settings.database.url else None
+    return result
