@@ -7,9 +7,12 @@ broke which rule).
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import structlog
 from fastapi import FastAPI, Request
@@ -18,6 +21,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.api import router
+from orchestrator.api_admin import router as admin_router
+from orchestrator.api_events import router as events_router
+from orchestrator.api_web import router as web_router
 from orchestrator.config import Settings
 from orchestrator.errors import ApiError
 from orchestrator.service import Service
@@ -28,23 +34,33 @@ log = structlog.get_logger(__name__)
 _BODY_SLACK = 64 * 1024
 
 
-def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
-    """The ASGI app. It starts (and stops) its own Service unless one is passed in."""
+def create_app(
+    settings: Settings, service: Service | None = None, config_path: Path | None = None
+) -> FastAPI:
+    """The ASGI app. It starts (and stops) its own Service unless one is passed in.
+
+    ``config_path`` is the file a reload (POST /api/admin/config/reload, or SIGHUP) re-reads.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = service is None
-        app.state.service = service or await Service.start(settings)
+        svc = service or await Service.start(settings, config_path)
+        app.state.service = svc
+        _install_sighup(svc)
         try:
             yield
         finally:
             if owned:
-                await app.state.service.close()
+                await svc.close()
 
     app = FastAPI(title="Rewind orchestrator", version="0.1.0", lifespan=lifespan)
     if service is not None:
         app.state.service = service
     app.include_router(router)
+    app.include_router(events_router)
+    app.include_router(admin_router)
+    app.include_router(web_router)
     max_body = settings.limits.max_image_bytes * 4 // 3 + _BODY_SLACK
 
     @app.middleware("http")
@@ -100,3 +116,27 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         )
 
     return app
+
+
+def _install_sighup(svc: Service) -> None:
+    """SIGHUP re-reads the configuration, as POST /api/admin/config/reload does."""
+
+    async def reload() -> None:
+        try:
+            result = await svc.reload()
+            log.info("sighup_reload", restart_required=result["restart_required"])
+        except ApiError as exc:
+            log.error("sighup_reload_refused", detail=exc.detail)
+
+    def on_hup() -> None:
+        task = asyncio.get_running_loop().create_task(reload())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hup)
+    except (NotImplementedError, RuntimeError, ValueError):
+        log.info("sighup_unavailable")  # not the main thread, or no signals on this platform
+
+
+_background: set[asyncio.Task[None]] = set()
