@@ -1,0 +1,146 @@
+"""Per-policy metrics of a simulation run, and their ratios to ``none`` and ``oracle``.
+
+Definitions (times in seconds, GPU time in GPU-seconds, money in USD):
+
+- Requests are the trace's steps (a viewer picking a direction). A memory's root chunk is
+  requested on arrival and cannot be speculated; it is reported apart (``root_*``).
+- hit / in-flight / miss rate: share of requests whose chunk was ready / being generated / not
+  started when requested. wait: request to ready; ``wait_p50_s`` etc. are percentiles with linear
+  interpolation between order statistics (numpy's default).
+- ``gpu_s_total``: every job's slot time (root, demand and speculative; cancelled jobs up to the
+  cancel). ``gpu_s_per_served_chunk`` = gpu_s_total / (requests + root requests).
+- ``gpu_s_speculative``: jobs started speculatively (promoted ones included); such a job is
+  *used* when a request found it running or its chunk ready. ``waste_ratio`` = speculative
+  GPU-seconds of unused jobs / all speculative GPU-seconds (0 when nothing was speculated).
+- ``usd_per_viewer_hour`` = gpu_s_total x price / viewing hours, viewing = chunks served x chunk
+  duration (the same for every policy on one trace, so it compares spending directly).
+- Comparisons: ``vs_none`` / ``vs_oracle`` hold ratios metric / baseline's metric for
+  ``RATIO_KEYS`` (None when the baseline is 0 and the metric is not). ``wait_reduction_s`` =
+  none's mean wait - this mean wait; ``oracle_reduction_share`` = that / the oracle's reduction
+  (None when the oracle saves less than 1 ms); ``extra_gpu_s_vs_none`` = gpu_s_total - none's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from orchestrator.sim.engine import SimResult
+from orchestrator.sim.regime import Regime
+
+__all__ = ["RATIO_KEYS", "add_comparisons", "percentile", "summarize"]
+
+RATIO_KEYS: tuple[str, ...] = (
+    "hit_rate",
+    "inflight_rate",
+    "miss_rate",
+    "wait_mean_s",
+    "wait_p50_s",
+    "wait_p95_s",
+    "wait_p99_s",
+    "gpu_s_total",
+    "gpu_s_per_served_chunk",
+    "waste_ratio",
+    "usd_per_viewer_hour",
+)
+"""The metrics given as ratios to the ``none`` and ``oracle`` runs."""
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) with linear interpolation; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(rank)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
+
+
+def _share(part: float, whole: float) -> float:
+    return part / whole if whole > 0 else 0.0
+
+
+def _r(value: float) -> float:
+    """12 significant digits: readable JSON, far below any effect measured here."""
+    return float(f"{value:.12g}")
+
+
+def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
+    """The metrics of one run (module doc), as a JSON-ready dict."""
+    steps = [r for r in result.requests if r.step >= 0]
+    roots = [r for r in result.requests if r.step < 0]
+    waits = [r.wait_s for r in steps]
+    outcomes = Counter(r.outcome for r in steps)
+    n = len(steps)
+    spec = [j for j in result.jobs if j.initial_kind == "speculative"]
+    gpu_total = sum(j.gpu_s for j in result.jobs)
+    gpu_spec = sum(j.gpu_s for j in spec)
+    gpu_wasted = sum(j.gpu_s for j in spec if not j.used)
+    served = len(steps) + len(roots)
+    usd = gpu_total * regime.usd_per_gpu_s
+    viewer_hours = result.viewing_s / 3600.0
+    reasons = Counter(j.cancel_reason for j in result.jobs if j.cancel_reason is not None)
+    return {
+        "requests": n,
+        "hits": outcomes["hit"],
+        "inflight": outcomes["inflight"],
+        "misses": outcomes["miss"],
+        "hit_rate": _r(_share(outcomes["hit"], n)),
+        "inflight_rate": _r(_share(outcomes["inflight"], n)),
+        "miss_rate": _r(_share(outcomes["miss"], n)),
+        "wait_mean_s": _r(sum(waits) / n if n else 0.0),
+        "wait_p50_s": _r(percentile(waits, 50)),
+        "wait_p95_s": _r(percentile(waits, 95)),
+        "wait_p99_s": _r(percentile(waits, 99)),
+        "wait_max_s": _r(max(waits, default=0.0)),
+        "root_requests": len(roots),
+        "root_wait_mean_s": _r(sum(r.wait_s for r in roots) / len(roots) if roots else 0.0),
+        "served_chunks": served,
+        "gpu_s_total": _r(gpu_total),
+        "gpu_s_demand": _r(gpu_total - gpu_spec),
+        "gpu_s_speculative": _r(gpu_spec),
+        "gpu_s_wasted": _r(gpu_wasted),
+        "gpu_s_per_served_chunk": _r(_share(gpu_total, served)),
+        "waste_ratio": _r(_share(gpu_wasted, gpu_spec)),
+        "jobs": len(result.jobs),
+        "speculative_jobs": len(spec),
+        "speculative_used": sum(1 for j in spec if j.used),
+        "cancelled_jobs": sum(reasons.values()),
+        "cancel_reasons": dict(sorted(reasons.items())),
+        "cold_starts": result.cold_starts,
+        "usd_total": _r(usd),
+        "viewer_hours": _r(viewer_hours),
+        "usd_per_viewer_hour": _r(_share(usd, viewer_hours)),
+        "peak_running": result.peak_running,
+        "peak_speculative": result.peak_speculative,
+        "plans": result.plans,
+        "sim_end_s": _r(result.end_s),
+    }
+
+
+def _ratio(value: float, base: float) -> float | None:
+    if base == 0:
+        return 1.0 if value == 0 else None
+    return _r(value / base)
+
+
+def add_comparisons(per_policy: Mapping[str, dict[str, Any]]) -> None:
+    """Add ``vs_none``, ``vs_oracle``, ``wait_reduction_s``, ``oracle_reduction_share`` and
+    ``extra_gpu_s_vs_none`` to every policy's metrics, in place, when those runs exist."""
+    none = per_policy.get("none")
+    oracle = per_policy.get("oracle")
+    for metrics in per_policy.values():
+        for label, base in (("vs_none", none), ("vs_oracle", oracle)):
+            if base is not None:
+                metrics[label] = {k: _ratio(metrics[k], base[k]) for k in RATIO_KEYS}
+        if none is None:
+            continue
+        reduction = none["wait_mean_s"] - metrics["wait_mean_s"]
+        metrics["wait_reduction_s"] = _r(reduction)
+        metrics["extra_gpu_s_vs_none"] = _r(metrics["gpu_s_total"] - none["gpu_s_total"])
+        if oracle is not None:
+            best = none["wait_mean_s"] - oracle["wait_mean_s"]
+            metrics["oracle_reduction_share"] = _r(reduction / best) if best > 1e-3 else None

@@ -1,0 +1,129 @@
+"""The simulated GPU pool: generation times, warm containers and cold starts (seconds).
+
+The world must be the same for every policy, so that policies are compared on equal terms:
+
+- a chunk's warm generation time G is a deterministic function of (seed, chunk id), and chunk ids
+  are a deterministic function of (memory, path of poses from the root) (``chunk_id``): the same
+  chunk takes the same time under every policy, whoever generates it and whenever;
+- the cold start a job pays is drawn from (seed, chunk id, attempt number), so only *whether* a
+  container is cold depends on what the policy did, not how long a cold start lasts.
+
+Containers follow Modal's model (``@app.cls(min_containers=, max_containers=,
+scaledown_window=)``): at most ``max_containers`` exist; ``warm_containers`` are kept up even when
+idle; any other container stops after ``scaledown_window_s`` idle seconds. A job takes the most
+recently idle warm container; if none is idle it waits for a container still booting (the
+remaining boot time), else boots a new one (a cold start of ``cold_start_min_s`` to
+``cold_start_max_s``). A job cancelled while its container boots leaves a container that becomes
+idle when its boot ends. GPU-seconds are charged for the time a job holds its slot, startup
+included (Modal bills from container start); idle warm containers are not charged here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from orchestrator.sim.regime import Generation, PoolModel
+
+__all__ = ["GpuPool", "chunk_id", "uniforms"]
+
+_SCALE = float(2**64)
+
+
+def uniforms(*parts: object) -> tuple[float, float]:
+    """Two independent uniform draws in [0, 1) from a hash of ``parts`` (stable across runs)."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).digest()
+    return (
+        int.from_bytes(digest[:8], "big") / _SCALE,
+        int.from_bytes(digest[8:], "big") / _SCALE,
+    )
+
+
+def chunk_id(memory_id: str, parent_id: str | None, pose: str) -> str:
+    """The simulator's chunk id for chunk key (memory, parent, canonical pose).
+
+    ``"<memory>#<16 hex digits>"``: a hash of the parent id and the pose, so it names the whole
+    path from the root, is unique across memories and does not depend on which policy, session or
+    job created the chunk.
+    """
+    digest = hashlib.blake2b(f"{parent_id}|{pose}".encode(), digest_size=8).hexdigest()
+    return f"{memory_id}#{digest}"
+
+
+@dataclass(slots=True)
+class _Boot:
+    ready_at: float  # when the container can run a job (seconds); -inf for the warm minimum
+
+
+class GpuPool:
+    """Containers of one simulated pool. ``acquire`` when a job starts, ``release`` when it ends.
+
+    Args:
+        model: slots, warm minimum, scale-down window, cold-start range (seconds).
+        generation: the distribution of warm generation times G (GPU-seconds).
+        seed: the world's seed (independent of the policy).
+    """
+
+    def __init__(self, model: PoolModel, generation: Generation, seed: int) -> None:
+        self.model = model
+        self.generation = generation
+        self.seed = seed
+        self.busy = 0
+        self.idle: list[_Boot] = [_Boot(float("-inf")) for _ in range(model.warm_containers)]
+        self.cold_starts = 0
+        self._g: dict[str, float] = {}
+
+    def generation_s(self, chunk: str) -> float:
+        """Warm generation time G of ``chunk`` (seconds; the same in every run with this seed)."""
+        g = self._g.get(chunk)
+        if g is None:
+            g = self._g[chunk] = self.generation.sample(*uniforms(self.seed, "gen", chunk))
+        return g
+
+    def cold_start_s(self, chunk: str, attempt: int) -> float:
+        """Cold-start seconds the ``attempt``-th generation of ``chunk`` pays on a new container."""
+        lo, hi = self.model.cold_start_min_s, self.model.cold_start_max_s
+        return lo + uniforms(self.seed, "cold", chunk, attempt)[0] * (hi - lo)
+
+    def _expire(self, now: float) -> None:
+        """Stop idle containers past the scale-down window, keeping the warm minimum."""
+        window = self.model.scaledown_window_s
+        self.idle.sort(key=lambda b: b.ready_at)
+        while (
+            self.idle
+            and self.busy + len(self.idle) > self.model.warm_containers
+            and self.idle[0].ready_at + window < now
+        ):
+            self.idle.pop(0)
+
+    def acquire(self, now: float, chunk: str, attempt: int) -> tuple[float, bool]:
+        """Take a container for a job starting at ``now``.
+
+        Returns:
+            (startup delay in seconds before generation begins, True when a new container was
+            booted, i.e. a cold start).
+
+        Raises:
+            RuntimeError: every slot is busy (the planner over-committed the pool).
+        """
+        if self.busy >= self.model.max_containers:
+            raise RuntimeError(f"no free GPU slot at t={now:.3f} ({self.busy} busy)")
+        self._expire(now)
+        self.busy += 1
+        ready = [b for b in self.idle if b.ready_at <= now]
+        if ready:
+            self.idle.remove(max(ready, key=lambda b: b.ready_at))
+            return 0.0, False
+        if self.idle:
+            booting = min(self.idle, key=lambda b: b.ready_at)
+            self.idle.remove(booting)
+            return booting.ready_at - now, False
+        if self.busy + len(self.idle) > self.model.max_containers:
+            raise RuntimeError("container accounting broke: more containers than slots")
+        self.cold_starts += 1
+        return self.cold_start_s(chunk, attempt), True
+
+    def release(self, now: float, boot_ready_at: float) -> None:
+        """A job ended or was cancelled at ``now``; its container idles from ``max(now, boot)``."""
+        self.busy -= 1
+        self.idle.append(_Boot(max(now, boot_ready_at)))
