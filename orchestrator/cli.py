@@ -23,8 +23,11 @@ app = typer.Typer(
 
 def _add_subcommands() -> None:
     from orchestrator.cli_analytics import app as analytics_app
+    from orchestrator.cli_sim import simulate, traces_app
 
     app.add_typer(analytics_app, name="analytics")
+    app.add_typer(traces_app, name="traces")
+    app.command()(simulate)
 
 
 ConfigOpt = Annotated[
