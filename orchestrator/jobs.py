@@ -10,6 +10,7 @@ generates again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ class ActiveJob:
     cancel_reason: str | None = None
     attempts: int = 0
     initial_kind: JobKind = "demand"
+    # Set once the attempt's gpu_jobs row exists: rows that reference the job wait for it.
+    row_written: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -127,8 +130,12 @@ class JobRunner:
                 with attempt:
                     if job.attempts > 0:  # a retry is a new gpu_jobs row
                         job.job_id = uuid.uuid4()
-                        async with self.db.pool.acquire() as conn:
-                            await self.insert_attempt(conn, job)
+                        job.row_written.clear()
+                        try:
+                            async with self.db.pool.acquire() as conn:
+                                await self.insert_attempt(conn, job)
+                        finally:
+                            job.row_written.set()
                     job.attempts += 1
                     result = await self._attempt(job, image)
         except GenerationError as exc:

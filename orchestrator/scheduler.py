@@ -254,7 +254,7 @@ class Scheduler:
                 profile=self.profile.to_json(),
             )
         chunk_id: uuid.UUID = row["id"]
-        outcome, job_id = await self._resolve(row, session_id, t0)
+        outcome, job_id, waiter = await self._resolve(row, session_id, t0)
         policy, arm = self.session_arm(session_id) if session_id in self._sessions else (None, None)
         spec = await self._speculation_of(chunk_id)
         request_id = uuid.uuid4()
@@ -280,8 +280,8 @@ class Scheduler:
         if session_id is not None:
             await self._move_cursor(session_id, chunk_id, action if record_history else None)
         try:
-            if outcome != "hit":
-                await asyncio.shield(self._waiters[chunk_id])
+            if waiter is not None:
+                await asyncio.shield(waiter)
         except GenerationFailed as exc:
             async with self.db.pool.acquire() as conn:
                 await repo.request_served(conn, request_id, None, str(exc))
@@ -309,25 +309,39 @@ class Scheduler:
 
     async def _resolve(
         self, row: repo.Row, session_id: uuid.UUID | None, t0: float
-    ) -> tuple[Outcome, uuid.UUID | None]:
+    ) -> tuple[Outcome, uuid.UUID | None, asyncio.Future[None] | None]:
+        """(outcome, job id, future to wait on) for a claimed chunk row.
+
+        The checks after the last await are synchronous, so a job cannot finish between them:
+        the chunk is then ready in ``_nodes`` (hit), held by a job (in-flight hit) or queued.
+        """
         chunk_id: uuid.UUID = row["id"]
-        if row["status"] == "ready":
+        status = row["status"]
+        if status != "ready" and chunk_id not in self._jobs and chunk_id not in self._demands:
+            async with self.db.pool.acquire() as conn:  # the row may be stale by now
+                fresh = await repo.get_chunk(conn, chunk_id)
+            status = fresh["status"] if fresh is not None else status
+        node = self._nodes.get(chunk_id)
+        if status == "ready" or (node is not None and node.state == "ready"):
             async with self.db.pool.acquire() as conn:
                 job = await repo.latest_job_for_chunk(conn, chunk_id)
-            return "hit", (job["id"] if job is not None else None)
+            return "hit", (job["id"] if job is not None else None), None
         if chunk_id in self._jobs:
             active, _ = self._jobs[chunk_id]
-            if active.kind == "speculative":
-                active.kind = "demand"
+            waiter = self._waiters[chunk_id]
+            promote = active.kind == "speculative"
+            active.kind = "demand"  # before any await: the planner must not cancel it now
+            await active.row_written.wait()
+            if promote:
                 async with self.db.pool.acquire() as conn:
                     await repo.promote_job(conn, active.job_id)
-            return "inflight", active.job_id
+            return "inflight", active.job_id, waiter
         if chunk_id not in self._demands:
-            if row["status"] in ("failed", "cancelled"):
+            self._add_demand(row, session_id, t0)
+            if status in ("failed", "cancelled"):
                 async with self.db.pool.acquire() as conn:
                     await repo.reclaim_chunk(conn, chunk_id)
-            self._add_demand(row, session_id, t0)
-        return "miss", None
+        return "miss", None, self._waiters[chunk_id]
 
     def _add_demand(self, row: repo.Row, session_id: uuid.UUID | None, now: float) -> None:
         chunk_id: uuid.UUID = row["id"]
@@ -480,21 +494,26 @@ class Scheduler:
             await self._start(start)
 
     async def _start(self, start: StartJob) -> None:
+        # Between popping a demand and registering the job in _jobs there is no await, so a
+        # request arriving meanwhile always finds the chunk queued or running, never absent.
         if start.kind == "demand":
             assert start.request_id is not None
             demand = self._demands.pop(uuid.UUID(start.request_id), None)
             if demand is None:
                 return
             job = self._new_job(demand.chunk_id, demand.memory_id, demand.parent_id, start)
-            async with self.db.pool.acquire() as conn:
-                await self.runner.insert_attempt(conn, job)
+            first_steps: tuple[str, ...] = ("insert",)
         else:
             job_or_none = await self._claim_speculative(start)
             if job_or_none is None:
                 return
             job = job_or_none
+            first_steps = ()
+            if self._demands.pop(job.chunk_id, None) is not None:
+                job.kind = "demand"  # a viewer asked for it while it was being claimed
+                first_steps = ("promote",)
         self._waiters.setdefault(job.chunk_id, asyncio.get_running_loop().create_future())
-        task = asyncio.create_task(self._run(job), name=f"job-{job.job_id}")
+        task = asyncio.create_task(self._run(job, first_steps), name=f"job-{job.job_id}")
         self._jobs[job.chunk_id] = (job, task)
         self._set_node(job.chunk_id, job.memory_id, job.parent_id, job.pose, job.action, "running")
         if job.kind == "speculative":
@@ -566,10 +585,19 @@ class Scheduler:
             await self.runner.insert_attempt(conn, job)
         return job
 
-    async def _run(self, job: ActiveJob) -> None:
+    async def _run(self, job: ActiveJob, first_steps: tuple[str, ...] = ()) -> None:
         waiter = self._waiters[job.chunk_id]
         state: NodeState = "failed"
+        requeued = False
         try:
+            try:
+                async with self.db.pool.acquire() as conn:
+                    if "insert" in first_steps:
+                        await self.runner.insert_attempt(conn, job)
+                    if "promote" in first_steps:
+                        await repo.promote_job(conn, job.job_id)
+            finally:
+                job.row_written.set()
             result, _wall_s = await self.runner.run(job)
             state = "ready"
             self._learn_gpu_time(result.gpu_seconds)
@@ -586,7 +614,11 @@ class Scheduler:
             )
         except asyncio.CancelledError:
             await self._record_cancel(job)
-            if not waiter.done():
+            if job.kind == "demand" and not self._closing:
+                # Promoted by a request after the planner had cancelled it: generate it again
+                # for the waiting viewer instead of failing them.
+                requeued = await self._requeue(job)
+            if not requeued and not waiter.done():
                 waiter.set_exception(
                     GenerationFailed(str(job.job_id), str(job.chunk_id), "cancelled")
                 )
@@ -607,7 +639,8 @@ class Scheduler:
                 waiter.exception()
         finally:
             self._jobs.pop(job.chunk_id, None)
-            self._waiters.pop(job.chunk_id, None)
+            if not requeued:
+                self._waiters.pop(job.chunk_id, None)
             self._set_node(job.chunk_id, job.memory_id, job.parent_id, job.pose, job.action, state)
             self._wake.set()
 
@@ -636,6 +669,14 @@ class Scheduler:
             )
             if status == "cancelled":
                 await repo.set_chunk_status(conn, job.chunk_id, "cancelled")
+
+    async def _requeue(self, job: ActiveJob) -> bool:
+        async with self.db.pool.acquire() as conn:
+            row = await repo.reclaim_chunk(conn, job.chunk_id)
+        if row is None:
+            return False
+        self._add_demand(row, job.session_id, self.clock())
+        return True
 
     async def _record_failure(self, job: ActiveJob, error: str) -> None:
         async with self.db.pool.acquire() as conn, conn.transaction():

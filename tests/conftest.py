@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -45,18 +47,22 @@ def photo_jpeg(name: str = "chelsea") -> bytes:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """DSN of an admin connection to a real PostgreSQL server for this test session."""
     url = os.environ.get("DATABASE_URL")
     if url:
         yield url
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    # Not under pytest's basetemp: a concurrent pytest run rotates old basetemps away, and
+    # would delete a running server's data folder.
+    folder = Path(tempfile.mkdtemp(prefix="rewind-test-pg-"))
+    server = EmbeddedPostgres(folder / "data")
     dsn = server.start()
     try:
         yield dsn
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _with_database(dsn: str, name: str) -> str:
