@@ -30,6 +30,12 @@ def _add_subcommands() -> None:
     app.command()(simulate)
 
 
+@app.callback()
+def _quiet_by_default() -> None:
+    """Command-line tools log warnings only, to stderr; ``serve`` reconfigures from settings."""
+    configure_logging("warning", json_output=False)
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -58,8 +64,14 @@ def serve(
 ) -> None:
     """Run the HTTP API. With no DATABASE_URL it starts an embedded PostgreSQL under .rewind/."""
     from orchestrator.app import create_app
+    from orchestrator.service import ConfigError, check_backends
 
     settings = _settings(config)
+    try:
+        check_backends(settings)  # missing credentials: one line, no traceback, exit 2
+    except ConfigError as exc:
+        typer.echo(f"rewind serve: {exc}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(
         create_app(settings, config_path=config),
         host=host or settings.server.host,
@@ -96,7 +108,7 @@ def demo(
         "markov"
     ),
     steps: Annotated[int, typer.Option(help="steps to walk", min=1, max=100)] = 8,
-    think: Annotated[float, typer.Option(help="viewer think time per step, seconds")] = 4.0,
+    think: Annotated[float, typer.Option(help="viewer think time per step, seconds")] = 6.0,
     gpu_delay: Annotated[
         float, typer.Option(help="extra seconds each generation holds its GPU slot")
     ] = 2.0,
