@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -10,6 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator import analytics
 from orchestrator.api import Svc
+from orchestrator.queries import Conn
+from orchestrator.service import Service
 
 router = APIRouter()
 
@@ -21,15 +24,26 @@ Since = Annotated[str | None, Query(description="ISO-8601 start (inclusive)")]
 Until = Annotated[str | None, Query(description="ISO-8601 end (exclusive)")]
 
 
+async def _analytics(
+    svc: Service,
+    run: Callable[[Conn, list[str], Any, Any], Awaitable[dict[str, Any]]],
+    group_by: str | None,
+    since: str | None,
+    until: str | None,
+    allowed: tuple[str, ...] = analytics.DIMENSIONS,
+) -> dict[str, Any]:
+    dims = analytics.parse_group_by(group_by, allowed)
+    t0, t1 = analytics.parse_time(since, "since"), analytics.parse_time(until, "until")
+    async with svc.db.pool.acquire() as conn:
+        return await run(conn, dims, t0, t1)
+
+
 @router.get("/api/analytics/hit-rates")
 async def hit_rates(
     svc: Svc, group_by: GroupBy = None, since: Since = None, until: Until = None
 ) -> dict[str, Any]:
     """Request hit / in-flight / miss rates and branch hit rates (README "Analytics")."""
-    dims = analytics.parse_group_by(group_by)
-    t0, t1 = analytics.parse_time(since, "since"), analytics.parse_time(until, "until")
-    async with svc.db.pool.acquire() as conn:
-        return await analytics.hit_rates(conn, dims, t0, t1)
+    return await _analytics(svc, analytics.hit_rates, group_by, since, until)
 
 
 @router.get("/api/analytics/waits")
@@ -37,10 +51,7 @@ async def waits(
     svc: Svc, group_by: GroupBy = None, since: Since = None, until: Until = None
 ) -> dict[str, Any]:
     """Wait mean and percentiles (p50/p95/p99, milliseconds)."""
-    dims = analytics.parse_group_by(group_by)
-    t0, t1 = analytics.parse_time(since, "since"), analytics.parse_time(until, "until")
-    async with svc.db.pool.acquire() as conn:
-        return await analytics.waits(conn, dims, t0, t1)
+    return await _analytics(svc, analytics.waits, group_by, since, until)
 
 
 @router.get("/api/analytics/waste")
@@ -48,10 +59,9 @@ async def waste(
     svc: Svc, group_by: GroupBy = None, since: Since = None, until: Until = None
 ) -> dict[str, Any]:
     """Waste ratio, GPU-seconds and USD, in total and per served chunk."""
-    dims = analytics.parse_group_by(group_by, analytics.WASTE_DIMENSIONS)
-    t0, t1 = analytics.parse_time(since, "since"), analytics.parse_time(until, "until")
-    async with svc.db.pool.acquire() as conn:
-        return await analytics.waste(conn, dims, t0, t1)
+    return await _analytics(
+        svc, analytics.waste, group_by, since, until, analytics.WASTE_DIMENSIONS
+    )
 
 
 @router.get("/metrics")
