@@ -6,7 +6,8 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from pydantic import BaseModel
 
 from orchestrator import repo
 from orchestrator.errors import NotFound
@@ -23,7 +24,7 @@ from orchestrator.schemas import (
     SessionCreated,
     TreeChunk,
 )
-from orchestrator.service import Service
+from orchestrator.service import Service, SignedUrls
 from orchestrator.storage import BlobNotFound, Bucket
 
 router = APIRouter(prefix="/api")
@@ -99,15 +100,60 @@ async def post_chunk(
     return ChunkCreated(chunk=await _chunk_out(svc, served, inline), session_id=session_id)
 
 
-@router.get("/memories/{memory_id}", response_model=MemoryOut)
-async def get_memory(memory_id: uuid.UUID, svc: Svc) -> MemoryOut:
-    """The memory and its full chunk tree, for replay (seed)."""
+class MemoryCost(BaseModel):
+    """What a memory has cost so far (the ``v_memory_costs`` view).
+
+    GPU: every generation attempt of its chunks, speculative and cancelled ones included
+    (GPU-seconds x ``[gpu] price_per_gpu_s``). LLM: Claude scene analysis tokens. Sound:
+    ElevenLabs seconds generated. USD at the prices configured when each call was made.
+    """
+
+    gpu_seconds: float
+    gpu_usd: float
+    llm_input_tokens: int
+    llm_output_tokens: int
+    llm_usd: float
+    sound_seconds: float
+    sound_characters: int
+    sound_usd: float
+    total_usd: float
+
+
+class MemoryDetail(MemoryOut):
+    """GET /api/memories/{id}: the seed's shape plus ``cost``."""
+
+    cost: MemoryCost
+
+
+def _cost(row: repo.Row | None) -> MemoryCost:
+    if row is None:  # the memory was deleted in between: nothing spent that we can see
+        return MemoryCost(
+            gpu_seconds=0, gpu_usd=0, llm_input_tokens=0, llm_output_tokens=0, llm_usd=0,
+            sound_seconds=0, sound_characters=0, sound_usd=0, total_usd=0,
+        )  # fmt: skip
+    return MemoryCost(
+        gpu_seconds=round(row["gpu_seconds"], 3),
+        gpu_usd=round(row["gpu_usd"], 6),
+        llm_input_tokens=row["llm_input_tokens"],
+        llm_output_tokens=row["llm_output_tokens"],
+        llm_usd=round(row["llm_usd"], 6),
+        sound_seconds=round(row["sound_seconds"], 3),
+        sound_characters=row["sound_characters"],
+        sound_usd=round(row["sound_usd"], 6),
+        total_usd=round(row["total_usd"], 6),
+    )
+
+
+@router.get("/memories/{memory_id}", response_model=MemoryDetail)
+async def get_memory(memory_id: uuid.UUID, svc: Svc) -> MemoryDetail:
+    """The memory, its full chunk tree (replay, seed) and what it has cost."""
     async with svc.db.pool.acquire() as conn:
         memory = await repo.get_memory(conn, memory_id)
         if memory is None:
             raise NotFound(f"no memory {memory_id}", field="memory_id")
         chunks = await repo.chunks_of_memory(conn, memory_id)
-    return MemoryOut(
+        cost = await repo.memory_cost(conn, memory_id)
+    return MemoryDetail(
         memory_id=memory_id,
         original_image_url=f"/api/memories/{memory_id}/image",
         prompt=memory["prompt"],
@@ -125,6 +171,7 @@ async def get_memory(memory_id: uuid.UUID, svc: Svc) -> MemoryOut:
             )
             for c in chunks
         ],
+        cost=_cost(cost),
     )
 
 
@@ -152,11 +199,24 @@ async def post_session(memory_id: uuid.UUID, svc: Svc) -> SessionCreated:
 
 
 async def _blob(svc: Service, bucket: Bucket, key: str | None, media_type: str) -> Response:
+    """The blob: the local file (with Range), or a 307 to a signed URL on a remote store.
+
+    Raises:
+        NotFound: nothing stored, or the blob is missing.
+        StorageUnavailable: (503) the remote store failed or could not be reached.
+    """
     if key is None:
         raise NotFound(f"nothing stored in {bucket}")
     path = svc.store.local_path(bucket, key)
     if path is not None and path.exists():
         return FileResponse(path, media_type=media_type)  # Starlette serves HTTP Range
+    if path is None and isinstance(svc.store, SignedUrls):
+        # The storage serves the bytes (and Range) itself; the URL expires after the TTL.
+        try:
+            url = await svc.store.signed_url(bucket, key, svc.settings.storage.signed_url_ttl_s)
+        except BlobNotFound as exc:
+            raise NotFound(f"{bucket}/{key} is missing from storage") from exc
+        return RedirectResponse(url, status_code=307, headers={"cache-control": "no-store"})
     try:
         return Response(await svc.store.get(bucket, key), media_type=media_type)
     except BlobNotFound as exc:
@@ -209,7 +269,14 @@ async def get_memory_audio(memory_id: uuid.UUID, svc: Svc) -> Response:
 
 @router.get("/health")
 async def health(svc: Svc) -> dict[str, object]:
-    """Database, storage, GPU pool and each integration, reported honestly."""
+    """Database, storage, GPU pool and each integration, reported honestly.
+
+    Each part has ``status`` ok / degraded (with the last ``error``) / not configured (with
+    ``detail`` saying what is missing); never a key. The overall status is "degraded" when the
+    database, storage or GPU pool is not ok, or when an integration selected in the
+    configuration (``[scene] backend = "claude"``, ``[soundscape] backend = "elevenlabs"``) is
+    not ok; ``degraded_parts`` names them.
+    """
     try:
         async with svc.db.pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
@@ -223,14 +290,24 @@ async def health(svc: Svc) -> dict[str, object]:
     gpu["busy_by_kind"] = svc.scheduler.busy_slots()
     gpu["queued_demands"] = svc.scheduler.queued_demands()
     storage = await svc.store.health()
+    scene = svc.scene.health()
+    soundscape = svc.soundscape.health()
     parts: dict[str, object] = {
         "database": database,
         "storage": storage,
         "gpu": gpu,
-        "scene": svc.scene.health(),
-        "soundscape": svc.soundscape.health(),
+        "scene": scene,
+        "soundscape": soundscape,
         "policy": {a.name: a.policy for a in svc.scheduler.policies.arms},
     }
-    essential = (database["status"], storage["status"], gpu["status"])
-    healthy = all(s == "ok" for s in essential)
-    return {"status": "healthy" if healthy else "degraded", **parts}
+    watched = {"database": database, "storage": storage, "gpu": gpu}
+    if svc.settings.scene.backend != "offline":
+        watched["scene"] = scene
+    if svc.settings.soundscape.backend != "none":
+        watched["soundscape"] = soundscape
+    degraded = [name for name, part in watched.items() if part.get("status") != "ok"]
+    return {
+        "status": "degraded" if degraded else "healthy",
+        "degraded_parts": degraded,
+        **parts,
+    }

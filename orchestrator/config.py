@@ -26,6 +26,14 @@ _TOML_PATH: ContextVar[Path | None] = ContextVar("rewind_toml_path", default=Non
 DEFAULT_CONFIG_FILE = Path("rewind.toml")
 
 
+class ConfigError(RuntimeError):
+    """The configuration selects a backend whose credentials or settings are missing.
+
+    Raised by ``orchestrator.service.check_backends`` (and so by ``Service.start``) before
+    anything is opened; the message is one line naming what is missing, never a secret.
+    """
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,11 +55,17 @@ class DatabaseConfig(_Section):
 
 
 class StorageConfig(_Section):
-    """``[storage]``: blob buckets (originals, videos, frames, audio). ``root`` defaults to
-    data_dir/blobs."""
+    """``[storage]``: blob buckets (originals, videos, frames, audio).
 
-    backend: Literal["local"] = "local"
+    ``local``: folders under ``root`` (default data_dir/blobs). ``supabase``: Supabase Storage,
+    with SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY from the environment; media endpoints then
+    redirect (307) to signed URLs valid ``signed_url_ttl_s`` seconds.
+    """
+
+    backend: Literal["local", "supabase"] = "local"
     root: Path | None = None
+    timeout_s: float = Field(30.0, gt=0.0)
+    signed_url_ttl_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
 
 
 class LimitsConfig(_Section):
@@ -95,9 +109,15 @@ class GenerationConfig(_Section):
 
 
 class GpuConfig(_Section):
-    """``[gpu]``: the GPU pool. Seconds are wall seconds; prices are USD per GPU-second."""
+    """``[gpu]``: the GPU pool. Seconds are wall seconds; prices are USD per GPU-second.
 
-    backend: Literal["local"] = "local"
+    ``local``: the CPU renderer. ``modal``: the deployed ``modal_app``/``modal_cls``
+    (gpu/modal_app.py), with a Modal token from MODAL_TOKEN_ID / MODAL_TOKEN_SECRET or
+    ~/.modal.toml; the ``modal_*``, ``poll_s``, ``submit_*`` and ``max_wait_s`` keys apply to it
+    only, ``delay_s`` and ``workers`` to the local renderer only.
+    """
+
+    backend: Literal["local", "modal"] = "local"
     max_containers: int = Field(2, ge=1, le=1024)
     delay_s: float = Field(0.0, ge=0.0)
     workers: int | None = Field(None, ge=1)
@@ -105,6 +125,13 @@ class GpuConfig(_Section):
     cold_start_s: float = Field(0.0, ge=0.0)
     price_per_gpu_s: float = Field(0.000694, ge=0.0)
     demand_retries: int = Field(2, ge=0, le=10)
+    modal_app: str = Field("rewind-worldplay", min_length=1)
+    modal_cls: str = Field("WorldPlay", min_length=1)
+    modal_environment: str | None = None
+    poll_s: float = Field(30.0, gt=0.0)
+    submit_timeout_s: float = Field(60.0, gt=0.0)
+    submit_attempts: int = Field(3, ge=1, le=10)
+    max_wait_s: float = Field(3600.0, gt=0.0)
 
 
 class SpeculationConfig(_Section):
@@ -148,15 +175,38 @@ class ExperimentsConfig(_Section):
 
 
 class SceneConfig(_Section):
-    """``[scene]``: scene analysis backend."""
+    """``[scene]``: scene analysis backend.
 
-    backend: Literal["offline"] = "offline"
+    ``offline``: deterministic image statistics. ``claude``: Claude with ANTHROPIC_API_KEY from
+    the environment (no key: the service starts, ``scene`` is null and /api/health says why).
+    Prices are USD per million tokens (Anthropic's list price of claude-haiku-4-5).
+    """
+
+    backend: Literal["offline", "claude"] = "offline"
+    model: str = Field("claude-haiku-4-5", min_length=1)
+    timeout_s: float = Field(60.0, gt=0.0)
+    max_retries: int = Field(2, ge=0, le=10)
+    max_tokens: int = Field(1024, ge=64)
+    price_per_mtok_input: float = Field(1.0, ge=0.0)
+    price_per_mtok_output: float = Field(5.0, ge=0.0)
+    base_url: str | None = None
 
 
 class SoundscapeConfig(_Section):
-    """``[soundscape]``: soundscape backend."""
+    """``[soundscape]``: soundscape backend.
 
-    backend: Literal["none"] = "none"
+    ``none``: no audio. ``elevenlabs``: ElevenLabs sound effects with ELEVENLABS_API_KEY from the
+    environment (no key: the service starts, audio is null and /api/health says why).
+    """
+
+    backend: Literal["none", "elevenlabs"] = "none"
+    duration_s: float = Field(20.0, ge=0.5, le=30.0)
+    prompt_influence: float = Field(0.3, ge=0.0, le=1.0)
+    loop: bool = True
+    timeout_s: float = Field(120.0, gt=0.0)
+    price_per_second: float = Field(0.006, ge=0.0)
+    price_per_1k_chars: float = Field(0.0, ge=0.0)
+    base_url: str | None = None
 
 
 class LogConfig(_Section):

@@ -23,7 +23,7 @@ from orchestrator.experiments import Arm
 from orchestrator.media import decode_photo
 from orchestrator.scene import SceneInfo
 from orchestrator.scheduler import ServedChunk
-from orchestrator.service import Service
+from orchestrator.service import ExternalCall, Service, metered
 from orchestrator.soundscape import Audio
 from orchestrator.storage import audio_key, original_key
 
@@ -132,11 +132,19 @@ async def create_memory(svc: Service, image_base64: str, prompt: str | None) -> 
 async def _analyse(
     svc: Service, memory_id: uuid.UUID, png: bytes, prompt: str | None
 ) -> SceneInfo | None:
-    try:
-        scene = await svc.scene.analyze(png, prompt)
-    except Exception as exc:
-        log.warning("scene_analysis_failed", memory_id=str(memory_id), error=str(exc))
-        return None
+    with metered() as calls:
+        try:
+            scene = await svc.scene.analyze(png, prompt)
+        except Exception as exc:
+            log.warning(
+                "scene_analysis_failed",
+                memory_id=str(memory_id),
+                backend=svc.scene.name,
+                error=str(exc),
+            )
+            return None
+        finally:
+            await _record_costs(svc, memory_id, calls)
     async with svc.db.pool.acquire() as conn:
         await repo.set_memory_scene(
             conn,
@@ -151,11 +159,19 @@ async def _analyse(
 
 
 async def _soundscape(svc: Service, memory_id: uuid.UUID, scene: SceneInfo) -> Audio | None:
-    try:
-        audio = await svc.soundscape.generate(scene)
-    except Exception as exc:
-        log.warning("soundscape_failed", memory_id=str(memory_id), error=str(exc))
-        return None
+    with metered() as calls:
+        try:
+            audio = await svc.soundscape.generate(scene)
+        except Exception as exc:
+            log.warning(
+                "soundscape_failed",
+                memory_id=str(memory_id),
+                backend=svc.soundscape.name,
+                error=str(exc),
+            )
+            return None
+        finally:
+            await _record_costs(svc, memory_id, calls)
     if audio is None:
         return None
     ext = "mp3" if audio.content_type == "audio/mpeg" else "wav"
@@ -164,6 +180,30 @@ async def _soundscape(svc: Service, memory_id: uuid.UUID, scene: SceneInfo) -> A
     async with svc.db.pool.acquire() as conn:
         await repo.set_memory_audio(conn, memory_id, key, audio.content_type)
     return audio
+
+
+async def _record_costs(svc: Service, memory_id: uuid.UUID, calls: list[ExternalCall]) -> None:
+    """Write one memory_costs row per billed call; a failure is logged (the memory stands)."""
+    if not calls:
+        return
+    try:
+        async with svc.db.pool.acquire() as conn, conn.transaction():
+            for call in calls:
+                await repo.insert_memory_cost(
+                    conn,
+                    memory_id,
+                    kind=call.kind,
+                    backend=call.backend,
+                    model=call.model,
+                    units=call.units,
+                    quantity=call.quantity,
+                    usd=call.usd,
+                    input_tokens=call.input_tokens,
+                    output_tokens=call.output_tokens,
+                    characters=call.characters,
+                )
+    except Exception as exc:
+        log.error("cost_record_failed", memory_id=str(memory_id), error=str(exc))
 
 
 async def request_next_chunk(

@@ -289,3 +289,44 @@ async def pending_chunks(conn: Conn) -> list[Row]:
     """Chunks still pending (accepted but not generated), with the first requesting session."""
     rows: list[Row] = await conn.fetch(query("chunks_pending"))
     return rows
+
+
+async def set_job_external_id(conn: Conn, job_id: uuid.UUID, external_id: str) -> None:
+    """Store the backend's id of a job's remote call (e.g. a Modal FunctionCall id)."""
+    await conn.execute(query("job_external_id"), job_id, external_id)
+
+
+async def insert_memory_cost(
+    conn: Conn,
+    memory_id: uuid.UUID,
+    *,
+    kind: str,
+    backend: str,
+    model: str | None,
+    units: str,
+    quantity: float,
+    usd: float,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    characters: int | None = None,
+) -> None:
+    """Record one billed external call for a memory (kind 'llm' or 'sound')."""
+    await conn.execute(
+        query("memory_cost_insert"),
+        memory_id,
+        kind,
+        backend,
+        model,
+        units,
+        quantity,
+        input_tokens,
+        output_tokens,
+        characters,
+        usd,
+    )
+
+
+async def memory_cost(conn: Conn, memory_id: uuid.UUID) -> Row | None:
+    """The memory's v_memory_costs row (GPU, LLM and sound totals), or None if unknown."""
+    row: Row | None = await conn.fetchrow(query("memory_cost_get"), memory_id)
+    return row

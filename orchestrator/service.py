@@ -1,18 +1,35 @@
-"""The service container: builds every part from Settings, starts and stops them in order."""
+"""The service container: builds every part from Settings, starts and stops them in order.
+
+Backends are chosen in the configuration (DESIGN.md "Real parts and their embedded defaults"):
+``[gpu] backend`` local | modal, ``[storage] backend`` local | supabase, ``[scene] backend``
+offline | claude, ``[soundscape] backend`` none | elevenlabs. Secrets come from the environment
+only. A GPU pool or blob store without its credentials stops the start (``ConfigError``, before
+the database is opened): nothing could be generated or stored. Claude or ElevenLabs without a key
+do not: memories are still created with ``scene`` / audio null, and /api/health says why.
+
+Costs of external calls (Claude tokens, ElevenLabs seconds) are collected per call through
+``metered()`` and written to ``memory_costs`` by ``orchestrator.memories``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import functools
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import structlog
 
 from gpu.local import LocalGpuPool
 from gpu.protocol import GpuPool
-from orchestrator.config import Settings, load_settings
+from orchestrator import repo
+from orchestrator.config import ConfigError, Settings, load_settings
 from orchestrator.core.poses import canonical_pose
 from orchestrator.core.profile import GenerationProfile
 from orchestrator.core.types import Budget
@@ -21,12 +38,273 @@ from orchestrator.events import EventBus
 from orchestrator.experiments import DEFAULT_ARM, Arm
 from orchestrator.metrics import Metrics
 from orchestrator.reload import merge_live, refused_from
-from orchestrator.scene import OfflineSceneAnalyzer, SceneAnalyzer
+from orchestrator.scene import OfflineSceneAnalyzer, SceneAnalyzer, SceneInfo
 from orchestrator.scheduler import Scheduler, SchedulerConfig
-from orchestrator.soundscape import NoSoundscape, Soundscape
-from orchestrator.storage import BlobStore, LocalBlobStore
+from orchestrator.soundscape import Audio, NoSoundscape, Soundscape
+from orchestrator.storage import BlobStore, Bucket, LocalBlobStore
+
+if TYPE_CHECKING:  # imported lazily: anthropic alone takes seconds to import
+    from orchestrator.claude_scene import ClaudeSceneAnalyzer
+    from orchestrator.elevenlabs_soundscape import ElevenLabsSoundscape
 
 log = structlog.get_logger(__name__)
+
+__all__ = ["ConfigError", "ExternalCall", "Service", "SignedUrls", "check_backends", "metered"]
+
+
+@runtime_checkable
+class SignedUrls(Protocol):
+    """A remote blob store that can hand out time-limited download URLs (Supabase Storage)."""
+
+    async def signed_url(self, bucket: Bucket, key: str, expires_s: int) -> str:
+        """A URL serving the blob for ``expires_s`` seconds. Raises BlobNotFound."""
+        ...
+
+
+def check_backends(settings: Settings) -> None:
+    """Fail fast when the selected GPU pool or blob store has no credentials.
+
+    Reads the environment (MODAL_TOKEN_ID / MODAL_TOKEN_SECRET or ~/.modal.toml; SUPABASE_URL /
+    SUPABASE_SERVICE_ROLE_KEY) and never prints a secret. Claude and ElevenLabs are not checked
+    here: without a key the service runs and reports them as "not configured".
+
+    Raises:
+        ConfigError: one line naming everything missing.
+    """
+    problems: list[str] = []
+    if settings.gpu.backend == "modal":
+        from gpu.modal_pool import ModalConfigError, check_credentials
+
+        try:
+            check_credentials()
+        except ModalConfigError as exc:
+            problems.append(f'[gpu] backend = "modal": {exc}')
+    if settings.storage.backend == "supabase":
+        from orchestrator.supabase_storage import SupabaseConfigError, check_config
+
+        try:
+            check_config()
+        except SupabaseConfigError as exc:
+            problems.append(f'[storage] backend = "supabase": {exc}')
+    if problems:
+        raise ConfigError("cannot start: " + "; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalCall:
+    """One billed call to an external API, as recorded in ``memory_costs``.
+
+    ``quantity`` is in ``units`` (tokens for 'llm', seconds of audio for 'sound'); ``usd`` is
+    priced with the configured rates at the time of the call.
+    """
+
+    kind: Literal["llm", "sound"]
+    backend: str
+    model: str | None
+    units: Literal["tokens", "seconds"]
+    quantity: float
+    usd: float
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    characters: int | None = None
+
+
+_CALLS: ContextVar[list[ExternalCall] | None] = ContextVar("rewind_external_calls", default=None)
+
+
+@contextlib.contextmanager
+def metered() -> Iterator[list[ExternalCall]]:
+    """Collect the billed external calls made in this block (this task's context only).
+
+    Concurrent memories each collect their own calls: the list lives in a ContextVar, and the
+    adapters append to it from inside their own awaited call.
+    """
+    calls: list[ExternalCall] = []
+    token = _CALLS.set(calls)
+    try:
+        yield calls
+    finally:
+        _CALLS.reset(token)
+
+
+def _bill(call: ExternalCall) -> None:
+    sink = _CALLS.get()
+    if sink is not None:
+        sink.append(call)
+
+
+@functools.cache
+def metered_claude() -> type[ClaudeSceneAnalyzer]:
+    """ClaudeSceneAnalyzer that also bills each answered call to the current ``metered()`` block.
+
+    Tokens are billed even when the answer is then refused (no scene in it): they were paid.
+    (A factory so that anthropic is imported only when Claude is selected.)
+    """
+    from orchestrator.claude_scene import ClaudeSceneAnalyzer
+
+    class MeteredClaudeSceneAnalyzer(ClaudeSceneAnalyzer):
+        def _record(self, input_tokens: int, output_tokens: int) -> None:
+            super()._record(input_tokens, output_tokens)
+            usd = (
+                input_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok
+            ) / 1e6
+            _bill(
+                ExternalCall(
+                    kind="llm",
+                    backend=self.name,
+                    model=self.model,
+                    units="tokens",
+                    quantity=float(input_tokens + output_tokens),
+                    usd=usd,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                )
+            )
+
+    return MeteredClaudeSceneAnalyzer
+
+
+@functools.cache
+def metered_elevenlabs() -> Callable[..., ElevenLabsSoundscape]:
+    """ElevenLabsSoundscape that bills each generated clip to the current ``metered()`` block.
+
+    Takes ElevenLabsSoundscape's arguments plus ``usd_per_1k_chars`` (USD per 1,000 prompt
+    characters, added to the per-second price). (A factory so that elevenlabs is imported only
+    when selected.)
+    """
+    from orchestrator.elevenlabs_soundscape import ElevenLabsSoundscape, sound_prompt
+
+    class MeteredElevenLabsSoundscape(ElevenLabsSoundscape):
+        def __init__(
+            self, api_key: str | None, *, usd_per_1k_chars: float = 0.0, **kwargs: Any
+        ) -> None:
+            super().__init__(api_key, **kwargs)
+            self.usd_per_1k_chars = usd_per_1k_chars
+
+        async def generate(self, scene: SceneInfo) -> Audio | None:
+            audio = await super().generate(scene)
+            if audio is not None:
+                chars = len(sound_prompt(scene))
+                _bill(
+                    ExternalCall(
+                        kind="sound",
+                        backend=self.name,
+                        model=None,
+                        units="seconds",
+                        quantity=audio.duration_s,
+                        usd=audio.duration_s * self.usd_per_second
+                        + chars / 1000 * self.usd_per_1k_chars,
+                        characters=chars,
+                    )
+                )
+            return audio
+
+    return MeteredElevenLabsSoundscape
+
+
+def _env_key(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def build_store(settings: Settings) -> BlobStore:
+    """The ``[storage]`` backend. Raises ConfigError (Supabase without URL or key)."""
+    if settings.storage.backend == "supabase":
+        from orchestrator.supabase_storage import (
+            SupabaseBlobStore,
+            SupabaseConfigError,
+            check_config,
+        )
+
+        try:
+            url, key = check_config()
+        except SupabaseConfigError as exc:
+            raise ConfigError(str(exc)) from exc
+        return SupabaseBlobStore(url, key, timeout_s=settings.storage.timeout_s)
+    return LocalBlobStore(settings.blob_root)
+
+
+def build_pool(settings: Settings) -> GpuPool:
+    """The ``[gpu]`` backend (Modal: credentials are checked by ``check_backends`` first)."""
+    gpu = settings.gpu
+    if gpu.backend == "modal":
+        from gpu.modal_pool import ModalGpuPool
+
+        return ModalGpuPool(
+            app_name=gpu.modal_app,
+            cls_name=gpu.modal_cls,
+            max_containers=gpu.max_containers,
+            environment_name=gpu.modal_environment,
+            poll_s=gpu.poll_s,
+            max_wait_s=gpu.max_wait_s,
+            submit_timeout_s=gpu.submit_timeout_s,
+            submit_attempts=gpu.submit_attempts,
+        )
+    return LocalGpuPool(slots=gpu.max_containers, delay_s=gpu.delay_s, workers=gpu.workers)
+
+
+def build_scene(settings: Settings) -> SceneAnalyzer:
+    """The ``[scene]`` backend; Claude without ANTHROPIC_API_KEY is built "not configured"."""
+    sc = settings.scene
+    if sc.backend == "claude":
+        from orchestrator.claude_scene import ENV_KEY
+
+        key = _env_key(ENV_KEY)
+        if key is None:
+            log.warning(
+                "integration_not_configured",
+                part="scene",
+                backend="claude",
+                reason=f"{ENV_KEY} is not set: memories get scene = null",
+            )
+        return metered_claude()(
+            key,
+            model=sc.model,
+            timeout_s=sc.timeout_s,
+            max_retries=sc.max_retries,
+            max_tokens=sc.max_tokens,
+            input_usd_per_mtok=sc.price_per_mtok_input,
+            output_usd_per_mtok=sc.price_per_mtok_output,
+            base_url=sc.base_url,
+        )
+    return OfflineSceneAnalyzer()
+
+
+def build_soundscape(settings: Settings) -> Soundscape:
+    """The ``[soundscape]`` backend; ElevenLabs without a key is built "not configured"."""
+    so = settings.soundscape
+    if so.backend == "elevenlabs":
+        from orchestrator.elevenlabs_soundscape import ENV_KEY
+
+        key = _env_key(ENV_KEY)
+        if key is None:
+            log.warning(
+                "integration_not_configured",
+                part="soundscape",
+                backend="elevenlabs",
+                reason=f"{ENV_KEY} is not set: memories get audio = null",
+            )
+        return metered_elevenlabs()(
+            key,
+            duration_s=so.duration_s,
+            prompt_influence=so.prompt_influence,
+            loop=so.loop,
+            timeout_s=so.timeout_s,
+            base_url=so.base_url,
+            usd_per_second=so.price_per_second,
+            usd_per_1k_chars=so.price_per_1k_chars,
+        )
+    return NoSoundscape()
+
+
+async def _close(part: object, name: str) -> None:
+    """``await part.close()`` when it has one; a failure is logged, never raised."""
+    close = getattr(part, "close", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception as exc:
+        log.warning("close_failed", part=name, error=f"{type(exc).__name__}: {exc}")
 
 
 def profile_from(settings: Settings) -> GenerationProfile:
@@ -97,12 +375,15 @@ class Service:
 
     @classmethod
     async def start(cls, settings: Settings, config_path: Path | None = None) -> Service:
-        """Open the database (embedded if no URL), storage, GPU pool; recover; start planning.
+        """Check the backends' credentials, open the database (embedded if no URL), storage,
+        GPU pool, scene and soundscape backends; recover; start planning.
 
         Raises:
+            ConfigError: the GPU pool or blob store selected has no credentials (nothing opened).
             pydantic.ValidationError / ValueError: the configuration is inconsistent.
             asyncpg / OSError errors: the database cannot be reached.
         """
+        check_backends(settings)
         profile = profile_from(settings)
         root_pose = canonical_pose(settings.generation.root_pose, settings.generation.frames)
         settings.server.data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,14 +393,17 @@ class Service:
             pool_min=settings.database.pool_min,
             pool_max=settings.database.pool_max,
         )
-        pool: GpuPool | None = None
+        opened: list[tuple[object, str]] = []
         try:
-            store = LocalBlobStore(settings.blob_root)
-            pool = LocalGpuPool(
-                slots=settings.gpu.max_containers,
-                delay_s=settings.gpu.delay_s,
-                workers=settings.gpu.workers,
-            )
+            store = build_store(settings)
+            opened.append((store, "storage"))
+            pool = build_pool(settings)
+            opened.append((pool, "gpu"))
+            _report_submissions(pool, db)
+            scene = build_scene(settings)
+            opened.append((scene, "scene"))
+            soundscape = build_soundscape(settings)
+            opened.append((soundscape, "soundscape"))
             events = EventBus()
             metrics = Metrics()
             scheduler = Scheduler(
@@ -134,14 +418,17 @@ class Service:
             )
             await scheduler.start()
         except BaseException:
-            if pool is not None:
-                await pool.close()
+            for part, name in reversed(opened):
+                await _close(part, name)
             await db.close()
             raise
         log.info(
             "service_started",
             gpu=pool.name,
             slots=pool.slots,
+            storage=store.name,
+            scene=scene.name,
+            soundscape=soundscape.name,
             policy=settings.speculation.policy,
             embedded_db=db.embedded is not None,
         )
@@ -151,8 +438,8 @@ class Service:
             store=store,
             pool=pool,
             scheduler=scheduler,
-            scene=OfflineSceneAnalyzer(),
-            soundscape=NoSoundscape(),
+            scene=scene,
+            soundscape=soundscape,
             events=events,
             metrics=metrics,
             profile=profile,
@@ -186,8 +473,29 @@ class Service:
         }
 
     async def close(self) -> None:
-        """Stop planning (running jobs become resumable), then the pool and the database."""
+        """Stop planning (running jobs become resumable), then the pool, the integrations'
+        connections, the blob store and the database."""
         with contextlib.suppress(Exception):
             await self.scheduler.close()
         await self.pool.close()
+        await _close(self.scene, "scene")
+        await _close(self.soundscape, "soundscape")
+        await _close(self.store, "storage")
         await self.db.close()
+
+
+def _report_submissions(pool: GpuPool, db: Database) -> None:
+    """Store each remote call's id (Modal FunctionCall id) in ``gpu_jobs.external_id``.
+
+    Only pools with an ``on_submitted`` hook (ModalGpuPool) have remote calls. The id is kept for
+    operators and for re-attaching after a restart, which the scheduler does not do yet (a
+    restart resubmits: see docs/deploy.md).
+    """
+    if not hasattr(pool, "on_submitted"):
+        return
+
+    async def on_submitted(job_id: str, call_id: str) -> None:
+        async with db.pool.acquire() as conn:
+            await repo.set_job_external_id(conn, uuid.UUID(job_id), call_id)
+
+    pool.on_submitted = on_submitted
