@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -448,23 +449,24 @@ class Scheduler:
         )
 
     def _proposals(self, now: float, budget: Budget) -> tuple[Proposal, ...]:
+        # Index children and histories once per plan: per-session scans made this O(n^2).
+        children: dict[str, dict[str, NodeState]] = defaultdict(dict)
+        for n in self._nodes.values():
+            if n.parent_id is not None and n.action is not None:
+                children[n.parent_id][n.action] = n.state
+        histories: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+        for o in self._sessions.values():
+            histories[o.view.memory_id].append(o.view.history)
+        frozen = {m: tuple(h) for m, h in histories.items()}
         out: list[Proposal] = []
         for s in self._sessions.values():
             v = s.view
-            if now - v.last_active_at > budget.idle_timeout_s:
-                continue
-            children: dict[str, NodeState] = {
-                n.action: n.state
-                for n in self._nodes.values()
-                if n.parent_id == v.cursor_chunk_id and n.action is not None
-            }
-            history = tuple(
-                o.view.history for o in self._sessions.values() if o.view.memory_id == v.memory_id
-            )
+            if v.policy == "none" or now - v.last_active_at > budget.idle_timeout_s:
+                continue  # "none" proposes nothing by definition: skip building its context
             ctx = PolicyContext(
                 session=v,
-                memory_history=history,
-                children=children,
+                memory_history=frozen[v.memory_id],
+                children=dict(children.get(v.cursor_chunk_id, {})),
                 actions=ACTION_NAMES,
                 max_depth=budget.max_depth,
                 now=now,
