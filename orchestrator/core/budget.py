@@ -2,8 +2,11 @@
 
 The bucket (``BucketState``) holds speculative GPU-seconds: it refills at
 ``Budget.rate_gpu_s_per_s`` up to ``Budget.burst_gpu_s``, and each speculative start pays its
-expected GPU-seconds up front. Demand jobs never pay: a viewer who waits is always served
-(DESIGN.md, "The decision core"). Separately, speculative jobs may hold at most
+expected GPU-seconds up front. When the planner cancels a speculative job (abandoned, idle,
+preempted or budget) the part it did not run is given back (``unspent_gpu_s``, ``refund``): a
+wrong guess costs the GPU-seconds it used, not the whole generation it was charged for (in the
+A100 regime ~13 s of a ~210 s charge). Demand jobs never pay: a viewer who waits is always
+served (DESIGN.md, "The decision core"). Separately, speculative jobs may hold at most
 ``speculative_slot_cap`` slots at once, so demand always finds room to preempt into.
 """
 
@@ -41,6 +44,34 @@ def try_spend(bucket: BucketState, cost: float) -> BucketState | None:
     if bucket.tokens < cost:
         return None
     return BucketState(tokens=bucket.tokens - cost, updated_at=bucket.updated_at)
+
+
+def unspent_gpu_s(charged_gpu_s: float, started_at: float, now: float) -> float:
+    """GPU-seconds of a charge that a job cancelled at ``now`` did not use.
+
+    ``max(0, charged - (now - started_at))``, where the time run is taken as 0 when ``now`` is
+    before ``started_at`` (a refund never exceeds the charge). A negative or non-finite charge,
+    or a non-finite time run, gives 0: nothing is refunded that cannot have been paid.
+
+    Example: charged 210 GPU-s, started at t=100, cancelled at t=113: 197 GPU-s unspent.
+    """
+    ran = now - started_at
+    if not (math.isfinite(charged_gpu_s) and math.isfinite(ran)) or charged_gpu_s <= 0.0:
+        return 0.0
+    return max(0.0, charged_gpu_s - max(0.0, ran))
+
+
+def refund(bucket: BucketState, budget: Budget, gpu_s: float) -> BucketState:
+    """The bucket after ``gpu_s`` unspent GPU-seconds come back: ``min(burst, tokens + gpu_s)``.
+
+    A negative or non-finite amount refunds nothing; the result keeps ``updated_at`` and never
+    exceeds ``burst_gpu_s`` (a full bucket stays full: the refund is lost, as a refill would be).
+    Call ``refill`` first, as for ``try_spend``.
+    """
+    if not math.isfinite(gpu_s) or gpu_s <= 0.0:
+        return bucket
+    burst = max(0.0, budget.burst_gpu_s)
+    return BucketState(tokens=min(burst, bucket.tokens + gpu_s), updated_at=bucket.updated_at)
 
 
 def speculative_slot_cap(budget: Budget) -> int:

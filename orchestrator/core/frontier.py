@@ -22,24 +22,33 @@ Value of a candidate x at depth d below its session's cursor (all times in secon
 
 For a combined candidate, depth and need time are those of the most urgent session (the
 smallest; a conservative benefit) and the job is attributed to the session with the largest p.
+
+Cost: ``collect_votes`` reads every proposal once (O(1) dict work each) and ``ranked`` values
+every key without sorting them: it heapifies the ones that pass the filters and yields them best
+first on demand, so the planner pays O(n + k log n) for the k candidates it looks at. Values are
+computed with the very same float expressions as ``benefit_s`` and ``need_time``, so a lazily
+ranked candidate is bit-identical to the one ``interests`` + ``candidates`` give.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from orchestrator.core.poses import PoseError
 from orchestrator.core.tree import Key, TreeIndex
-from orchestrator.core.types import Budget, PlanInput, SessionView, Timing
+from orchestrator.core.types import Budget, PlanInput, Proposal, SessionView, Timing, TreeNode
 
 
 class Candidate(NamedTuple):
     """One proposed chunk key, with its combined probability and value.
 
-    A NamedTuple rather than a dataclass: plan() builds one per proposed key (10^5 with 10^4
-    sessions) and tuple construction is several times cheaper.
+    A NamedTuple rather than a dataclass: ``interests`` builds one per proposed key (10^5 with
+    10^4 sessions) and tuple construction is several times cheaper; ``ranked`` (the planner's
+    path) builds one only for each candidate taken off its heap.
 
     Attributes:
         memory_id, parent_id, pose: the chunk key (parent is a ready node; pose canonical).
@@ -82,15 +91,27 @@ def is_idle(session: SessionView, now: float, budget: Budget) -> bool:
     return now - session.last_active_at > budget.idle_timeout_s
 
 
+def active_by_id(inp: PlanInput) -> dict[str, SessionView]:
+    """Non-idle sessions by id (any order); of duplicated ids the most recently active one counts.
+
+    The order-free form of ``active_sessions``: one dict pass when ids are unique (the usual
+    case), the sort only when some id is duplicated.
+    """
+    now, timeout = inp.now, inp.budget.idle_timeout_s
+    latest = {s.session_id: s for s in inp.sessions}
+    if len(latest) != len(inp.sessions):
+        latest = {}
+        for s in sorted(
+            inp.sessions,
+            key=lambda s: (s.session_id, s.last_active_at, s.watch_started_at, s.cursor_chunk_id),
+        ):
+            latest[s.session_id] = s
+    return {sid: s for sid, s in latest.items() if not now - s.last_active_at > timeout}
+
+
 def active_sessions(inp: PlanInput) -> tuple[SessionView, ...]:
     """Non-idle sessions sorted by id; of duplicated ids the most recently active one counts."""
-    latest: dict[str, SessionView] = {}
-    for s in sorted(
-        inp.sessions,
-        key=lambda s: (s.session_id, s.last_active_at, s.watch_started_at, s.cursor_chunk_id),
-    ):
-        latest[s.session_id] = s
-    return tuple(s for _, s in sorted(latest.items()) if not is_idle(s, inp.now, inp.budget))
+    return tuple(s for _, s in sorted(active_by_id(inp).items()))
 
 
 def expected_gpu_s(timing: Timing) -> float:
@@ -117,49 +138,161 @@ def benefit_s(probability: float, need: float, now: float, timing: Timing) -> fl
 _Vote = tuple[str, float, int, float, str]
 """(session_id, probability, depth, need_time, action): one session's proposal for a key."""
 
+Votes = dict[Key, "_Vote | dict[str, _Vote]"]
+"""Chunk key -> the one session's vote when a single session proposed it (the usual case), else
+session id -> that session's vote. Each session's vote is its largest p, then smallest depth,
+then smallest action."""
 
-def _target(
-    index: TreeIndex, session: SessionView, path: tuple[str, ...], frames: int
-) -> tuple[Key, str] | None:
-    """The chunk key and action a path's last step names, if every step above it is ready."""
-    try:
-        parent, pose = index.last_step(session.memory_id, session.cursor_chunk_id, path, frames)
-    except (PoseError, ValueError):
-        return None  # a policy bug must not stall planning; the action is simply not valued
-    if parent is None or parent.state != "ready":
-        return None  # generation is serial: the chunk needs its parent's last frame
-    return (session.memory_id, parent.chunk_id, pose), path[-1]
+_INVALID = ""  # pose cache marker: the action is not one ``poses.action_to_pose`` accepts
 
 
-def _votes(
-    inp: PlanInput, index: TreeIndex, sessions: Iterable[SessionView]
-) -> dict[Key, dict[str, _Vote]]:
-    """Chunk key -> session id -> that session's vote (its largest p, then smallest depth)."""
-    by_id = {s.session_id: s for s in sessions}
+def collect_votes(
+    inp: PlanInput,
+    index: TreeIndex,
+    sessions: Mapping[str, SessionView],
+    want: Collection[tuple[str, int, str]] | None = None,
+) -> Votes:
+    """Resolve proposals to chunk keys and keep each session's best vote per key.
+
+    Args:
+        inp: supplies proposals, now, timing, frames and ``budget.max_depth``.
+        index: the tree snapshot.
+        sessions: the sessions whose proposals count (pass the active ones), by id.
+        want: when given, only proposals whose (session id, depth, last pose) is in ``want``
+            are resolved: the planner's shortcut for valuing just its running speculative jobs
+            (a proposal can only name a key whose pose its last step has, from a cursor exactly
+            depth - 1 levels above the key's parent). Keys outside the wanted set may then be
+            missing votes: read only the keys ``want`` was built for.
+
+    Proposals are dropped when their session is not in ``sessions``, their path is empty or
+    deeper than ``budget.max_depth``, an action is unknown, P is not finite, or the target's
+    parent is not a ready node (generation is serial).
+    """
     max_depth = inp.budget.max_depth
-    # Sessions on one memory often share a cursor: resolve each (cursor, path) once.
-    targets: dict[tuple[str, str, tuple[str, ...]], tuple[Key, str] | None] = {}
-    votes: dict[Key, dict[str, _Vote]] = {}
-    for prop in inp.proposals:
-        session = by_id.get(prop.session_id)
-        depth = len(prop.path)
-        if session is None or not 1 <= depth <= max_depth or not math.isfinite(prop.probability):
+    now, frames = inp.now, inp.frames
+    step = inp.timing.chunk_duration_s + inp.timing.think_s
+    pose = _Memo(_pose_or_invalid(index, frames))  # action -> canonical pose, or _INVALID
+    # The loop below is the planner's hot path (one pass per proposal, 10^5 with 10^4 sessions):
+    # dict reads are bound to locals and the one- and two-step paths are resolved inline, with
+    # the same lookups as ``TreeIndex.last_step``.
+    node_of = index.id_index().get if want is None else index.node
+    isfinite = math.isfinite
+    proposals: Sequence[Proposal] = inp.proposals
+    node_by_key: Callable[[Key], TreeNode | None]
+    if want is None:
+        node_by_key = index.key_index().get if max_depth >= 2 else _no_node
+    else:
+        # One pass keeps the proposals ``want`` names (``wanted_pose`` rules out with one dict
+        # read an action whose pose no wanted key has); their first steps are then looked up
+        # with one filtered scan rather than an index over every node's key.
+        wanted_sessions = {sid for sid, _, _ in want}
+        wanted_poses = {q for _, _, q in want}
+        wanted_pose = _Memo(lambda a: pose[a] if pose[a] in wanted_poses else _INVALID)
+        proposals = [
+            prop
+            for prop in proposals
+            if prop.session_id in wanted_sessions
+            and prop.path
+            and (q := wanted_pose[prop.path[-1]])
+            and (prop.session_id, len(prop.path), q) in want
+        ]
+        firsts = {
+            (s.memory_id, s.cursor_chunk_id, pose[prop.path[0]])
+            for prop in proposals
+            if len(prop.path) == 2 and (s := sessions.get(prop.session_id)) is not None
+        }
+        node_by_key = index.by_keys(firsts).get if firsts else _no_node
+    votes: Votes = {}
+    for prop in proposals:
+        session = sessions.get(prop.session_id)
+        if session is None:
             continue
-        path = tuple(prop.path)  # hashable even if a policy hands over a list
-        memo = (session.memory_id, session.cursor_chunk_id, path)
-        if memo in targets:
-            target = targets[memo]
+        path = prop.path
+        depth = len(path)
+        if not 1 <= depth <= max_depth:
+            continue
+        action = path[-1]
+        last = pose[action]
+        p = prop.probability
+        if not isfinite(p) or not last:
+            continue
+        memory_id = session.memory_id
+        if depth == 1:
+            parent = node_of(session.cursor_chunk_id)
+        elif depth == 2:
+            first = pose[path[0]]
+            if not first:
+                continue
+            parent = node_by_key((memory_id, session.cursor_chunk_id, first))
         else:
-            target = targets[memo] = _target(index, session, path, inp.frames)
-        if target is not None:
-            p = min(1.0, max(0.0, prop.probability))
-            need = need_time(session, depth, inp.timing, inp.now)
-            vote = (session.session_id, p, depth, need, target[1])
-            per_session = votes.setdefault(target[0], {})
-            old = per_session.get(session.session_id)
-            if old is None or (-p, depth, target[1]) < (-old[1], old[2], old[4]):
-                per_session[session.session_id] = vote
+            if not all(pose[a] for a in path):
+                continue
+            parent, _ = index.last_step(memory_id, session.cursor_chunk_id, tuple(path), frames)
+        if parent is None or parent.state != "ready":
+            continue  # generation is serial: the chunk needs its parent's last frame
+        key = (memory_id, parent.chunk_id, last)
+        # p clamped to [0, 1] and need_time(), as min(1, max(0, p)) and max(now, t) give them.
+        if not p > 0.0:
+            p = 0.0
+        elif p >= 1.0:
+            p = 1.0
+        need = session.watch_started_at + depth * step
+        if not need > now:
+            need = now
+        sid = session.session_id
+        vote = (sid, p, depth, need, action)
+        old = votes.get(key)
+        if old is None:
+            votes[key] = vote
+        elif isinstance(old, tuple):
+            if old[0] != sid:
+                votes[key] = {old[0]: old, sid: vote}
+            elif (-p, depth, action) < (-old[1], old[2], old[4]):
+                votes[key] = vote
+        else:
+            mine = old.get(sid)
+            if mine is None or (-p, depth, action) < (-mine[1], mine[2], mine[4]):
+                old[sid] = vote
     return votes
+
+
+class _Memo(dict[str, str]):
+    """A dict that fills itself: ``memo[k]`` is ``fn(k)``, computed on the first read only
+    (``__missing__``), so hot loops read it with a plain subscript."""
+
+    def __init__(self, fn: Callable[[str], str]) -> None:
+        super().__init__()
+        self._fn = fn
+
+    def __missing__(self, key: str) -> str:
+        value = self[key] = self._fn(key)
+        return value
+
+
+def _pose_or_invalid(index: TreeIndex, frames: int) -> Callable[[str], str]:
+    """Action -> canonical pose, ``_INVALID`` for one ``poses.action_to_pose`` rejects."""
+
+    def convert(action: str) -> str:
+        try:
+            return index.pose_of(action, frames)
+        except (PoseError, ValueError):
+            return _INVALID  # a policy bug must not stall planning
+
+    return convert
+
+
+def _no_node(key: Key) -> TreeNode | None:
+    return None
+
+
+def probability(votes: _Vote | dict[str, _Vote]) -> float:
+    """The combined P of one key's votes (``Candidate.probability``)."""
+    if isinstance(votes, tuple):
+        return votes[1]
+    miss = 1.0
+    for sid in sorted(votes):  # the order _combine multiplies in
+        miss *= 1.0 - votes[sid][1]
+    return votes[next(iter(votes))][1] if len(votes) == 1 else 1.0 - miss
 
 
 def _combine(key: Key, votes: dict[str, _Vote], inp: PlanInput, e: float) -> Candidate:
@@ -192,6 +325,30 @@ def _combine(key: Key, votes: dict[str, _Vote], inp: PlanInput, e: float) -> Can
     )
 
 
+def _candidate(key: Key, votes: _Vote | dict[str, _Vote], inp: PlanInput, e: float) -> Candidate:
+    """The valued candidate of one key (``_combine`` without its work for a single session)."""
+    if not isinstance(votes, tuple):
+        return _combine(key, votes, inp, e)
+    sid, p, depth, need, action = votes
+    benefit = benefit_s(p, need, inp.now, inp.timing)
+    memory_id, parent_id, pose = key
+    assert parent_id is not None  # proposals name children, never a root
+    return Candidate(
+        memory_id=memory_id,
+        parent_id=parent_id,
+        pose=pose,
+        action=action,
+        session_id=sid,
+        sessions=(sid,),
+        probability=p,
+        depth=depth,
+        need_time=need,
+        expected_gpu_s=e,
+        benefit_s=benefit,
+        score=benefit / e if e > 0 else 0.0,
+    )
+
+
 def interests(
     inp: PlanInput, index: TreeIndex, sessions: Iterable[SessionView]
 ) -> dict[Key, Candidate]:
@@ -203,7 +360,8 @@ def interests(
     finite, or the target's parent is not a ready node. No filtering by P or score here.
     """
     e = expected_gpu_s(inp.timing)
-    return {key: _combine(key, v, inp, e) for key, v in _votes(inp, index, sessions).items()}
+    votes = collect_votes(inp, index, {s.session_id: s for s in sessions})
+    return {key: _candidate(key, v, inp, e) for key, v in votes.items()}
 
 
 def candidates(
@@ -230,3 +388,51 @@ def candidates(
         out.append(c)
     out.sort(key=Candidate.sort_key)
     return out
+
+
+def ranked(
+    inp: PlanInput,
+    index: TreeIndex,
+    votes: Votes,
+    taken: Collection[Key] = frozenset(),
+) -> Iterator[Candidate]:
+    """``candidates(inp, index, interests(...), taken)``, lazily: best first, built on demand.
+
+    Same filters and the same order (``Candidate.sort_key``: keys are unique, so the order is
+    total). Each key's score is computed once from its votes and the keys that pass the P and
+    score filters are heapified in O(n). The filters on ``taken`` and on existing chunks, and
+    the ``Candidate``, apply only to the keys the caller pulls off the heap (neither filter
+    depends on the order, so applying it late changes nothing).
+    """
+    now, budget = inp.now, inp.budget
+    min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
+    e = expected_gpu_s(inp.timing)
+    heap: list[tuple[float, float, Key, _Vote | dict[str, _Vote]]] = []
+    for key, v in votes.items():
+        if isinstance(v, tuple):
+            p, need = v[1], v[3]
+        else:
+            c = _combine(key, v, inp, e)
+            p, need = c.probability, c.need_time
+        if p < min_p:
+            continue
+        # benefit_s(p, need, now, timing) and Candidate.score, with each max(0.0, x) written as
+        # the comparison max() makes (x if x > 0.0 else 0.0): bit-identical, without the calls.
+        late = now + e - need
+        saved = p * (e - late) if late > 0.0 else p * (e - 0.0)
+        benefit = saved if saved > 0.0 else 0.0
+        score = benefit / e if e > 0 else 0.0
+        if score > min_score:
+            heap.append((-score, -p, key, v))
+    heapq.heapify(heap)
+    existing: Mapping[Key, TreeNode] | None = None
+    while heap:
+        _, _, key, v = heapq.heappop(heap)
+        if key in taken:
+            continue
+        if existing is None:  # one lookup for this key and every key the heap may still yield
+            existing = index.by_keys(itertools.chain((key,), (item[2] for item in heap)))
+        node = existing.get(key)
+        if node is not None and node.state != "failed":
+            continue  # generated or being generated: de-duplication
+        yield _candidate(key, v, inp, e)

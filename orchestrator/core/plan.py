@@ -12,8 +12,8 @@ a. Refill the token bucket to ``now`` (``budget.refill``).
 b. Cancel speculative jobs no active session can reach: a job is kept while its chunk is an
    active (non-idle) session's cursor on its memory or lies at most ``budget.max_depth`` levels
    below one. Otherwise it is cancelled as "idle" (only idle sessions' cursors reach it) or
-   "abandoned" (none). Demand jobs, and speculative jobs whose key a demand waits for, are never
-   cancelled.
+   "abandoned" (none), in job-id order. Demand jobs, and speculative jobs whose key a demand
+   waits for, are never cancelled.
 c. Trim speculation over its limits (the operator lowered the share, the pool shrank): cancel
    the least valuable speculative jobs, reason "budget", until speculative jobs <=
    ``speculative_slot_cap`` and all jobs <= ``max_containers``.
@@ -23,28 +23,68 @@ d. Demands, FIFO by (requested_at, request_id). Requests for one chunk key share
    ready (a hit), or whose parent is not ready (the shell only accepts requests below a ready
    chunk). Each demand takes a free slot, else preempts the least valuable running speculative
    job (CancelJob "preempted"), else waits with every later demand. Demands cost no tokens.
-e. Speculation: candidates (``frontier.candidates``) best score first; admit while a slot is
+e. Speculation: candidates (``frontier.ranked``) best score first; admit while a slot is
    free, speculative jobs < ``speculative_slot_cap``, the attributed session holds fewer than
    ``per_session_inflight`` speculative jobs (a full session is skipped, not the rest), and the
    bucket pays ``expected_gpu_s``.
 f. Return ``Plan(starts=demand starts then speculative starts, cancels, bucket)``.
 
+Refunds: every cancel in b, c and d gives the job's unspent charge back to the bucket,
+``max(0, job.expected_gpu_s - (now - job.started_at))`` (``budget.unspent_gpu_s``), capped at
+``burst_gpu_s`` (``budget.refund``); time run counts from 0 if the clock went backwards, so a
+refund never exceeds the charge. Refunds land before e, so a slot and the GPU-seconds a wrong
+guess did not use can go to a better guess in the same plan. The bucket stays within [0, burst].
+Demand jobs are never cancelled, and never charged.
+
 "Least valuable" speculative job: lowest current P (the combined P of current proposals for its
 key, else the P it was admitted with), then the most recently started (it has the most work left
 and the least work lost), then job id.
+
+Cost. With 10^4 sessions a snapshot holds ~10^5 nodes and ~10^5 proposals, and in pure Python
+touching each once is already milliseconds, so a plan only reads what can change its decisions:
+
+- sessions: two passes (who is idle; who watches which chunk);
+- nodes: no index over the whole snapshot. One filtered scan fetches the parents of the
+  speculative jobs and of the demands and the children of the demands' parents
+  (``TreeIndex.prefetch``); each deeper level of ancestors (``max_depth`` > 2) costs one more;
+- reachability: at most ``max_depth`` ancestors per speculative job, each a dict read;
+- "least valuable": a heap, built on the first preemption or trim. Its P values come from only
+  the proposals that can name a preemptible job's key: those of sessions whose cursor is the
+  key's parent or its ancestor d - 1 levels up, of length d, whose last step has the key's pose
+  (noted by ``_Cursors.survey`` in step b; a necessary condition, then the same resolution as
+  for every proposal, ``frontier.collect_votes``);
+- speculation is skipped outright when it cannot start anything (no free slot, the speculative
+  cap reached, or the bucket cannot pay one ``expected_gpu_s``): with 10^4 sessions on a pool of
+  tens to hundreds of slots that is the common case, and it saves valuing every proposal.
+  Otherwise every proposal is valued once (full indexes are built then) and candidates come off
+  a heap best first (``frontier.ranked``) until the slots, the cap or the bucket run out.
+
+Every shortcut gives the very decisions the plain algorithm gives: ``test_plan.reference_plan``
+values every proposal, sorts every list and scans for the least valuable job, and must return
+the same ``Plan`` on random inputs (duplicated ids, shared cursors, idle sessions, full pools).
 """
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from orchestrator.core.budget import refill, speculative_slot_cap, try_spend
+from orchestrator.core.budget import (
+    refill,
+    refund,
+    speculative_slot_cap,
+    try_spend,
+    unspent_gpu_s,
+)
 from orchestrator.core.frontier import (
     Candidate,
-    active_sessions,
-    candidates,
+    Votes,
+    active_by_id,
+    collect_votes,
     expected_gpu_s,
-    interests,
+    probability,
+    ranked,
 )
 from orchestrator.core.tree import Key, TreeIndex
 from orchestrator.core.types import (
@@ -69,15 +109,28 @@ def demand_key(demand: DemandRequest) -> Key:
     return (demand.memory_id, demand.parent_id, demand.pose)
 
 
+_Victim = tuple[float, float, str, RunningJob]
+"""Heap entry of a preemptible job: (current P, -started_at, job_id, job)."""
+
+_Want = set[tuple[str, int, str]]
+"""(session id, depth, pose): that session's proposals of that depth and last pose may name a
+preemptible job's key (``_Cursors.survey``, ``frontier.collect_votes``)."""
+
+
 @dataclass(slots=True)
 class _Work:
     """Scratch state of one ``plan()`` call."""
 
     inp: PlanInput
     index: TreeIndex
-    valued: dict[Key, Candidate]
+    active: dict[str, SessionView]  # non-idle sessions by id
     live: dict[str, RunningJob]  # job_id -> job still holding its slot after this plan's cancels
     demanded: frozenset[Key]  # keys of every pending demand
+    bucket: BucketState
+    spec_live: int  # live speculative jobs (those a demand waits for included)
+    pool: list[RunningJob]  # live speculative jobs no demand waits for: preemptible
+    victims: list[_Victim] | None = None  # heap over ``pool``, built on first use
+    want: _Want = field(default_factory=set)  # what may name a pool job's key (step b)
     cancels: list[CancelJob] = field(default_factory=list)
     demand_starts: list[StartJob] = field(default_factory=list)
     spec_starts: list[StartJob] = field(default_factory=list)
@@ -86,72 +139,129 @@ class _Work:
         starts = len(self.demand_starts) + len(self.spec_starts)
         return self.inp.budget.max_containers - len(self.live) - starts
 
-    def speculative(self) -> list[RunningJob]:
-        """Live speculative jobs a demand may displace, by job id."""
-        return [
-            j
-            for _, j in sorted(self.live.items())
-            if j.kind == "speculative" and job_key(j) not in self.demanded
-        ]
-
     def cancel(self, job: RunningJob, reason: str) -> None:
+        """Cancel a live speculative job and refund its unspent charge."""
         del self.live[job.job_id]
+        self.spec_live -= 1
         self.cancels.append(CancelJob(job_id=job.job_id, reason=reason))
+        unspent = unspent_gpu_s(job.expected_gpu_s, job.started_at, self.inp.now)
+        self.bucket = refund(self.bucket, self.inp.budget, unspent)
+
+    def preemptible(self) -> int:
+        """Live speculative jobs no demand waits for."""
+        return len(self.pool) if self.victims is None else len(self.victims)
 
     def least_valuable(self) -> RunningJob | None:
-        def value(j: RunningJob) -> tuple[float, float, str]:
-            c = self.valued.get(job_key(j))
-            return (c.probability if c is not None else j.probability, -j.started_at, j.job_id)
-
-        jobs = self.speculative()
-        return min(jobs, key=value) if jobs else None
+        """Remove and return the least valuable preemptible job (None when there is none)."""
+        if self.victims is None:
+            self.victims = _victim_heap(self)
+        return heapq.heappop(self.victims)[3] if self.victims else None
 
 
-def _job_order(j: RunningJob) -> tuple[str, float, str]:
-    return (j.job_id, j.started_at, j.chunk_id)
+def _victim_votes(w: _Work) -> Votes:
+    """Votes for the preemptible jobs' keys (read nothing else from them).
+
+    A proposal of depth d names key (memory, parent, pose) only when its session's cursor is
+    ``parent`` walked d - 1 parent links up and its last action's pose is ``pose``
+    (``frontier.collect_votes`` resolves down through the key index, whose nodes the id index
+    walks back up). Step b noted those (session, depth, pose) in ``w.want``: only such
+    proposals are resolved.
+    """
+    return collect_votes(w.inp, w.index, w.active, w.want) if w.want else {}
 
 
-def _cursors(sessions: tuple[SessionView, ...]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for s in sessions:
-        out.setdefault(s.memory_id, set()).add(s.cursor_chunk_id)
-    return out
+def _victim_heap(w: _Work) -> list[_Victim]:
+    if len(w.pool) <= 1:  # no ranking needed: skip valuing proposals
+        return [(0.0, 0.0, j.job_id, j) for j in w.pool]
+    votes = _victim_votes(w)
+    heap: list[_Victim] = []
+    for j in w.pool:
+        v = votes.get((j.memory_id, j.parent_id, j.pose)) if votes else None
+        p = j.probability if v is None else probability(v)
+        heap.append((p, -j.started_at, j.job_id, j))
+    heapq.heapify(heap)
+    return heap
 
 
-def _reachable(w: _Work, job: RunningJob, cursors: set[str]) -> bool:
-    """True when the job's chunk is a cursor or at most max_depth levels below one."""
-    if job.chunk_id in cursors:
-        return True
-    current = job.parent_id
-    for _ in range(w.inp.budget.max_depth):
-        if current is None:
-            return False
-        if current in cursors:
-            return True
-        node = w.index.node(current)
-        current = node.parent_id if node is not None else None
-    return False
+class _Cursors:
+    """Which sessions watch which chunk (``survey``).
+
+    Keyed by chunk id alone (no tuple per session); the memory is compared on lookup, as the
+    reachability rule is per memory. Sessions sharing a cursor are kept in a second dict.
+    """
+
+    __slots__ = ("_many", "_one")
+
+    def __init__(self, sessions: Collection[SessionView]) -> None:
+        self._one = {s.cursor_chunk_id: s for s in sessions}
+        self._many: dict[str, list[SessionView]] = {}
+        if len(self._one) != len(sessions):
+            for s in sessions:
+                self._many.setdefault(s.cursor_chunk_id, []).append(s)
+            self._many = {c: ss for c, ss in self._many.items() if len(ss) > 1}
+            for chunk_id in self._many:
+                del self._one[chunk_id]
+
+    def survey(self, job: RunningJob, ancestors: list[str], want: _Want) -> bool:
+        """True when a session on the job's memory watches its chunk or one of ``ancestors``
+        (parent first). Adds (session id, depth, job pose) to ``want`` for every session that
+        watches the ancestor ``depth`` levels up: its depth-``depth`` proposals may name the
+        job's key."""
+        memory, pose, one = job.memory_id, job.pose, self._one
+        s = one.get(job.chunk_id)
+        seen = s is not None and s.memory_id == memory
+        for depth, chunk_id in enumerate(ancestors, 1):
+            s = one.get(chunk_id)
+            if s is not None and s.memory_id == memory:
+                want.add((s.session_id, depth, pose))
+                seen = True
+        if self._many:
+            for depth, chunk_id in enumerate((job.chunk_id, *ancestors)):
+                for s in self._many.get(chunk_id, ()):
+                    if s.memory_id == memory:
+                        seen = True
+                        if depth:
+                            want.add((s.session_id, depth, pose))
+        return seen
 
 
-def _cancel_unreachable(w: _Work, active: tuple[SessionView, ...]) -> None:
-    active_ids = {s.session_id for s in active}
-    idle = tuple(
-        sorted(
-            (s for s in w.inp.sessions if s.session_id not in active_ids),
-            key=lambda s: s.session_id,
-        )
-    )
-    by_active, by_idle = _cursors(active), _cursors(idle)
-    for job in w.speculative():
-        if _reachable(w, job, by_active.get(job.memory_id, set())):
-            continue
-        idle_reach = _reachable(w, job, by_idle.get(job.memory_id, set()))
-        w.cancel(job, "idle" if idle_reach else "abandoned")
+def _chains(index: TreeIndex, jobs: list[RunningJob], depth: int) -> dict[str, list[str]]:
+    """Job id -> the job's parent, grandparent, ... up to ``depth`` ids. A chain ends early at a
+    root or at a node missing from the snapshot (its ancestry is unknown). Each level's nodes are
+    fetched with one filtered scan."""
+    chains = {
+        j.job_id: [j.parent_id] if j.parent_id is not None and depth > 0 else [] for j in jobs
+    }
+    for level in range(1, depth):
+        tips = [c for c in chains.values() if len(c) == level]
+        node_of = index.prefetch(c[-1] for c in tips).get
+        for chain in tips:
+            node = node_of(chain[-1])
+            if node is not None and node.parent_id is not None:
+                chain.append(node.parent_id)
+    return chains
+
+
+def _cancel_unreachable(w: _Work) -> None:
+    """Step b: a job is reachable when its chunk or one of its ancestors up to ``max_depth``
+    levels is a cursor on its memory (the chunk lies in that session's subtree)."""
+    if not w.pool:
+        return
+    chains = _chains(w.index, w.pool, w.inp.budget.max_depth)
+    survey = _Cursors(list(w.active.values())).survey
+    lost = [j for j in w.pool if not survey(j, chains[j.job_id], w.want)]
+    if not lost:
+        return
+    idle = _Cursors([s for s in w.inp.sessions if s.session_id not in w.active]).survey
+    for j in sorted(lost, key=lambda j: j.job_id):
+        w.cancel(j, "idle" if idle(j, chains[j.job_id], set()) else "abandoned")
+    gone = {j.job_id for j in lost}
+    w.pool = [j for j in w.pool if j.job_id not in gone]
 
 
 def _trim_to_limits(w: _Work) -> None:
     cap = speculative_slot_cap(w.inp.budget)
-    while len(w.speculative()) > cap or len(w.live) > w.inp.budget.max_containers:
+    while w.preemptible() > cap or len(w.live) > w.inp.budget.max_containers:
         victim = w.least_valuable()
         if victim is None:
             return
@@ -159,14 +269,20 @@ def _trim_to_limits(w: _Work) -> None:
 
 
 def _admit_demands(w: _Work) -> None:
-    running = {job_key(j) for j in w.inp.jobs}
+    if not w.inp.demands:
+        return
+    parents = {key[1] for key in w.demanded}
+    running = {job_key(j) for j in w.inp.jobs if j.parent_id in parents}  # the keys that matter
+    demands = sorted(w.inp.demands, key=lambda d: (d.requested_at, d.request_id))
+    existing = w.index.by_keys(w.demanded)
+    e = expected_gpu_s(w.inp.timing)
     seen: set[Key] = set()
-    for d in sorted(w.inp.demands, key=lambda d: (d.requested_at, d.request_id)):
+    for d in demands:
         key = demand_key(d)
         if key in seen or key in running:
             continue
         seen.add(key)
-        node = w.index.by_key(*key)
+        node = existing.get(key)
         if node is not None and node.state == "ready":
             continue
         if d.parent_id is not None and not w.index.is_ready(d.parent_id):
@@ -188,7 +304,7 @@ def _admit_demands(w: _Work) -> None:
                 session_id=d.session_id,
                 probability=1.0,
                 depth=0,
-                expected_gpu_s=expected_gpu_s(w.inp.timing),
+                expected_gpu_s=e,
                 benefit_s=0.0,
                 reason=reason,
                 request_id=d.request_id,
@@ -213,18 +329,24 @@ def _spec_start(c: Candidate) -> StartJob:
     )
 
 
-def _admit_speculation(w: _Work, bucket: BucketState) -> BucketState:
-    budget = w.inp.budget
+def _admit_speculation(w: _Work) -> None:
+    inp, budget = w.inp, w.inp.budget
     cap = speculative_slot_cap(budget)
-    spec = [j for j in w.live.values() if j.kind == "speculative"]
+    # Nothing can start: no slot, the cap reached, or every candidate costs more than the bucket
+    # holds (all cost the same E). Valuing the proposals would change no decision.
+    if w.free_slots() <= 0 or w.spec_live >= cap or w.bucket.tokens < expected_gpu_s(inp.timing):
+        return
+    if not w.active or not inp.proposals:
+        return
     held: dict[str, int] = {}
-    for j in spec:
-        if j.session_id is not None:
+    for j in w.live.values():
+        if j.kind == "speculative" and j.session_id is not None:
             held[j.session_id] = held.get(j.session_id, 0) + 1
     # A key a demand waits for is the demand's to start: speculating on it would generate it twice.
-    taken = {job_key(j) for j in w.inp.jobs} | set(w.demanded)
-    for c in candidates(w.inp, w.index, w.valued, taken):
-        if w.free_slots() <= 0 or len(spec) + len(w.spec_starts) >= cap:
+    taken = {(j.memory_id, j.parent_id, j.pose) for j in inp.jobs} | w.demanded
+    bucket = w.bucket
+    for c in ranked(inp, w.index, collect_votes(inp, w.index, w.active), taken):
+        if w.free_slots() <= 0 or w.spec_live + len(w.spec_starts) >= cap:
             break
         if held.get(c.session_id, 0) >= budget.per_session_inflight:
             continue
@@ -234,7 +356,17 @@ def _admit_speculation(w: _Work, bucket: BucketState) -> BucketState:
         bucket = paid
         held[c.session_id] = held.get(c.session_id, 0) + 1
         w.spec_starts.append(_spec_start(c))
-    return bucket
+    w.bucket = bucket
+
+
+def _live_jobs(jobs: tuple[RunningJob, ...]) -> dict[str, RunningJob]:
+    """Jobs by id; of duplicated ids the last in (job_id, started_at, chunk_id) order counts."""
+    live = {j.job_id: j for j in jobs}
+    if len(live) != len(jobs):
+        live = {
+            j.job_id: j for j in sorted(jobs, key=lambda j: (j.job_id, j.started_at, j.chunk_id))
+        }
+    return live
 
 
 def plan(inp: PlanInput) -> Plan:
@@ -246,24 +378,39 @@ def plan(inp: PlanInput) -> Plan:
     Returns:
         A ``Plan`` whose ``starts`` are demand starts (FIFO) then speculative starts (best
         first), whose ``cancels`` only name speculative jobs, and whose ``bucket`` is the token
-        bucket refilled to ``inp.now`` minus the speculative starts' expected GPU-seconds.
+        bucket refilled to ``inp.now``, plus the unspent charge of every cancelled job (capped
+        at ``burst_gpu_s``), minus the speculative starts' expected GPU-seconds.
 
     Raises:
         Nothing for well-typed input: invalid proposals (unknown actions, non-finite P) are
         ignored rather than allowed to stall demand scheduling.
     """
-    index = TreeIndex(inp.nodes)
-    active = active_sessions(inp)
+    live = _live_jobs(inp.jobs)
+    demanded = frozenset(demand_key(d) for d in inp.demands)
+    demand_parents = {key[1] for key in demanded}
+    spec = [j for j in live.values() if j.kind == "speculative"]
+    pool = [
+        j
+        for j in spec
+        if j.parent_id not in demand_parents or (j.memory_id, j.parent_id, j.pose) not in demanded
+    ]
     w = _Work(
         inp=inp,
-        index=index,
-        valued=interests(inp, index, active),
-        live={j.job_id: j for j in sorted(inp.jobs, key=_job_order)},
-        demanded=frozenset(demand_key(d) for d in inp.demands),
+        index=TreeIndex(inp.nodes),
+        active=active_by_id(inp),
+        live=live,
+        demanded=demanded,
+        bucket=refill(inp.bucket, inp.budget, inp.now),
+        spec_live=len(spec),
+        pool=pool,
     )
-    bucket = refill(inp.bucket, inp.budget, inp.now)
-    _cancel_unreachable(w, active)
+    # The parents of the jobs and demands are the snapshot's only nodes steps b-d read (e reads
+    # them all): one filtered scan instead of an index over every node.
+    w.index.prefetch({j.parent_id for j in w.pool} | demand_parents, children_of=demand_parents)
+    _cancel_unreachable(w)
     _trim_to_limits(w)
     _admit_demands(w)
-    bucket = _admit_speculation(w, bucket)
-    return Plan(starts=(*w.demand_starts, *w.spec_starts), cancels=tuple(w.cancels), bucket=bucket)
+    _admit_speculation(w)
+    return Plan(
+        starts=(*w.demand_starts, *w.spec_starts), cancels=tuple(w.cancels), bucket=w.bucket
+    )

@@ -11,7 +11,7 @@ the smallest chunk id, so the index never depends on the order of the input tupl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.core.poses import action_to_pose
@@ -53,31 +53,101 @@ class TreeIndex:
     """Lookups over a snapshot of chunk-tree nodes (any order, any number of memories).
 
     All lookups are O(1) dict reads except the ancestor walks, which are O(steps walked).
+
+    The indexes are built on first use. ``plan()`` on a saturated pool needs a few hundred point
+    lookups in a snapshot of 10^5 nodes: ``prefetch`` (ids) and ``by_keys`` (keys) answer them
+    with one filtered scan each, several times cheaper than a dict over every node. Any lookup
+    the prefetched ids do not cover builds the full id index, so every method always answers
+    exactly as if both indexes had been built up front.
     """
 
-    __slots__ = ("_by_id", "_by_key", "_children", "_poses")
+    __slots__ = ("_by_id", "_by_key", "_children", "_kids", "_known", "_nodes", "_poses")
 
     def __init__(self, nodes: Iterable[TreeNode]) -> None:
-        by_id: dict[str, TreeNode] = {}
-        by_key: dict[Key, TreeNode] = {}
-        for n in nodes:
-            if _better(n, by_id.get(n.chunk_id)):
-                by_id[n.chunk_id] = n
-        for n in by_id.values():
-            if _better(n, by_key.get(node_key(n))):
-                by_key[node_key(n)] = n
-        children: dict[str, dict[str, TreeNode]] = {}
-        for (_, parent_id, pose), n in by_key.items():
-            if parent_id is not None:
-                children.setdefault(parent_id, {})[pose] = n
-        self._by_id = by_id
-        self._by_key = by_key
-        self._children = children
+        self._nodes: Sequence[TreeNode] = nodes if isinstance(nodes, tuple | list) else tuple(nodes)
+        self._by_id: dict[str, TreeNode] | None = None
+        self._known: dict[str, TreeNode | None] = {}  # prefetched ids (None: not in the snapshot)
+        self._kids: dict[str | None, list[TreeNode]] = {}  # prefetched parent -> raw children
+        self._by_key: dict[Key, TreeNode] | None = None
+        self._children: dict[str, dict[str, TreeNode]] | None = None
         self._poses: dict[tuple[str, int], str] = {}
+
+    def _ids(self) -> dict[str, TreeNode]:
+        """The id index (built on first use): chunk id -> best node with that id."""
+        if self._by_id is None:
+            nodes = self._nodes
+            by_id = {n.chunk_id: n for n in nodes}
+            if len(by_id) != len(nodes):  # a duplicated id: the best node wins, not the last one
+                by_id = {}
+                for n in nodes:
+                    if _better(n, by_id.get(n.chunk_id)):
+                        by_id[n.chunk_id] = n
+            self._by_id = by_id
+        return self._by_id
+
+    def _keys(self) -> dict[Key, TreeNode]:
+        """The key index (built on first use): chunk key -> best node among id winners."""
+        if self._by_key is None:
+            nodes = self._ids().values()
+            by_key = {(n.memory_id, n.parent_id, n.pose): n for n in nodes}
+            if len(by_key) != len(nodes):  # a duplicated key: the best node wins
+                by_key = {}
+                for n in nodes:
+                    if _better(n, by_key.get(node_key(n))):
+                        by_key[node_key(n)] = n
+            self._by_key = by_key
+        return self._by_key
+
+    def prefetch(
+        self, chunk_ids: Iterable[str | None], children_of: Iterable[str | None] = ()
+    ) -> Mapping[str, TreeNode | None]:
+        """Make ``node()`` of ``chunk_ids`` and ``by_keys`` of keys under ``children_of`` (parent
+        ids, None for roots) cheap without indexing every node: one filtered scan for both.
+
+        Returns a mapping whose ``get`` gives ``node()`` of each of ``chunk_ids`` (it may hold
+        other ids too). Ids and parents already fetched are not scanned again; once the indexes
+        are built this only reads them.
+        """
+        known, kids = self._known, self._kids
+        wanted: set[str] = set()
+        if self._by_id is None:
+            wanted = {c for c in chunk_ids if c is not None and c not in known}
+        parents: set[str | None] = set()
+        if self._by_key is None:
+            parents = {c for c in children_of if c not in kids}
+        if wanted or parents:
+            if not parents:
+                found = [n for n in self._nodes if n.chunk_id in wanted]
+            elif not wanted:
+                found = [n for n in self._nodes if n.parent_id in parents]
+            else:
+                found = [n for n in self._nodes if n.chunk_id in wanted or n.parent_id in parents]
+            for c in parents:
+                kids[c] = []
+            for n in found:
+                if n.chunk_id in wanted and _better(n, known.get(n.chunk_id)):
+                    known[n.chunk_id] = n
+                if n.parent_id in parents:
+                    kids[n.parent_id].append(n)
+            for c in wanted:
+                known.setdefault(c, None)
+        return known if self._by_id is None else self._by_id
+
+    def id_index(self) -> Mapping[str, TreeNode]:
+        """Chunk id -> node, read-only (for hot loops that bind ``.get`` once)."""
+        return self._ids()
+
+    def key_index(self) -> Mapping[Key, TreeNode]:
+        """Chunk key -> node, read-only (built on first use; see ``by_key``)."""
+        return self._keys()
 
     def node(self, chunk_id: str | None) -> TreeNode | None:
         """The node with ``chunk_id``, or None (also for None)."""
-        return None if chunk_id is None else self._by_id.get(chunk_id)
+        if chunk_id is None:
+            return None
+        if self._by_id is None and chunk_id in self._known:
+            return self._known[chunk_id]
+        return self._ids().get(chunk_id)
 
     def is_ready(self, chunk_id: str | None) -> bool:
         """True when ``chunk_id`` is a node in state "ready" (False for None)."""
@@ -86,11 +156,46 @@ class TreeIndex:
 
     def children(self, parent_id: str) -> Mapping[str, TreeNode]:
         """Existing children of ``parent_id``, canonical pose -> node (read-only view)."""
+        if self._children is None:
+            children: dict[str, dict[str, TreeNode]] = {}
+            for (_, parent, pose), n in self._keys().items():
+                if parent is not None:
+                    children.setdefault(parent, {})[pose] = n
+            self._children = children
         return self._children.get(parent_id, {})
 
     def by_key(self, memory_id: str, parent_id: str | None, pose: str) -> TreeNode | None:
         """The node of chunk key (memory_id, parent_id, canonical pose), or None."""
-        return self._by_key.get((memory_id, parent_id, pose))
+        return self._keys().get((memory_id, parent_id, pose))
+
+    def by_keys(self, keys: Iterable[Key]) -> Mapping[Key, TreeNode]:
+        """``by_key`` for several keys at once: a mapping that gives the node of each of ``keys``
+        that has one (and may hold other keys too: read only the keys asked for).
+
+        Returns the key index itself when it is built; otherwise scans the nodes for children of
+        the keys' parents (and, only when some are found, for their ids: a node stands for its
+        key only if it is the best node with its id).
+        """
+        if self._by_key is not None:
+            return self._by_key
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        parents = {k[1] for k in wanted}
+        if parents.issubset(self._kids):
+            matches = [n for p in parents for n in self._kids[p] if node_key(n) in wanted]
+        else:
+            nodes = self._nodes if self._by_id is None else self._by_id.values()
+            matches = [n for n in nodes if n.parent_id in parents]
+            matches = [n for n in matches if node_key(n) in wanted]
+        self.prefetch(n.chunk_id for n in matches)
+        out: dict[Key, TreeNode] = {}
+        for n in matches:
+            key = node_key(n)
+            winner = self.node(n.chunk_id)
+            if (winner is n or winner == n) and _better(n, out.get(key)):
+                out[key] = n
+        return out
 
     def depth_below(
         self, chunk_id: str, ancestor_id: str, max_steps: int | None = None
@@ -102,14 +207,15 @@ class TreeIndex:
         the walk (its ancestry is unknown). Cycles cannot loop forever: the walk is bounded by
         the number of nodes.
         """
-        limit = len(self._by_id) if max_steps is None else max_steps
+        by_id = self._ids()
+        limit = len(by_id) if max_steps is None else max_steps
         current: str | None = chunk_id
         for steps in range(limit + 1):
             if current is None:
                 return None
             if current == ancestor_id:
                 return steps
-            n = self._by_id.get(current)
+            n = by_id.get(current)
             current = n.parent_id if n is not None else None
         return None
 
@@ -140,7 +246,7 @@ class TreeIndex:
         Raises:
             PoseError, ValueError: as ``resolve_path``.
         """
-        parent = self._by_id.get(cursor_id)
+        parent = self.node(cursor_id)
         parent_id: str | None = cursor_id
         pose = ""
         last = len(path) - 1
@@ -148,7 +254,7 @@ class TreeIndex:
             pose = self.pose_of(action, frames)
             if i == last:
                 break
-            node = self._by_key.get((memory_id, parent_id, pose)) if parent_id is not None else None
+            node = self._keys().get((memory_id, parent_id, pose)) if parent_id is not None else None
             parent = node
             parent_id = node.chunk_id if node is not None else None
         return parent, pose

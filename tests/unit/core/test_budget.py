@@ -7,7 +7,13 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.core.budget import refill, speculative_slot_cap, try_spend
+from orchestrator.core.budget import (
+    refill,
+    refund,
+    speculative_slot_cap,
+    try_spend,
+    unspent_gpu_s,
+)
 from orchestrator.core.types import BucketState, Budget
 
 times = st.floats(min_value=0, max_value=1e6, allow_nan=False)
@@ -89,3 +95,47 @@ def test_slot_cap_bounds(budget: Budget) -> None:
     cap = speculative_slot_cap(budget)
     assert 0 <= cap <= budget.max_containers
     assert cap <= budget.speculative_share * budget.max_containers + 1e-6
+
+
+# ---- refunds of cancelled speculation ------------------------------------------------------
+
+
+def test_unspent_is_the_charge_minus_the_time_run() -> None:
+    # The A100 regime: charged E = 150 s warm + 60 s cold = 210 GPU-s, cancelled 13 s in.
+    assert unspent_gpu_s(210.0, started_at=100.0, now=113.0) == 197.0
+    assert unspent_gpu_s(10.0, started_at=0.0, now=4.0) == 6.0
+    assert unspent_gpu_s(10.0, started_at=0.0, now=10.0) == 0.0
+    assert unspent_gpu_s(10.0, started_at=0.0, now=15.0) == 0.0  # overran its estimate
+
+
+def test_unspent_never_exceeds_the_charge() -> None:
+    assert unspent_gpu_s(10.0, started_at=5.0, now=3.0) == 10.0  # clock skew: ran 0 s
+    assert unspent_gpu_s(-4.0, started_at=0.0, now=1.0) == 0.0
+    assert unspent_gpu_s(math.inf, started_at=0.0, now=1.0) == 0.0
+    assert unspent_gpu_s(math.nan, started_at=0.0, now=1.0) == 0.0
+    assert unspent_gpu_s(10.0, started_at=math.nan, now=1.0) == 0.0
+
+
+def test_refund_adds_and_caps_at_burst() -> None:
+    budget = Budget(burst_gpu_s=100.0)
+    assert refund(BucketState(10.0, 7.0), budget, 30.0) == BucketState(40.0, 7.0)
+    assert refund(BucketState(90.0, 7.0), budget, 30.0) == BucketState(100.0, 7.0)
+    assert refund(BucketState(100.0, 7.0), budget, 197.0) == BucketState(100.0, 7.0)
+
+
+def test_refund_of_nothing_changes_nothing() -> None:
+    bucket, budget = BucketState(10.0, 7.0), Budget(burst_gpu_s=100.0)
+    for amount in (0.0, -5.0, math.nan, math.inf):
+        assert refund(bucket, budget, amount) == bucket
+
+
+@given(budgets, st.floats(0, 1e4), st.floats(-1e4, 1e5), times, times)
+def test_refund_keeps_the_bucket_within_bounds(
+    budget: Budget, tokens: float, charged: float, started: float, now: float
+) -> None:
+    before = refill(BucketState(tokens, 0.0), budget, 0.0)  # within [0, burst]
+    unspent = unspent_gpu_s(charged, started, now)
+    assert 0.0 <= unspent <= max(0.0, charged)
+    after = refund(before, budget, unspent)
+    assert before.tokens <= after.tokens <= budget.burst_gpu_s
+    assert after.updated_at == before.updated_at

@@ -14,9 +14,12 @@ from orchestrator.core.frontier import (
     active_sessions,
     benefit_s,
     candidates,
+    collect_votes,
     expected_gpu_s,
     interests,
     need_time,
+    probability,
+    ranked,
 )
 from orchestrator.core.poses import action_to_pose
 from orchestrator.core.tree import TreeIndex
@@ -247,3 +250,77 @@ def test_candidates_are_order_independent_and_bounded(
         assert 0 <= c.probability <= 1 and c.score <= c.probability + 1e-12
         assert c.probability >= i.budget.min_probability and c.score > 0
     assert len({c.key for c in a}) == len(a)
+
+
+# ---- the planner's shortcuts agree with the plain computation ------------------------------
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> tuple[TreeNode, ...]:
+    """Small trees with duplicated ids and keys, missing parents and all three states."""
+    ids = ("r", "r/w", "r/a", "r/w/d", "r/w/w", "x", "x/w")
+    out = []
+    for _ in range(draw(st.integers(0, 12))):
+        cid = draw(st.sampled_from(ids))
+        parent = draw(st.sampled_from((None, "r", "r/w", "x", "gone")))
+        action = draw(st.sampled_from(ACTS))
+        state: NodeState = draw(st.sampled_from(("ready", "running", "failed")))
+        memory = draw(st.sampled_from(("m", "m2")))
+        out.append(TreeNode(cid, memory, parent, pose(action), action, state, 1))
+    return tuple(out)
+
+
+@given(snapshots(), st.lists(st.sampled_from(("r", "r/w", "x", "gone", "r/a")), max_size=4))
+def test_lazy_tree_lookups_equal_the_full_index(
+    nodes: tuple[TreeNode, ...], ids: list[str]
+) -> None:
+    full = TreeIndex(nodes)
+    full.key_index()
+    lazy = TreeIndex(nodes)
+    keys = [(m, p, pose(a)) for m in ("m", "m2") for p in (None, "r", "r/w", "x") for a in ACTS]
+    found = lazy.prefetch(ids, children_of=ids[:2])
+    for c in ids:
+        assert found.get(c) == full.node(c)
+    by_keys = lazy.by_keys(keys)
+    for k in keys:
+        assert by_keys.get(k) == full.by_key(*k)
+    for c in ("r", "r/w", "r/a", "x", "gone"):
+        assert lazy.node(c) == full.node(c)
+    assert lazy.id_index() == full.id_index() and lazy.key_index() == full.key_index()
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("s1", "s2", "s3")),
+            st.lists(st.sampled_from(ACTS), min_size=1, max_size=2).map(tuple),
+            st.floats(0, 1),
+        ),
+        max_size=14,
+    ),
+    st.sampled_from((0.0, 0.1)),
+    st.integers(0, 3),
+)
+def test_ranked_equals_sorted_candidates(
+    votes: list[tuple[str, tuple[str, ...], float]], min_benefit: float, taken_n: int
+) -> None:
+    nodes = (ROOT, node("r/w", "r", "w"), node("r/a", "r", "a", "running"))
+    sessions = (session("s1"), session("s2", cursor="r/w", watch=2.0), session("s3", watch=4.0))
+    props = tuple(Proposal(s, path, p) for s, path, p in votes)
+    i = inp(nodes, sessions, props, budget=Budget(min_benefit_per_gpu_s=min_benefit))
+    index = TreeIndex(i.nodes)
+    active = {s.session_id: s for s in active_sessions(i)}
+    valued = interests(i, index, active.values())
+    taken = set(list(valued)[:taken_n])
+    expected = candidates(i, index, valued, taken)
+    assert list(ranked(i, index, collect_votes(i, index, active), taken)) == expected
+    # Valuing only what ``want`` names gives the keys it covers (every session, every depth, a
+    # pose) the very same votes.
+    wanted = {pose(path[-1]) for _, path, _ in votes[::2]}
+    want = {(sid, d, q) for sid in ("s1", "s2", "s3") for d in (1, 2) for q in wanted}
+    some = collect_votes(i, TreeIndex(i.nodes), active, want)
+    every = collect_votes(i, index, active)
+    assert some == {key: v for key, v in every.items() if key[2] in wanted}
+    assert {key: probability(v) for key, v in every.items()} == {
+        key: c.probability for key, c in valued.items()
+    }

@@ -1,18 +1,31 @@
-"""Hand-built scenarios for plan() (orchestrator.core.plan)."""
+"""plan() (orchestrator.core.plan): hand-built scenarios, and against the plain algorithm."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import TypeVar
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
-from orchestrator.core.plan import plan
+from orchestrator.core.budget import (
+    refill,
+    refund,
+    speculative_slot_cap,
+    try_spend,
+    unspent_gpu_s,
+)
+from orchestrator.core.frontier import active_sessions, candidates, expected_gpu_s, interests
+from orchestrator.core.plan import demand_key, job_key, plan
 from orchestrator.core.poses import action_to_pose
+from orchestrator.core.tree import TreeIndex
 from orchestrator.core.types import (
     BucketState,
     Budget,
+    CancelJob,
     DemandRequest,
     JobKind,
     NodeState,
@@ -21,6 +34,7 @@ from orchestrator.core.types import (
     Proposal,
     RunningJob,
     SessionView,
+    StartJob,
     Timing,
     TreeNode,
 )
@@ -347,6 +361,76 @@ def test_preempted_slot_is_not_refilled_by_speculation() -> None:
     assert [s.kind for s in p.starts] == ["demand"] and len(p.cancels) == 1
 
 
+# ---- refunds: a cancelled job gives back what it did not run ------------------------------
+# Jobs are charged E = 10 GPU-s (``job``); the bucket does not refill (rate 0, burst 1000).
+
+
+def test_abandoned_job_refunds_its_unspent_charge() -> None:
+    nodes = (node("r"), node("r/w"))
+    jobs = (job("j1", "r/a", started=1.0),)
+    p = plan(make(nodes=nodes, sessions=(session(cursor="r/w"),), jobs=jobs, tokens=100.0, now=5.0))
+    assert [(c.job_id, c.reason) for c in p.cancels] == [("j1", "abandoned")]
+    assert p.bucket == BucketState(106.0, 5.0)  # ran 4 of 10 s: 6 back
+
+
+def test_idle_job_refunds_its_unspent_charge() -> None:
+    sessions = (session(active=-500.0),)
+    p = plan(make(sessions=sessions, jobs=(job("j1", "r/a", started=2.0),), tokens=50.0, now=2.5))
+    assert [c.reason for c in p.cancels] == ["idle"]
+    assert p.bucket.tokens == 59.5
+
+
+def test_preempted_job_refunds_its_unspent_charge() -> None:
+    budget = replace(B, max_containers=1, speculative_share=1.0)
+    jobs = (job("j1", "r/a", started=1.0),)
+    p = plan(make(jobs=jobs, demands=(demand("r/w"),), budget=budget, tokens=0.0, now=3.0))
+    assert [(c.job_id, c.reason) for c in p.cancels] == [("j1", "preempted")]
+    assert [s.kind for s in p.starts] == ["demand"]
+    assert p.bucket.tokens == 8.0  # the demand costs nothing; 10 - 2 s run come back
+
+
+def test_trimmed_job_refunds_its_unspent_charge() -> None:
+    budget = replace(B, speculative_share=0.25)  # cap 1
+    jobs = (job("j1", "r/a", started=0.0, p=0.2), job("j2", "r/d", started=0.0, p=0.7))
+    p = plan(make(jobs=jobs, budget=budget, tokens=0.0, now=7.0))
+    assert [(c.job_id, c.reason) for c in p.cancels] == [("j1", "budget")]
+    assert p.bucket.tokens == 3.0
+
+
+def test_refunds_add_up_and_stop_at_burst() -> None:
+    nodes = (node("r"), node("r/w"))
+    jobs = (job("j1", "r/a", started=4.0), job("j2", "r/d", started=2.0))
+    inp = make(nodes=nodes, sessions=(session(cursor="r/w"),), jobs=jobs, tokens=990.0, now=4.0)
+    assert plan(replace(inp, bucket=BucketState(980.0, 4.0))).bucket.tokens == 980.0 + 10 + 8
+    assert plan(inp).bucket.tokens == 1000.0  # 990 + 10 + 8 capped at burst
+
+
+def test_a_job_that_overran_its_estimate_refunds_nothing() -> None:
+    nodes = (node("r"), node("r/w"))
+    jobs = (job("j1", "r/a", started=0.0),)
+    p = plan(make(nodes=nodes, sessions=(session(cursor="r/w"),), jobs=jobs, tokens=1.0, now=12.0))
+    assert len(p.cancels) == 1 and p.bucket.tokens == 1.0
+
+
+def test_refund_pays_for_a_better_guess_in_the_same_plan() -> None:
+    # 5 tokens cannot pay E = 10; the abandoned job (1 s run) gives 9 back: one start fits.
+    nodes = (node("r"), node("r/w"))
+    sessions = (session(cursor="r/w", watch=1.0, active=1.0),)
+    jobs = (job("j1", "r/a", started=1.0),)
+    inp = make(nodes=nodes, sessions=sessions, jobs=jobs, proposals=props(d=0.5), tokens=5.0)
+    p = plan(replace(inp, now=2.0, bucket=BucketState(5.0, 2.0)))
+    assert [c.reason for c in p.cancels] == ["abandoned"]
+    assert spec_keys(p) == [("r/w", "d-31")]
+    assert p.bucket.tokens == 4.0  # 5 + 9 - 10
+    assert plan(replace(inp, jobs=(), now=2.0, bucket=BucketState(5.0, 2.0))).starts == ()
+
+
+def test_demand_jobs_are_never_cancelled_nor_refunded() -> None:
+    jobs = (job("j1", "r/a", "demand", started=0.0),)
+    p = plan(make(sessions=(), jobs=jobs, tokens=10.0, now=1.0))
+    assert p.cancels == () and p.bucket.tokens == 10.0
+
+
 # ---- determinism -----------------------------------------------------------------------
 
 
@@ -406,3 +490,274 @@ def test_deterministic_under_shuffled_tuples(seed: int) -> None:
         proposals=shuffled(inp.proposals),
     )
     assert plan(other) == plan(inp)
+
+
+# ---- the shortcuts change no decision ---------------------------------------------------
+# plan() skips valuing proposals when nothing speculative can start, values only the proposals
+# that can name a preemptible job, looks nodes up with filtered scans, and takes candidates and
+# victims off heaps. ``reference_plan`` is the documented algorithm written plainly (every
+# proposal valued, every list sorted, "least valuable" by a linear scan, full tree indexes): on
+# any input the two must return the same Plan.
+
+
+def reference_plan(inp: PlanInput) -> Plan:
+    budget, now = inp.budget, inp.now
+    index = TreeIndex(inp.nodes)
+    active = active_sessions(inp)
+    valued = interests(inp, index, active)
+    live = {
+        j.job_id: j for j in sorted(inp.jobs, key=lambda j: (j.job_id, j.started_at, j.chunk_id))
+    }
+    demanded = {demand_key(d) for d in inp.demands}
+    bucket = refill(inp.bucket, budget, now)
+    cancels: list[CancelJob] = []
+    demand_starts: list[StartJob] = []
+    spec_starts: list[StartJob] = []
+
+    def cancel(j: RunningJob, reason: str) -> None:
+        nonlocal bucket
+        del live[j.job_id]
+        cancels.append(CancelJob(j.job_id, reason))
+        bucket = refund(bucket, budget, unspent_gpu_s(j.expected_gpu_s, j.started_at, now))
+
+    def preemptible() -> list[RunningJob]:
+        return [
+            j
+            for _, j in sorted(live.items())
+            if j.kind == "speculative" and job_key(j) not in demanded
+        ]
+
+    def least_valuable() -> RunningJob | None:
+        def value(j: RunningJob) -> tuple[float, float, str]:
+            c = valued.get(job_key(j))
+            return (c.probability if c is not None else j.probability, -j.started_at, j.job_id)
+
+        jobs = preemptible()
+        return min(jobs, key=value) if jobs else None
+
+    def reachable(j: RunningJob, sessions: Iterable[SessionView]) -> bool:
+        chain, current = [j.chunk_id], j.parent_id
+        for _ in range(budget.max_depth):
+            if current is None:
+                break
+            chain.append(current)
+            n = index.node(current)
+            current = n.parent_id if n is not None else None
+        cursors = {s.cursor_chunk_id for s in sessions if s.memory_id == j.memory_id}
+        return any(c in cursors for c in chain)
+
+    active_ids = {s.session_id for s in active}
+    idle = [s for s in inp.sessions if s.session_id not in active_ids]
+    for j in preemptible():
+        if not reachable(j, active):
+            cancel(j, "idle" if reachable(j, idle) else "abandoned")
+    cap = speculative_slot_cap(budget)
+    while len(preemptible()) > cap or len(live) > budget.max_containers:
+        victim = least_valuable()
+        if victim is None:
+            break
+        cancel(victim, "budget")
+
+    def free() -> int:
+        return budget.max_containers - len(live) - len(demand_starts) - len(spec_starts)
+
+    running, seen = {job_key(j) for j in inp.jobs}, set()
+    for d in sorted(inp.demands, key=lambda d: (d.requested_at, d.request_id)):
+        key = demand_key(d)
+        if key in seen or key in running:
+            continue
+        seen.add(key)
+        node = index.by_key(*key)
+        if node is not None and node.state == "ready":
+            continue
+        if d.parent_id is not None and not index.is_ready(d.parent_id):
+            continue
+        reason = "demand"
+        if free() <= 0:
+            victim = least_valuable()
+            if victim is None:
+                break
+            cancel(victim, "preempted")
+            reason = f"demand (preempted job {victim.job_id})"
+        e = expected_gpu_s(inp.timing)
+        demand_starts.append(
+            StartJob(
+                d.memory_id,
+                d.parent_id,
+                d.pose,
+                d.action,
+                "demand",
+                d.session_id,
+                1.0,
+                0,
+                e,
+                0.0,
+                reason,
+                d.request_id,
+            )
+        )
+    held: dict[str | None, int] = {}
+    for j in live.values():
+        if j.kind == "speculative" and j.session_id is not None:
+            held[j.session_id] = held.get(j.session_id, 0) + 1
+    spec = sum(j.kind == "speculative" for j in live.values())
+    for c in candidates(inp, index, valued, running | demanded):
+        if free() <= 0 or spec + len(spec_starts) >= cap:
+            break
+        if held.get(c.session_id, 0) >= budget.per_session_inflight:
+            continue
+        paid = try_spend(bucket, c.expected_gpu_s)
+        if paid is None:
+            break
+        bucket, held[c.session_id] = paid, held.get(c.session_id, 0) + 1
+        reason = (
+            f"spec p={c.probability:.2f} d={c.depth} saves={c.benefit_s:.1f}s/gpu={c.score:.2f}"
+        )
+        spec_starts.append(
+            StartJob(
+                c.memory_id,
+                c.parent_id,
+                c.pose,
+                c.action,
+                "speculative",
+                c.session_id,
+                c.probability,
+                c.depth,
+                c.expected_gpu_s,
+                c.benefit_s,
+                reason,
+            )
+        )
+    return Plan(starts=(*demand_starts, *spec_starts), cancels=tuple(cancels), bucket=bucket)
+
+
+RANDOM_ACTS = ("w", "a", "d", "w+right", "left")
+
+
+def random_input(rnd: random.Random) -> PlanInput:
+    """A random world: trees in two memories (some duplicated ids and keys, missing parents),
+    sessions (some idle, some duplicated, some sharing a cursor), speculative and demand jobs
+    (on proposed keys or not), demands, proposals (some deep, invalid, non-finite), budgets."""
+    now = rnd.choice((10.0, 20.0))
+    nodes: dict[str, TreeNode] = {}
+    extra: list[TreeNode] = []
+    for mem in ("m1", "m2"):
+        root = f"{mem}:r"
+        nodes[root] = TreeNode(root, mem, None, pose("w"), "w", "ready", 0, 0.0)
+        for _ in range(rnd.randint(0, 12)):
+            parent = rnd.choice([c for c, n in nodes.items() if n.state == "ready"])
+            a = rnd.choice(RANDOM_ACTS)
+            cid = f"{parent}/{a}"
+            if cid not in nodes:
+                state: NodeState = rnd.choice(("ready",) * 5 + ("running", "failed"))
+                nodes[cid] = TreeNode(cid, nodes[parent].memory_id, parent, pose(a), a, state, 1)
+    if rnd.random() < 0.2:  # a duplicated id (another state) and a duplicated key (another id)
+        n = rnd.choice(list(nodes.values()))
+        extra.append(replace(n, state=rnd.choice(("ready", "running", "failed"))))
+        extra.append(replace(n, chunk_id=n.chunk_id + "#2", state="failed"))
+    if rnd.random() < 0.2:  # a chunk whose parent is missing from the snapshot
+        extra.append(TreeNode("m1:ghost/w", "m1", "m1:ghost", pose("w"), "w", "ready", 1))
+    ready = [c for c, n in nodes.items() if n.state == "ready"] + ["m1:ghost/w"] * (len(extra) > 1)
+    sessions = []
+    for i in range(rnd.randint(1, 6)):
+        cur = rnd.choice(ready)
+        memory = "m1" if cur.startswith("m1") else "m2"
+        if rnd.random() < 0.05:
+            memory = "m3"  # a cursor on another memory's chunk keeps nothing alive
+        sessions.append(
+            SessionView(
+                f"s{i}",
+                memory,
+                cur,
+                now - rnd.choice((0.0, 1.0, 3.0, 6.0)),
+                now - rnd.choice((0.0, 0.0, 5.0, 200.0)),
+            )
+        )
+    if rnd.random() < 0.15:
+        s = rnd.choice(sessions)
+        sessions.append(replace(s, cursor_chunk_id=rnd.choice(ready), last_active_at=now - 300.0))
+    if rnd.random() < 0.15:
+        s = rnd.choice(sessions)
+        sessions.append(replace(s, session_id="s9"))  # two viewers, one cursor
+    jobs = []
+    for _ in range(rnd.randint(0, 8)):
+        parent = rnd.choice(ready)
+        a = rnd.choice(RANDOM_ACTS)
+        cid = f"{parent}/{a}"
+        if cid in nodes and nodes[cid].state != "failed":
+            continue
+        memory = "m1" if parent.startswith("m1") else "m2"
+        nodes[cid] = TreeNode(cid, memory, parent, pose(a), a, "running", 2)
+        kind: JobKind = rnd.choice(("speculative", "speculative", "speculative", "demand"))
+        jobs.append(
+            RunningJob(
+                f"j{rnd.randint(0, 20):02d}",
+                cid,
+                memory,
+                parent,
+                pose(a),
+                kind,
+                now - rnd.choice((0.0, 2.0, 5.0, 15.0)),
+                rnd.choice((10.0, 13.0)),
+                rnd.choice((0.1, 0.3, 0.5)),
+                rnd.choice([s.session_id for s in sessions] + [None]),
+                1,
+            )
+        )
+    demands = []
+    for i in range(rnd.randint(0, 4)):
+        under: str | None = rnd.choice([*nodes, None])
+        a = rnd.choice(RANDOM_ACTS)
+        memory = "m2" if under is not None and under.startswith("m2") else "m1"
+        demands.append(
+            DemandRequest(f"r{i}", memory, under, pose(a), a, "s0", now - rnd.choice((0.0, 1.0)))
+        )
+    proposals = []
+    for s in sessions:
+        for _ in range(rnd.randint(0, 6)):
+            path = tuple(rnd.choice(RANDOM_ACTS) for _ in range(rnd.choice((1, 1, 2, 2, 3))))
+            prob = rnd.choice((0.02, 0.06, 0.1, 0.3, 0.5, 0.7, 0.9, 1.2, -0.1))
+            proposals.append(Proposal(s.session_id, path, prob))
+    if rnd.random() < 0.2:
+        proposals += [
+            Proposal("s0", ("jump",), 0.9),
+            Proposal("s0", (), 0.9),
+            Proposal("s0", ("w",), float("nan")),
+            Proposal("ghost", ("w",), 0.9),
+        ]
+    slots = rnd.choice((len(jobs), len(jobs) + 1, rnd.randint(1, 8)))  # often full
+    budget = Budget(
+        max_containers=max(1, slots),
+        speculative_share=rnd.choice((0.25, 0.5, 0.75, 1.0)),
+        rate_gpu_s_per_s=rnd.choice((0.0, 1.0)),
+        burst_gpu_s=rnd.choice((15.0, 40.0, 1000.0)),
+        max_depth=rnd.choice((1, 2, 2, 3)),
+        per_session_inflight=rnd.randint(1, 3),
+        min_probability=0.05,
+        idle_timeout_s=120.0,
+        min_benefit_per_gpu_s=rnd.choice((0.0, 0.0, 0.1)),
+    )
+    timing = Timing(rnd.choice((8.0, 10.0)), rnd.choice((0.0, 2.0)), 5.0, rnd.choice((2.0, 10.0)))
+    all_nodes = [*nodes.values(), *extra]
+    rnd.shuffle(all_nodes)
+    return PlanInput(
+        now,
+        tuple(all_nodes),
+        tuple(sessions),
+        tuple(jobs),
+        tuple(demands),
+        tuple(proposals),
+        budget,
+        BucketState(rnd.choice((0.0, 9.0, 25.0, 40.0)), now - 5.0),
+        timing,
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_plan_equals_the_plain_algorithm(rnd: random.Random) -> None:
+    inp = random_input(rnd)
+    p = plan(inp)
+    assert p == reference_plan(inp)
+    for what in sorted({s.kind for s in p.starts} | {c.reason for c in p.cancels}):
+        event(what)

@@ -13,6 +13,7 @@ import random
 from dataclasses import replace
 from typing import TypeVar
 
+import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -197,6 +198,7 @@ class World(RuleBasedStateMachine):
     def apply(self, p: Plan) -> None:
         kinds = [s.kind for s in p.starts]
         assert kinds == sorted(kinds, key=lambda k: k != "demand"), "demand starts come first"
+        self.check_bucket(p)
         for c in p.cancels:
             job = self.jobs.pop(c.job_id)
             assert job.kind == "speculative", "demand jobs are never cancelled"
@@ -235,6 +237,25 @@ class World(RuleBasedStateMachine):
                 assert s.probability >= BUDGET.min_probability and s.depth <= BUDGET.max_depth
         self.bucket = p.bucket
         self.last_plan = p
+
+    def check_bucket(self, p: Plan) -> None:
+        """Refill, then each cancelled job's unspent charge back (capped at burst), then each
+        speculative start's charge: the bucket the plan returns, computed independently."""
+        tokens = self.bucket.tokens
+        tokens = min(
+            BUDGET.burst_gpu_s,
+            tokens + BUDGET.rate_gpu_s_per_s * max(0.0, self.now - self.bucket.updated_at),
+        )
+        for c in p.cancels:
+            job = self.jobs[c.job_id]
+            ran = max(0.0, self.now - job.started_at)
+            tokens = min(BUDGET.burst_gpu_s, tokens + max(0.0, job.expected_gpu_s - ran))
+            if c.reason != "abandoned":
+                event(f"refund on {c.reason}")
+        for s in p.starts:
+            if s.kind == "speculative":
+                tokens -= s.expected_gpu_s
+        assert p.bucket.tokens == pytest.approx(tokens, abs=1e-9)
 
     def check_demands_served(self) -> None:
         if self.demands:
