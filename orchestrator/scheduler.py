@@ -67,6 +67,18 @@ class ServedChunk:
     job_id: uuid.UUID | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Resolution:
+    """How a request is served: its outcome, the job, what to wait on, and the speculation
+    (depth, probability) that prepared the chunk when a speculative job did."""
+
+    outcome: Outcome
+    job_id: uuid.UUID | None
+    waiter: asyncio.Future[None] | None
+    spec_depth: int | None = None
+    spec_probability: float | None = None
+
+
 @dataclass
 class _Session:
     view: SessionView
@@ -255,9 +267,9 @@ class Scheduler:
                 profile=self.profile.to_json(),
             )
         chunk_id: uuid.UUID = row["id"]
-        outcome, job_id, waiter = await self._resolve(row, session_id, t0)
+        res = await self._resolve(row, session_id, t0)
+        outcome, job_id, waiter = res.outcome, res.job_id, res.waiter
         policy, arm = self.session_arm(session_id) if session_id in self._sessions else (None, None)
-        spec = await self._speculation_of(chunk_id)
         request_id = uuid.uuid4()
         async with self.db.pool.acquire() as conn:
             await repo.insert_request(
@@ -273,10 +285,10 @@ class Scheduler:
                 outcome=outcome,
                 policy=policy,
                 arm=arm,
-                speculated_depth=spec[0],
-                speculated_probability=spec[1],
+                speculated_depth=res.spec_depth,
+                speculated_probability=res.spec_probability,
             )
-            if job_id is not None and spec[0] is not None:
+            if job_id is not None and res.spec_depth is not None:
                 await repo.mark_job_used(conn, job_id)
         if session_id is not None:
             await self._move_cursor(session_id, chunk_id, action if record_history else None)
@@ -308,10 +320,8 @@ class Scheduler:
         )
         return ServedChunk(ready, outcome, wait_ms, job_id)
 
-    async def _resolve(
-        self, row: repo.Row, session_id: uuid.UUID | None, t0: float
-    ) -> tuple[Outcome, uuid.UUID | None, asyncio.Future[None] | None]:
-        """(outcome, job id, future to wait on) for a claimed chunk row.
+    async def _resolve(self, row: repo.Row, session_id: uuid.UUID | None, t0: float) -> _Resolution:
+        """How to serve a claimed chunk row (outcome, job, future to wait on, speculation).
 
         The checks after the last await are synchronous, so a job cannot finish between them:
         the chunk is then ready in ``_nodes`` (hit), held by a job (in-flight hit) or queued.
@@ -326,7 +336,11 @@ class Scheduler:
         if status == "ready" or (node is not None and node.state == "ready"):
             async with self.db.pool.acquire() as conn:
                 job = await repo.latest_job_for_chunk(conn, chunk_id)
-            return "hit", (job["id"] if job is not None else None), None
+            if job is None:
+                return _Resolution("hit", None, None)
+            if job["initial_kind"] != "speculative":
+                return _Resolution("hit", job["id"], None)
+            return _Resolution("hit", job["id"], None, job["depth"], job["probability"])
         if chunk_id in self._jobs:
             active, _ = self._jobs[chunk_id]
             waiter = self._waiters[chunk_id]
@@ -336,13 +350,15 @@ class Scheduler:
             if promote:
                 async with self.db.pool.acquire() as conn:
                     await repo.promote_job(conn, active.job_id)
-            return "inflight", active.job_id, waiter
+            if active.initial_kind != "speculative":
+                return _Resolution("inflight", active.job_id, waiter)
+            return _Resolution("inflight", active.job_id, waiter, active.depth, active.probability)
         if chunk_id not in self._demands:
             self._add_demand(row, session_id, t0)
             if status in ("failed", "cancelled"):
                 async with self.db.pool.acquire() as conn:
                     await repo.reclaim_chunk(conn, chunk_id)
-        return "miss", None, self._waiters[chunk_id]
+        return _Resolution("miss", None, self._waiters[chunk_id])
 
     def _add_demand(self, row: repo.Row, session_id: uuid.UUID | None, now: float) -> None:
         chunk_id: uuid.UUID = row["id"]
@@ -363,13 +379,6 @@ class Scheduler:
         )
         self._waiters.setdefault(chunk_id, asyncio.get_running_loop().create_future())
         self._wake.set()
-
-    async def _speculation_of(self, chunk_id: uuid.UUID) -> tuple[int | None, float | None]:
-        async with self.db.pool.acquire() as conn:
-            job = await repo.latest_job_for_chunk(conn, chunk_id)
-        if job is None or job["initial_kind"] != "speculative":
-            return None, None
-        return job["depth"], job["probability"]
 
     async def _move_cursor(
         self, session_id: uuid.UUID, chunk_id: uuid.UUID, action: str | None
