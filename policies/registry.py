@@ -19,7 +19,7 @@ from policies.none import NonePolicy
 from policies.oracle import OraclePolicy
 from policies.uniform import UniformPolicy
 
-__all__ = ["BUILTIN", "PolicyFactory", "available_policies", "make_policy"]
+__all__ = ["BUILTIN", "PolicyFactory", "available_policies", "make_policy", "time_free"]
 
 PolicyFactory = Callable[..., Policy]
 """A class or function that takes the policy's params as keyword arguments and returns a Policy."""
@@ -35,6 +35,19 @@ BUILTIN: dict[str, PolicyFactory] = {
 
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _ATTR = _MODULE  # attribute paths may be dotted too: "pkg.mod:Outer.factory"
+
+
+_TIME_FREE = (NonePolicy, UniformPolicy, MarkovPolicy, OraclePolicy)
+
+
+def time_free(policy: Policy) -> bool:
+    """True for built-in policies whose proposals ignore ``ctx.now`` and the session's
+    timestamps (read from their code: they depend on history, cursor children, actions, depth
+    and what they observed), so a host may reuse their answers until one of those changes
+    (``orchestrator.live.proposals``). An operator's own policy is assumed not to be."""
+    if isinstance(policy, LookaheadPolicy):
+        return time_free(policy.base)
+    return type(policy) in _TIME_FREE
 
 
 def available_policies() -> list[str]:

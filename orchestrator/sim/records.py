@@ -1,6 +1,7 @@
 """What a simulation run records: jobs, requests and the run's result (seconds, GPU-seconds).
 
-Also ``time_free``: which policies may have their proposals cached by the engine.
+``time_free`` (which policies may have their proposals cached) lives in ``policies.registry``
+and is re-exported here.
 """
 
 from __future__ import annotations
@@ -8,30 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.core.types import JobKind, Outcome
-from policies import Policy
-from policies.lookahead import LookaheadPolicy
-from policies.markov import MarkovPolicy
-from policies.none import NonePolicy
-from policies.oracle import OraclePolicy
-from policies.uniform import UniformPolicy
+from policies.registry import time_free
 
 __all__ = ["JobRecord", "RequestRecord", "SimResult", "SimulationError", "time_free"]
 
 
 class SimulationError(RuntimeError):
     """The core returned a plan the shell cannot carry out (a core bug), or the pool overflowed."""
-
-
-_TIME_FREE = (NonePolicy, UniformPolicy, MarkovPolicy, OraclePolicy)
-
-
-def time_free(policy: Policy) -> bool:
-    """True for built-in policies whose proposals ignore ``ctx.now`` and the session's
-    timestamps (read from their code: they depend on history, cursor children, actions, depth
-    and what they observed), so the engine may cache them between observations."""
-    if isinstance(policy, LookaheadPolicy):
-        return time_free(policy.base)
-    return type(policy) in _TIME_FREE
 
 
 @dataclass(slots=True)

@@ -211,5 +211,5 @@ def test_a_plan_breaking_the_core_contract_is_an_error(monkeypatch: pytest.Monke
         return Plan(starts=(start,), bucket=inp.bucket)
 
     monkeypatch.setattr(engine, "plan", below_unready_parent)
-    with pytest.raises(SimulationError, match="non-ready parent nope"):
+    with pytest.raises(SimulationError, match="could not carry out"):
         run(trace, regime(g=10.0, think=2.0), "none")

@@ -1,0 +1,105 @@
+"""Where the live state gets proposals from, and when it asks again.
+
+A ``Proposer`` is the policy host seen from the live state: proposals for one session's arm,
+and the feed of observed actions. ``orchestrator.policy_host.PolicyHost`` is the service's (one
+policy per A/B arm); ``SinglePolicy`` wraps one policy object for the simulator.
+
+Asking every session's policy on every plan is what made the first simulator spend 95 % of a
+replay in proposals (issue 10), although a session's proposals only change when something the
+policy reads changes. ``ProposalCache`` keeps each session's last answer under a signature of
+what a time-free policy reads: cursor, history, arm, the states of the cursor's children, the
+memory's epoch (bumped by every action observed on that memory) and the host's epoch (bumped by a
+reconfiguration). Decision: an action observed on *another* memory does not refresh a session's
+proposals (it only moves a learned policy's global prior); they are refreshed at the session's
+next step, or sooner when anything of the above changes. Policies that read ``ctx.now`` or the
+session's timestamps (``time_free`` False: an operator's own, by default) are asked every plan.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from orchestrator.core.types import ActionObserved, NodeState, PolicyContext, Proposal
+from policies import Policy
+from policies.registry import time_free
+
+Signature = tuple[object, ...]
+
+
+class Proposer(Protocol):
+    """Proposals per arm and the observation feed (never raises: a failing policy proposes [])."""
+
+    def propose(self, arm: str, ctx: PolicyContext) -> list[Proposal]:
+        """``arm``'s policy's proposals for the session in ``ctx``."""
+        ...
+
+    def observe(self, event: ActionObserved) -> None:
+        """Feed one requested action to every policy."""
+        ...
+
+    def time_free(self, arm: str) -> bool:
+        """True when ``arm``'s policy ignores ``ctx.now`` and the session's timestamps."""
+        ...
+
+
+class SinglePolicy:
+    """One policy as a ``Proposer`` whose every session is in arm ``policy.name`` (simulator)."""
+
+    def __init__(self, policy: Policy, cache: bool | None = None) -> None:
+        self.policy = policy
+        self._time_free = time_free(policy) if cache is None else cache
+
+    def propose(self, arm: str, ctx: PolicyContext) -> list[Proposal]:
+        """The policy's proposals (arm ignored: there is one)."""
+        return list(self.policy.propose(ctx))
+
+    def observe(self, event: ActionObserved) -> None:
+        """Feed the policy."""
+        self.policy.observe(event)
+
+    def time_free(self, arm: str) -> bool:
+        """Whether proposals may be cached (``policies.registry.time_free``, or forced)."""
+        return self._time_free
+
+
+class ProposalCache:
+    """Each session's last proposals, keyed by the signature of what produced them."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Signature, tuple[Proposal, ...]]] = {}
+        self.asked = 0  # policy calls made (for benchmarks and tests)
+        self.reused = 0  # answers served from the cache
+
+    def get(
+        self,
+        proposer: Proposer,
+        arm: str,
+        ctx: PolicyContext,
+        signature: Signature,
+    ) -> tuple[Proposal, ...]:
+        """The session's proposals: cached when ``signature`` is unchanged and the arm's policy
+        is time-free, else freshly asked (and cached)."""
+        sid = ctx.session.session_id
+        cacheable = proposer.time_free(arm)
+        if cacheable:
+            hit = self._entries.get(sid)
+            if hit is not None and hit[0] == signature:
+                self.reused += 1
+                return hit[1]
+        self.asked += 1
+        fresh = tuple(proposer.propose(arm, ctx))
+        if cacheable:
+            self._entries[sid] = (signature, fresh)
+        return fresh
+
+    def forget(self, session_id: str) -> None:
+        """Drop an evicted session's entry."""
+        self._entries.pop(session_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def children_signature(children: dict[str, NodeState]) -> tuple[tuple[str, NodeState], ...]:
+    """A hashable, order-free form of a cursor's children states."""
+    return tuple(sorted(children.items()))

@@ -1,0 +1,563 @@
+"""The live state: one synchronous state machine for the service and the simulator.
+
+It holds what the orchestrator knows right now (DESIGN.md, "The decision core and the live
+state"): live sessions and their cursors, the known part of each live memory's chunk tree, queued
+demands, running jobs and the speculation token bucket. No asyncio, no database, no clock: every
+method takes ``now`` (seconds on the caller's clock) and returns plain values
+(``orchestrator.live.records``) that the shell carries out. Driven like vLLM's v1 scheduler:
+
+- ``request(...) -> Resolution``: resolve one chunk request (hit / in-flight hit / miss), move
+  the session's cursor, feed the policies the action;
+- ``schedule(now) -> Scheduled`` = ``apply(plan(prepare(now)), now)``: build the core's input from
+  the neighbourhoods that can change a plan and apply the core's decision to the state; a shell
+  may run the pure ``plan()`` elsewhere (a thread) and ``apply`` validates each action against
+  the state as it is then;
+- ``job_ended(...) -> Ended``: take a job's outcome back; ``open_session`` / ``close_session``
+  take session events. Ended sessions and cold memories are evicted by ``prepare``.
+
+Invariants (property-tested in ``tests/unit/live``): a chunk key has at most one node per memory;
+a node is ``running`` iff a job generates it and ``pending`` iff a demand waits for it; no job
+or demand for a ready chunk; running jobs never exceed the pool once the shell has carried out a
+plan; every waiting request is answered exactly once by a ``job_ended``; the bucket stays within
+``[0, burst_gpu_s]``; state is bounded by the live sessions (evicted memories hold nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+from orchestrator.core.budget import refund
+from orchestrator.core.plan import plan
+from orchestrator.core.poses import ACTION_NAMES
+from orchestrator.core.tree import Key
+from orchestrator.core.types import (
+    ActionObserved,
+    BucketState,
+    Budget,
+    DemandRequest,
+    JobKind,
+    Plan,
+    PlanInput,
+    PolicyContext,
+    Proposal,
+    SessionView,
+    Timing,
+)
+from orchestrator.live.proposals import ProposalCache, Proposer, children_signature
+from orchestrator.live.records import (
+    CancelledJob,
+    Claim,
+    Ended,
+    LiveJob,
+    ParentNotReady,
+    Producer,
+    Resolution,
+    Scheduled,
+    StartedJob,
+    UnknownMemory,
+)
+from orchestrator.live.tree import KnownNode, KnownTree, core_nodes
+
+_EWMA = 0.3  # weight of the newest observed generation time in the learned G
+
+
+@dataclass(slots=True)
+class LiveSession:
+    """One live viewer: the core's view, its arm, requests it waits on, and whether it left."""
+
+    view: SessionView
+    arm: str
+    waiting: int = 0
+    ended: bool = False
+
+
+@dataclass(slots=True)
+class _Memory:
+    tree: KnownTree
+    sessions: set[str] = field(default_factory=set)
+    producers: dict[str, Producer] = field(default_factory=dict)  # ready chunk id -> its job
+    epoch: int = 0  # bumped by every action observed on it and every session joining / leaving
+    history_cache: tuple[int, tuple[tuple[str, ...], ...]] | None = None
+
+
+class LiveState:
+    """The orchestrator's in-memory state machine (see the module docstring).
+
+    Args:
+        budget: operator limits (``Budget.max_containers`` is the pool's slot count).
+        timing: the regime estimate candidates are valued with; ``gpu_s_per_chunk`` is the
+            prior of G when ``learn_gpu_time``.
+        frames: frames per chunk of the generation profile.
+        proposer: the policies (``PolicyHost`` in the service, ``SinglePolicy`` in the simulator).
+        new_chunk_id: the id a new chunk key gets (``uuid4`` text in the service; a hash of the
+            key in the simulator, so every policy sees the same world).
+        new_job_id: the id of a new job.
+        seed: ``PolicyContext.seed``.
+        learn_gpu_time: replace G by an exponentially weighted mean of observed GPU-seconds.
+        evict_after_s: a session inactive this long (seconds) is evicted even if it never said it
+            left; it is loaded again by the shell when it comes back.
+    """
+
+    def __init__(
+        self,
+        *,
+        budget: Budget,
+        timing: Timing,
+        frames: int,
+        proposer: Proposer,
+        new_chunk_id: Callable[[Key], str],
+        new_job_id: Callable[[], str],
+        seed: int = 0,
+        learn_gpu_time: bool = False,
+        evict_after_s: float = 3600.0,
+    ) -> None:
+        self.budget, self.timing, self.frames = budget, timing, frames
+        self.proposer, self.seed = proposer, seed
+        self.new_chunk_id, self.new_job_id = new_chunk_id, new_job_id
+        self.learn_gpu_time, self.evict_after_s = learn_gpu_time, evict_after_s
+        self.bucket = BucketState(budget.burst_gpu_s, 0.0)
+        self.proposals = ProposalCache()
+        self.host_epoch = 0
+        self._memories: dict[str, _Memory] = {}
+        self._sessions: dict[str, LiveSession] = {}
+        self._running: dict[str, LiveJob] = {}  # chunk id -> job
+        self._job_chunk: dict[str, str] = {}  # job id -> chunk id (running jobs)
+        self._demands: dict[str, DemandRequest] = {}  # chunk id -> queued demand
+        self._waiting: dict[str, list[tuple[str, str | None]]] = {}  # chunk -> (request, session)
+
+    # ---- memories and sessions ---------------------------------------------------------------
+
+    def has_memory(self, memory_id: str) -> bool:
+        """True when the memory's tree is loaded."""
+        return memory_id in self._memories
+
+    def load_memory(
+        self, memory_id: str, nodes: Iterable[tuple[KnownNode, Producer | None]] = ()
+    ) -> None:
+        """Load a memory's known chunks (parents first), each with the job that made it if ready.
+
+        Already-loaded memories are left as they are (the live state is ahead of the database).
+        """
+        if memory_id in self._memories:
+            return
+        mem = self._memories[memory_id] = _Memory(KnownTree(memory_id))
+        for node, producer in nodes:
+            mem.tree.put(node)
+            if producer is not None and node.state == "ready":
+                mem.producers[node.chunk_id] = producer
+
+    def node(self, memory_id: str, chunk_id: str | None) -> KnownNode | None:
+        """A known chunk of a loaded memory, or None."""
+        mem = self._memories.get(memory_id)
+        return mem.tree.get(chunk_id) if mem is not None else None
+
+    def open_session(
+        self,
+        session_id: str,
+        memory_id: str,
+        cursor: str,
+        *,
+        policy: str,
+        arm: str,
+        now: float,
+        history: tuple[str, ...] = (),
+    ) -> LiveSession:
+        """Register (or re-register) a live session watching ``cursor``.
+
+        Raises:
+            UnknownMemory: the memory is not loaded.
+        """
+        mem = self._memory(memory_id)
+        view = SessionView(session_id, memory_id, cursor, now, now, history, policy)
+        old = self._sessions.get(session_id)
+        live = LiveSession(view, arm, waiting=old.waiting if old else 0)
+        self._sessions[session_id] = live
+        mem.sessions.add(session_id)
+        mem.epoch += 1
+        return live
+
+    def session(self, session_id: str | None) -> LiveSession | None:
+        """The live session, or None (unknown, or evicted)."""
+        return self._sessions.get(session_id) if session_id is not None else None
+
+    def sessions(self) -> Iterator[LiveSession]:
+        """Every live session."""
+        return iter(self._sessions.values())
+
+    def set_arm(self, session_id: str, arm: str, policy: str) -> None:
+        """Move a session to another arm (configuration reload)."""
+        s = self._sessions[session_id]
+        s.arm, s.view = arm, replace(s.view, policy=policy)
+
+    def close_session(self, session_id: str) -> None:
+        """The viewer left: the session is evicted once idle with nothing to wait for."""
+        s = self._sessions.get(session_id)
+        if s is not None:
+            s.ended = True
+
+    def configure(self, *, budget: Budget | None = None, timing: Timing | None = None) -> None:
+        """New limits or regime estimate for the next plans; every cached proposal is renewed."""
+        if budget is not None:
+            self.budget = budget
+        if timing is not None:
+            self.timing = timing
+        self.host_epoch += 1
+
+    # ---- requests ----------------------------------------------------------------------------
+
+    def request(
+        self,
+        memory_id: str,
+        parent_id: str | None,
+        pose: str,
+        action: str | None,
+        *,
+        request_id: str,
+        session_id: str | None,
+        now: float,
+        record_history: bool = True,
+    ) -> Resolution:
+        """Resolve a request for chunk key (memory, parent, pose) and move the session there.
+
+        ready -> hit; running -> in-flight hit (the job becomes demand); pending -> miss joining
+        the queued demand; absent / failed -> miss, a new demand (``claim`` says what to write).
+        Unless a hit, the request waits: a later ``job_ended`` names ``request_id``.
+
+        Raises:
+            UnknownMemory: the memory is not loaded.
+            ParentNotReady: ``parent_id`` is not a ready chunk of the memory.
+        """
+        mem = self._memory(memory_id)
+        parent = mem.tree.get(parent_id)
+        if parent_id is not None and (parent is None or parent.state != "ready"):
+            raise ParentNotReady(f"chunk {parent_id} is not a ready chunk of {memory_id}")
+        node = mem.tree.by_key((memory_id, parent_id, pose))
+        if node is not None and node.state == "ready":
+            res = self._hit(mem, node)
+        elif node is not None and node.state == "running":
+            res = self._inflight(node)
+        else:
+            res = self._miss(mem, node, parent, pose, action, session_id, now)
+        session = self._sessions.get(session_id) if session_id is not None else None
+        if res.outcome != "hit":
+            self._waiting.setdefault(res.chunk_id, []).append((request_id, session_id))
+            if session is not None:
+                session.waiting += 1
+        if session is not None:
+            self._move(session, mem, res.chunk_id, action if record_history else None, now)
+            res = replace(res, policy=session.view.policy, arm=session.arm)
+        return res
+
+    def _hit(self, mem: _Memory, node: KnownNode) -> Resolution:
+        made = mem.producers.get(node.chunk_id)
+        spec = made is not None and made.initial_kind == "speculative"
+        first_use = spec and made is not None and not made.used
+        if made is not None and spec:
+            made.used = True
+        return Resolution(
+            "hit", node.chunk_id, node.depth, made.job_id if made else None,
+            made.depth if spec and made else None, made.probability if spec and made else None,
+            "none", False, first_use, None, None,
+        )  # fmt: skip
+
+    def _inflight(self, node: KnownNode) -> Resolution:
+        job = self._running[node.chunk_id]
+        promote = job.kind == "speculative"
+        job.kind = "demand"  # the planner must never cancel it now
+        spec = job.initial_kind == "speculative"
+        return Resolution(
+            "inflight", node.chunk_id, node.depth, job.job_id,
+            job.depth if spec else None, job.probability if spec else None,
+            "none", promote, promote, None, None,
+        )  # fmt: skip
+
+    def _miss(
+        self,
+        mem: _Memory,
+        node: KnownNode | None,
+        parent: KnownNode | None,
+        pose: str,
+        action: str | None,
+        session_id: str | None,
+        now: float,
+    ) -> Resolution:
+        claim: Claim = "none"
+        if node is None or node.state == "failed":
+            claim = "reclaim" if node is not None else "insert"
+            key = (mem.tree.memory_id, parent.chunk_id if parent else None, pose)
+            chunk_id = node.chunk_id if node is not None else self.new_chunk_id(key)
+            depth = parent.depth + 1 if parent is not None else 0
+            node = mem.tree.put(KnownNode(chunk_id, key[0], key[1], pose, action, "pending", depth))
+        if node.chunk_id not in self._demands:
+            self._demands[node.chunk_id] = DemandRequest(
+                request_id=node.chunk_id, memory_id=node.memory_id, parent_id=node.parent_id,
+                pose=node.pose, action=node.action, session_id=session_id, requested_at=now,
+            )  # fmt: skip
+        return Resolution(
+            "miss", node.chunk_id, node.depth, None, None, None, claim, False, False, None, None
+        )
+
+    def _move(
+        self, s: LiveSession, mem: _Memory, chunk_id: str, action: str | None, now: float
+    ) -> None:
+        history = s.view.history
+        if action is not None:
+            self.proposer.observe(ActionObserved(s.view.session_id, mem.tree.memory_id, history,
+                                                 action))  # fmt: skip
+            history = (*history, action)
+            mem.epoch += 1
+        s.view = replace(s.view, cursor_chunk_id=chunk_id, history=history, last_active_at=now,
+                         watch_started_at=now)  # fmt: skip
+
+    # ---- planning ----------------------------------------------------------------------------
+
+    def schedule(self, now: float) -> Scheduled:
+        """Plan and apply: ``apply(plan(prepare(now)), now)``."""
+        return self.apply(plan(self.prepare(now)), now)
+
+    def prepare(self, now: float) -> PlanInput:
+        """The core's input: live sessions, running jobs, demands, and only the nodes a plan can
+        read (cursor subtrees of sessions with proposals, to ``max_depth``; each job's chunk and
+        its ancestors to ``max_depth``; each demand's parent and the parent's children).
+
+        Evicts ended sessions and cold memories first.
+        """
+        self._evict(now)
+        budget = self.budget
+        picked: list[KnownNode] = []
+        proposals: list[Proposal] = []
+        for s in self._sessions.values():
+            proposals.extend(self._propose(s, now, picked))
+        for job in self._running.values():
+            picked.extend(self._memories[job.memory_id].tree.ancestors(job.chunk_id,
+                                                                       budget.max_depth))
+        for d in self._demands.values():
+            tree = self._memories[d.memory_id].tree
+            if d.parent_id is not None:
+                picked.extend(tree.subtree(d.parent_id, 1))
+            else:
+                picked.extend(n for n in tree if n.parent_id is None)
+        return PlanInput(
+            now=now, nodes=core_nodes(picked),
+            sessions=tuple(s.view for s in self._sessions.values()),
+            jobs=tuple(j.as_core() for j in self._running.values()),
+            demands=tuple(self._demands.values()), proposals=tuple(proposals),
+            budget=budget, bucket=self.bucket, timing=self.timing, frames=self.frames,
+        )  # fmt: skip
+
+    def _propose(
+        self, s: LiveSession, now: float, picked: list[KnownNode]
+    ) -> tuple[Proposal, ...]:
+        v, budget = s.view, self.budget
+        if now - v.last_active_at > budget.idle_timeout_s or v.policy == "none":
+            return ()
+        mem = self._memories[v.memory_id]
+        cursor = mem.tree.get(v.cursor_chunk_id)
+        if cursor is None or cursor.state != "ready":
+            return ()  # nothing can start below a chunk that is not ready
+        picked.extend(mem.tree.subtree(cursor.chunk_id, budget.max_depth))
+        children = {
+            c.action: c.state for c in mem.tree.children(cursor.chunk_id)
+            if c.action is not None and c.state != "pending"
+        }  # fmt: skip
+        ctx = PolicyContext(
+            session=v, memory_history=self._memory_history(mem), children=children,
+            actions=ACTION_NAMES, max_depth=budget.max_depth, now=now, seed=self.seed,
+        )  # fmt: skip
+        signature = (v.cursor_chunk_id, len(v.history), s.arm, children_signature(ctx.children),
+                     mem.epoch, self.host_epoch, budget.max_depth)  # fmt: skip
+        return self.proposals.get(self.proposer, s.arm, ctx, signature)
+
+    def _memory_history(self, mem: _Memory) -> tuple[tuple[str, ...], ...]:
+        cached = mem.history_cache
+        if cached is None or cached[0] != mem.epoch:
+            histories = tuple(self._sessions[sid].view.history for sid in sorted(mem.sessions))
+            mem.history_cache = cached = (mem.epoch, histories)
+        return cached[1]
+
+    def apply(self, decision: Plan, now: float) -> Scheduled:
+        """Carry ``decision`` into the state: cancelled jobs leave their slots, started jobs take
+        theirs (new chunk ids minted for new keys). Actions the state has moved past are dropped
+        (``Scheduled.stale``) and a dropped start's charge goes back to the bucket."""
+        self.bucket, stale = decision.bucket, 0
+        cancels: list[CancelledJob] = []
+        for c in decision.cancels:
+            job = self._running.get(self._job_chunk.get(c.job_id, ""))
+            if job is None or job.kind != "speculative":
+                stale += 1
+                continue
+            self._release(job, "failed", now)
+            cancels.append(CancelledJob(job.job_id, job.chunk_id, job.memory_id, c.reason))
+        starts: list[StartedJob] = []
+        for st in decision.starts:
+            started = self._start(st.kind, st.memory_id, st.parent_id, st.pose, st.action,
+                                  st.request_id, st.session_id, st.probability, st.depth,
+                                  st.expected_gpu_s, now)  # fmt: skip
+            if started is None:
+                stale += 1
+                if st.kind == "speculative":
+                    self.bucket = refund(self.bucket, self.budget, st.expected_gpu_s)
+                continue
+            starts.append(StartedJob(started[0], started[1], st.reason))
+        return Scheduled(tuple(starts), tuple(cancels), decision, stale)
+
+    def _start(
+        self, kind: JobKind, memory_id: str, parent_id: str | None, pose: str,
+        action: str | None, request_id: str | None, session_id: str | None, probability: float,
+        depth: int, expected_gpu_s: float, now: float,
+    ) -> tuple[LiveJob, Claim] | None:  # fmt: skip
+        mem = self._memories.get(memory_id)
+        if mem is None:
+            return None
+        claim: Claim = "none"
+        if kind == "demand":
+            if request_id is None or self._demands.pop(request_id, None) is None:
+                return None
+            node = mem.tree.get(request_id)
+            if node is None or node.state != "pending":
+                return None
+        else:
+            parent = mem.tree.get(parent_id)
+            if parent_id is not None and (parent is None or parent.state != "ready"):
+                return None
+            key = (memory_id, parent_id, pose)
+            node = mem.tree.by_key(key)
+            if node is not None and node.state != "failed":
+                return None  # ready, running or demanded meanwhile
+            claim = "reclaim" if node is not None else "insert"
+            if node is None:
+                depth_ = parent.depth + 1 if parent is not None else 0
+                node = mem.tree.put(KnownNode(self.new_chunk_id(key), memory_id, parent_id, pose,
+                                              action, "failed", depth_))  # fmt: skip
+        mem.tree.set_state(node.chunk_id, "running", now)
+        s = self._sessions.get(session_id) if session_id is not None else None
+        job = LiveJob(
+            self.new_job_id(), node.chunk_id, memory_id, node.parent_id, node.pose, node.action,
+            kind, kind, session_id, probability, depth, expected_gpu_s, now,
+            s.view.policy if s else None, s.arm if s else None,
+        )  # fmt: skip
+        self._running[node.chunk_id] = job
+        self._job_chunk[job.job_id] = node.chunk_id
+        return job, claim
+
+    # ---- outcomes ----------------------------------------------------------------------------
+
+    def job_ended(
+        self, job_id: str, chunk_id: str, memory_id: str, *, ok: bool, now: float,
+        gpu_s: float | None = None,
+    ) -> Ended:  # fmt: skip
+        """A job finished (``ok``: its chunk is stored and ready) or failed / was stopped.
+
+        A report for a job the state no longer runs (cancelled by a plan) still makes a stored
+        chunk ready: its files and row exist. ``gpu_s`` (GPU-seconds it took) feeds the learned G.
+        """
+        job = self._running.get(chunk_id)
+        current = job is not None and job.job_id == job_id
+        mem = self._memories.get(memory_id)
+        node = mem.tree.get(chunk_id) if mem is not None else None
+        kind: JobKind = job.kind if job is not None and current else "speculative"
+        if ok and gpu_s is not None:
+            self._learn(gpu_s)
+        if mem is None or node is None or (not current and (not ok or node.state == "ready")):
+            return Ended(chunk_id, memory_id, "unchanged", (), kind)
+        if job is not None and current:
+            self._release(job, "ready" if ok else "failed", now)
+            if ok:
+                used = job.initial_kind == "speculative" and job.kind == "demand"
+                mem.producers[chunk_id] = Producer(job_id, job.initial_kind, job.depth,
+                                                   job.probability, used)  # fmt: skip
+        elif ok:  # a cancelled job that stored its chunk anyway
+            if chunk_id in self._running:
+                return Ended(chunk_id, memory_id, "unchanged", (), kind)
+            self._demands.pop(chunk_id, None)
+            mem.tree.set_state(chunk_id, "ready", now)
+            mem.producers[chunk_id] = Producer(job_id, "speculative", None, None, False)
+        return Ended(chunk_id, memory_id, "ready" if ok else "failed",
+                     self._answer(chunk_id, now), kind)  # fmt: skip
+
+    def _release(self, job: LiveJob, state: str, now: float) -> None:
+        del self._running[job.chunk_id]
+        self._job_chunk.pop(job.job_id, None)
+        tree = self._memories[job.memory_id].tree
+        tree.set_state(job.chunk_id, "ready" if state == "ready" else "failed", now)
+
+    def _answer(self, chunk_id: str, now: float) -> tuple[str, ...]:
+        answered: list[str] = []
+        for request_id, session_id in self._waiting.pop(chunk_id, []):
+            answered.append(request_id)
+            s = self._sessions.get(session_id) if session_id is not None else None
+            if s is not None:
+                s.waiting -= 1
+                # Watching starts now; so does activity (a long wait must not make them idle).
+                s.view = replace(s.view, watch_started_at=now, last_active_at=now)
+        return tuple(answered)
+
+    def _learn(self, gpu_s: float) -> None:
+        if not self.learn_gpu_time:
+            return
+        g = self.timing.gpu_s_per_chunk
+        self.timing = replace(self.timing, gpu_s_per_chunk=(1 - _EWMA) * g + _EWMA * gpu_s)
+
+    # ---- eviction and introspection ----------------------------------------------------------
+
+    def _evict(self, now: float) -> None:
+        idle_s = self.budget.idle_timeout_s
+        for sid, s in list(self._sessions.items()):
+            quiet = now - s.view.last_active_at
+            if s.waiting == 0 and quiet > idle_s and (s.ended or quiet > self.evict_after_s):
+                self.evict_session(sid)
+        busy = {j.memory_id for j in self._running.values()}
+        busy.update(d.memory_id for d in self._demands.values())
+        for mid, mem in list(self._memories.items()):
+            if not mem.sessions and mid not in busy:
+                del self._memories[mid]
+
+    def evict_session(self, session_id: str) -> None:
+        """Forget a session now (its rows stay in the database)."""
+        s = self._sessions.pop(session_id, None)
+        if s is None:
+            return
+        self.proposals.forget(session_id)
+        mem = self._memories.get(s.view.memory_id)
+        if mem is not None:
+            mem.sessions.discard(session_id)
+            mem.epoch += 1
+
+    def _memory(self, memory_id: str) -> _Memory:
+        mem = self._memories.get(memory_id)
+        if mem is None:
+            raise UnknownMemory(f"memory {memory_id} is not loaded")
+        return mem
+
+    def running(self) -> Iterator[LiveJob]:
+        """Jobs holding a slot."""
+        return iter(self._running.values())
+
+    def job(self, chunk_id: str) -> LiveJob | None:
+        """The job generating ``chunk_id``, or None."""
+        return self._running.get(chunk_id)
+
+    def waiting_requests(self) -> int:
+        """Requests waiting for a chunk."""
+        return sum(len(w) for w in self._waiting.values())
+
+    def demands(self) -> tuple[DemandRequest, ...]:
+        """Queued demands (misses waiting for a slot)."""
+        return tuple(self._demands.values())
+
+    def tree(self, memory_id: str) -> KnownTree | None:
+        """A loaded memory's known tree."""
+        mem = self._memories.get(memory_id)
+        return mem.tree if mem is not None else None
+
+    def size(self) -> dict[str, int]:
+        """How much the state holds: memories, nodes, sessions, jobs, demands, cached proposals."""
+        return {
+            "memories": len(self._memories),
+            "nodes": sum(len(m.tree) for m in self._memories.values()),
+            "sessions": len(self._sessions),
+            "jobs": len(self._running),
+            "demands": len(self._demands),
+            "proposal_cache": len(self.proposals),
+        }

@@ -1,0 +1,150 @@
+"""The known part of each live memory's chunk tree: nodes by id, by chunk key, and by parent.
+
+Pure and synchronous (no I/O, no clock). The live state keeps one ``KnownTree`` for every memory
+it has loaded; the service loads it from the ``chunks`` table once per memory, the simulator
+starts it empty. A node is ``TreeNode`` (``orchestrator.core.types``) plus a ``pending`` state
+that the core never sees: a chunk row claimed for a waiting demand whose generation has not
+started yet.
+
+``neighbourhood(...)`` is what a plan reads instead of the whole tree: the cursor subtrees of the
+sessions being planned for, to ``max_depth`` levels, and the ancestors of the chunks that running
+jobs and queued demands generate (see ``LiveState.prepare``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from orchestrator.core.tree import Key
+from orchestrator.core.types import NodeState, TreeNode
+
+LiveNodeState = Literal["ready", "running", "failed", "pending"]
+"""NodeState plus ``pending``: a row claimed for a queued demand (not given to the core)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KnownNode:
+    """One chunk the live state knows.
+
+    Attributes:
+        chunk_id: chunk id (UUID text in the service, a hash id in the simulator).
+        memory_id: its memory.
+        parent_id: parent chunk id, None for the root.
+        pose: canonical pose.
+        action: the action whose canonical pose this is, or None (free-form pose).
+        state: see ``LiveNodeState``.
+        depth: chunk_index (0 for the root).
+        ready_at: when it became ready (seconds on the caller's clock), None otherwise.
+    """
+
+    chunk_id: str
+    memory_id: str
+    parent_id: str | None
+    pose: str
+    action: str | None
+    state: LiveNodeState
+    depth: int
+    ready_at: float | None = None
+
+    @property
+    def key(self) -> Key:
+        """The chunk key (memory, parent, pose)."""
+        return (self.memory_id, self.parent_id, self.pose)
+
+    def as_core(self) -> TreeNode | None:
+        """The core's view of the node; None for ``pending`` (the demand stands for it)."""
+        if self.state == "pending":
+            return None
+        state: NodeState = self.state
+        return TreeNode(
+            self.chunk_id, self.memory_id, self.parent_id, self.pose, self.action, state,
+            self.depth, self.ready_at,
+        )  # fmt: skip
+
+
+class KnownTree:
+    """The known chunks of one memory. Keys and ids are unique within it."""
+
+    def __init__(self, memory_id: str) -> None:
+        self.memory_id = memory_id
+        self._by_id: dict[str, KnownNode] = {}
+        self._by_key: dict[Key, str] = {}
+        self._children: dict[str, dict[str, str]] = {}  # parent id -> pose -> child id
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[KnownNode]:
+        return iter(self._by_id.values())
+
+    def get(self, chunk_id: str | None) -> KnownNode | None:
+        """The node with id ``chunk_id``, or None."""
+        return self._by_id.get(chunk_id) if chunk_id is not None else None
+
+    def by_key(self, key: Key) -> KnownNode | None:
+        """The node generating chunk key ``key``, or None."""
+        cid = self._by_key.get(key)
+        return self._by_id[cid] if cid is not None else None
+
+    def put(self, node: KnownNode) -> KnownNode:
+        """Insert or replace ``node`` (same id, or a new id for a new key).
+
+        Raises:
+            ValueError: another node already holds ``node``'s key, or it belongs elsewhere.
+        """
+        if node.memory_id != self.memory_id:
+            raise ValueError(f"node {node.chunk_id} is of memory {node.memory_id}")
+        holder = self._by_key.get(node.key)
+        if holder is not None and holder != node.chunk_id:
+            raise ValueError(f"chunk key {node.key} is already chunk {holder}")
+        self._by_id[node.chunk_id] = node
+        self._by_key[node.key] = node.chunk_id
+        if node.parent_id is not None:
+            self._children.setdefault(node.parent_id, {})[node.pose] = node.chunk_id
+        return node
+
+    def set_state(self, chunk_id: str, state: LiveNodeState, now: float) -> KnownNode:
+        """Move node ``chunk_id`` to ``state`` (``ready_at`` = now when it becomes ready)."""
+        node = self._by_id[chunk_id]
+        updated = replace(node, state=state, ready_at=now if state == "ready" else None)
+        self._by_id[chunk_id] = updated
+        return updated
+
+    def children(self, chunk_id: str) -> Iterator[KnownNode]:
+        """The known children of ``chunk_id``."""
+        for cid in self._children.get(chunk_id, {}).values():
+            yield self._by_id[cid]
+
+    def subtree(self, chunk_id: str, depth: int) -> Iterator[KnownNode]:
+        """``chunk_id`` and its known descendants at most ``depth`` levels below it."""
+        node = self._by_id.get(chunk_id)
+        if node is None:
+            return
+        level = [node]
+        for d in range(depth + 1):
+            yield from level
+            if d == depth:
+                break
+            level = [c for n in level for c in self.children(n.chunk_id)]
+
+    def ancestors(self, chunk_id: str | None, depth: int) -> Iterator[KnownNode]:
+        """``chunk_id`` and up to ``depth`` known ancestors, nearest first."""
+        node = self.get(chunk_id)
+        for _ in range(depth + 1):
+            if node is None:
+                return
+            yield node
+            node = self.get(node.parent_id)
+
+
+def core_nodes(nodes: Iterable[KnownNode]) -> tuple[TreeNode, ...]:
+    """The core's view of ``nodes``, once each, pending ones left out."""
+    seen: dict[str, TreeNode] = {}
+    for n in nodes:
+        if n.chunk_id not in seen:
+            core = n.as_core()
+            if core is not None:
+                seen[n.chunk_id] = core
+    return tuple(seen.values())
