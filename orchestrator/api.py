@@ -25,7 +25,7 @@ from orchestrator.schemas import (
     TreeChunk,
 )
 from orchestrator.service import Service, SignedUrls
-from orchestrator.storage import BlobNotFound, Bucket
+from orchestrator.storage import BlobNotFound, Bucket, video_key
 
 router = APIRouter(prefix="/api")
 Inline = Annotated[
@@ -43,17 +43,18 @@ Svc = Annotated[Service, Depends(service)]
 
 
 async def _chunk_out(svc: Service, served: ServedChunk, inline: bool) -> ChunkOut:
-    row = served.chunk
-    video = await svc.store.get("videos", row["video_path"]) if inline else None
+    cid = served.chunk_id
+    key = video_key(str(served.memory_id), str(cid))
+    video = await svc.store.get("videos", key) if inline else None
     return ChunkOut(
-        chunk_id=row["id"],
+        chunk_id=cid,
         video_base64=b64(video) if video is not None else None,
-        pose=row["pose"],
-        chunk_index=row["chunk_index"],
-        parent_chunk_id=row["parent_chunk_id"],
-        action=row["action"],
-        video_url=f"/api/chunks/{row['id']}/video",
-        last_frame_url=f"/api/chunks/{row['id']}/frame",
+        pose=served.pose,
+        chunk_index=served.chunk_index,
+        parent_chunk_id=served.parent_chunk_id,
+        action=served.action,
+        video_url=f"/api/chunks/{cid}/video",
+        last_frame_url=f"/api/chunks/{cid}/frame",
         outcome=served.outcome,
         wait_ms=round(served.wait_ms, 1),
         job_id=served.job_id,

@@ -32,6 +32,7 @@ async def _analytics(
     until: str | None,
     allowed: tuple[str, ...] = analytics.DIMENSIONS,
 ) -> dict[str, Any]:
+    await svc.scheduler.writer.flush()  # hits are written behind: count every one so far
     dims = analytics.parse_group_by(group_by, allowed)
     t0, t1 = analytics.parse_time(since, "since"), analytics.parse_time(until, "until")
     async with svc.db.pool.acquire() as conn:

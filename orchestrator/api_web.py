@@ -72,6 +72,7 @@ async def static_file(name: str) -> Response:
 )
 async def journey_mp4(session_id: uuid.UUID, svc: Svc) -> Response:
     """The session's walk as one MP4: its chunks in path order, with the soundscape if any."""
+    await svc.scheduler.writer.flush()  # the latest cursor moves may still be written behind
     async with svc.db.pool.acquire() as conn:
         journey = await load_journey(conn, session_id)
     workdir = Path(tempfile.mkdtemp(prefix="rewind-journey-"))

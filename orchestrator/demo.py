@@ -85,7 +85,7 @@ async def run_demo(
         image = base64.b64encode(photo.read_bytes()).decode()
         created = await create_memory(svc, image, "demo walk")
         memory_id, session_id = created.memory_id, created.session_id
-        parent = created.served.chunk
+        parent = created.served.chunk_id
         emit(
             f"memory {memory_id}  policy={policy}  gpu slots={svc.pool.slots}  "
             f"chunk={svc.profile.frames} frames {svc.profile.width}x{svc.profile.height}"
@@ -101,7 +101,7 @@ async def run_demo(
                     if event["type"] == "speculation_started":
                         speculated.append(f"{event['action'] or event['pose']}@d{event['depth']}")
                 served, _ = await request_next_chunk(
-                    svc, memory_id, parent["id"], None, action, session_id
+                    svc, memory_id, parent, None, action, session_id
                 )
                 gpu = await _gpu_seconds(svc, memory_id)
                 step = DemoStep(
@@ -113,7 +113,7 @@ async def run_demo(
                     f"{gpu:>7.1f}  {', '.join(speculated) or '-'}"
                 )
                 speculated.clear()
-                parent = served.chunk
+                parent = served.chunk_id
         hits = sum(s.outcome == "hit" for s in steps)
         inflight = sum(s.outcome == "inflight" for s in steps)
         mean_wait = sum(s.wait_s for s in steps) / max(1, len(steps))

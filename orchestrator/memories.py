@@ -118,7 +118,7 @@ async def create_memory(svc: Service, image_base64: str, prompt: str | None) -> 
     try:
         served = await svc.scheduler.request_chunk(
             memory_id=memory_id,
-            parent=None,
+            parent_id=None,
             pose=svc.root_pose,
             action=None,
             session_id=session_id,
@@ -216,6 +216,9 @@ async def request_next_chunk(
 ) -> tuple[ServedChunk, uuid.UUID | None]:
     """Validate ids and pose, then serve the chunk (hit, in-flight hit or miss).
 
+    Ids are checked against the live state (the memory's tree is loaded once), so a hit on a
+    live session costs no database round trip.
+
     Raises:
         NotFound: unknown memory, parent chunk, or session (or one from another memory).
         Conflict: the parent chunk is not ready yet.
@@ -223,32 +226,26 @@ async def request_next_chunk(
         GenerationFailed: generation failed (502 with the job id).
     """
     canonical, action_name = resolve_pose(pose, action, svc.profile.frames)
-    async with svc.db.pool.acquire() as conn:
-        memory = await repo.get_memory(conn, memory_id)
-        if memory is None:
-            raise NotFound(f"no memory {memory_id}", field="memory_id")
-        parent = await repo.get_chunk(conn, parent_id)
-        if parent is None or parent["memory_id"] != memory_id:
-            raise NotFound(f"no chunk {parent_id} in memory {memory_id}", field="parent_chunk_id")
-        if session_id is None:
-            latest = await repo.latest_session(conn, memory_id)
-            session_id = latest["id"] if latest is not None else None
-        else:
-            srow = await repo.get_session(conn, session_id)
-            if srow is None or srow["memory_id"] != memory_id:
-                raise NotFound(f"no session {session_id} on memory {memory_id}", field="session_id")
-    if parent["status"] != "ready":
+    sched = svc.scheduler
+    if not await sched.ensure_memory(memory_id):
+        raise NotFound(f"no memory {memory_id}", field="memory_id")
+    parent = sched.live.node(str(memory_id), str(parent_id))
+    if parent is None:
+        raise NotFound(f"no chunk {parent_id} in memory {memory_id}", field="parent_chunk_id")
+    if parent.state != "ready":
         raise Conflict(
             "parent_not_ready",
-            f"chunk {parent_id} is {parent['status']}, not ready; request "
+            f"chunk {parent_id} is {parent.state}, not ready; request "
             "its children once it has been served",
             field="parent_chunk_id",
         )
-    if session_id is not None:
-        await svc.scheduler.session(session_id)
-    served = await svc.scheduler.request_chunk(
+    try:
+        session_id = await sched.resolve_session(memory_id, session_id)
+    except LookupError as exc:
+        raise NotFound(str(exc), field="session_id") from exc
+    served = await sched.request_chunk(
         memory_id=memory_id,
-        parent=parent,
+        parent_id=parent_id,
         pose=canonical,
         action=action_name,
         session_id=session_id,

@@ -15,6 +15,7 @@ import structlog
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from orchestrator.experiments import Arm, assign_arm
 from policies import Policy, make_policy
+from policies.registry import time_free
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,12 @@ class PolicyHost:
                 policy.observe(event)
             except Exception:
                 log.exception("policy_observe_failed", arm=name)
+
+    def time_free(self, arm: str) -> bool:
+        """True when ``arm``'s policy ignores time, so its answers may be reused
+        (``orchestrator.live.proposals``)."""
+        policy = self._policies.get(arm)
+        return policy is not None and time_free(policy)
 
     def propose(self, arm: str, ctx: PolicyContext) -> list[Proposal]:
         """The proposals of ``arm``'s policy for one session ([] if the policy fails)."""

@@ -124,6 +124,7 @@ class LiveState:
         self._running: dict[str, LiveJob] = {}  # chunk id -> job
         self._job_chunk: dict[str, str] = {}  # job id -> chunk id (running jobs)
         self._demands: dict[str, DemandRequest] = {}  # chunk id -> queued demand
+        self._demand_seq = 0
         self._waiting: dict[str, list[tuple[str, str | None]]] = {}  # chunk -> (request, session)
 
     # ---- memories and sessions ---------------------------------------------------------------
@@ -290,10 +291,7 @@ class LiveState:
             depth = parent.depth + 1 if parent is not None else 0
             node = mem.tree.put(KnownNode(chunk_id, key[0], key[1], pose, action, "pending", depth))
         if node.chunk_id not in self._demands:
-            self._demands[node.chunk_id] = DemandRequest(
-                request_id=node.chunk_id, memory_id=node.memory_id, parent_id=node.parent_id,
-                pose=node.pose, action=node.action, session_id=session_id, requested_at=now,
-            )  # fmt: skip
+            self._demands[node.chunk_id] = self._demand(node, session_id, now)
         return Resolution(
             "miss", node.chunk_id, node.depth, None, None, None, claim, False, False, None, None
         )
@@ -309,6 +307,28 @@ class LiveState:
             mem.epoch += 1
         s.view = replace(s.view, cursor_chunk_id=chunk_id, history=history, last_active_at=now,
                          watch_started_at=now)  # fmt: skip
+
+    def resume(self, memory_id: str, chunk_id: str, session_id: str | None, now: float) -> bool:
+        """Queue a demand for a pending chunk a previous process accepted (start-up recovery).
+
+        Returns False (and changes nothing) unless the chunk is known and pending.
+        """
+        node = self.node(memory_id, chunk_id)
+        if node is None or node.state != "pending":
+            return False
+        if chunk_id not in self._demands:
+            self._demands[chunk_id] = self._demand(node, session_id, now)
+        return True
+
+    def _demand(self, node: KnownNode, session_id: str | None, now: float) -> DemandRequest:
+        # The core serves demands FIFO by (requested_at, request_id): numbering them keeps ties
+        # in arrival order, whatever ids the shell's chunks have (UUIDs, hashes).
+        self._demand_seq += 1
+        return DemandRequest(
+            request_id=f"{self._demand_seq:012d}/{node.chunk_id}", memory_id=node.memory_id,
+            parent_id=node.parent_id, pose=node.pose, action=node.action,
+            session_id=session_id, requested_at=now,
+        )  # fmt: skip
 
     # ---- planning ----------------------------------------------------------------------------
 
@@ -412,9 +432,11 @@ class LiveState:
             return None
         claim: Claim = "none"
         if kind == "demand":
-            if request_id is None or self._demands.pop(request_id, None) is None:
+            chunk = request_id.partition("/")[2] if request_id is not None else ""
+            if self._demands.get(chunk) is None or self._demands[chunk].request_id != request_id:
                 return None
-            node = mem.tree.get(request_id)
+            del self._demands[chunk]
+            node = mem.tree.get(chunk)
             if node is None or node.state != "pending":
                 return None
         else:
@@ -445,13 +467,16 @@ class LiveState:
 
     def job_ended(
         self, job_id: str, chunk_id: str, memory_id: str, *, ok: bool, now: float,
-        gpu_s: float | None = None,
+        gpu_s: float | None = None, made_by: str | None = None,
     ) -> Ended:  # fmt: skip
         """A job finished (``ok``: its chunk is stored and ready) or failed / was stopped.
 
         A report for a job the state no longer runs (cancelled by a plan) still makes a stored
-        chunk ready: its files and row exist. ``gpu_s`` (GPU-seconds it took) feeds the learned G.
+        chunk ready: its files and row exist. ``gpu_s`` (GPU-seconds it took) feeds the learned G;
+        ``made_by`` is the attempt that produced the chunk when the shell retried under new ids
+        (default ``job_id``).
         """
+        made_by = made_by or job_id
         job = self._running.get(chunk_id)
         current = job is not None and job.job_id == job_id
         mem = self._memories.get(memory_id)
@@ -465,14 +490,14 @@ class LiveState:
             self._release(job, "ready" if ok else "failed", now)
             if ok:
                 used = job.initial_kind == "speculative" and job.kind == "demand"
-                mem.producers[chunk_id] = Producer(job_id, job.initial_kind, job.depth,
+                mem.producers[chunk_id] = Producer(made_by, job.initial_kind, job.depth,
                                                    job.probability, used)  # fmt: skip
         elif ok:  # a cancelled job that stored its chunk anyway
             if chunk_id in self._running:
                 return Ended(chunk_id, memory_id, "unchanged", (), kind)
             self._demands.pop(chunk_id, None)
             mem.tree.set_state(chunk_id, "ready", now)
-            mem.producers[chunk_id] = Producer(job_id, "speculative", None, None, False)
+            mem.producers[chunk_id] = Producer(made_by, "speculative", None, None, False)
         return Ended(chunk_id, memory_id, "ready" if ok else "failed",
                      self._answer(chunk_id, now), kind)  # fmt: skip
 
@@ -529,6 +554,11 @@ class LiveState:
         if mem is None:
             raise UnknownMemory(f"memory {memory_id} is not loaded")
         return mem
+
+    def producer(self, memory_id: str, chunk_id: str) -> Producer | None:
+        """The job that made ready chunk ``chunk_id``, if known."""
+        mem = self._memories.get(memory_id)
+        return mem.producers.get(chunk_id) if mem is not None else None
 
     def running(self) -> Iterator[LiveJob]:
         """Jobs holding a slot."""

@@ -91,6 +91,8 @@ async def test_reload_changes_policy_mid_run_and_refuses_broken_files(
         assert config["database"]["url"] == "(set)"  # never echo credentials
         await _step(client, memory_id, parent, "w")
 
+        await svc.scheduler.writer.flush()  # hit rows are written behind
+
         async with svc.db.pool.acquire() as conn:
             policies = [
                 r["policy"]

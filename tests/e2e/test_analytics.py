@@ -62,6 +62,7 @@ async def test_views_match_independent_counts(service_factory: Callable[..., Any
                                "chunk_id": chunk["chunk_id"]})
                 parent = chunk["chunk_id"]
         await asyncio.sleep(1.0)  # let speculative jobs settle
+        await svc.scheduler.writer.flush()  # hit rows are written behind
         async with svc.db.pool.acquire() as conn:
             waits_db = await conn.fetch(
                 "SELECT arm, wait_ms FROM chunk_requests WHERE wait_ms IS NOT NULL"

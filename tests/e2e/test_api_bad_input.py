@@ -22,6 +22,7 @@ def _b64(data: bytes) -> str:
 
 async def _counts(client: httpx.AsyncClient) -> tuple[int, int, int]:
     svc = client.service  # type: ignore[attr-defined]
+    await svc.scheduler.writer.flush()  # hit rows are written behind
     async with svc.db.pool.acquire() as conn:
         memories = await conn.fetchval("SELECT count(*) FROM memories")
         chunks = await conn.fetchval("SELECT count(*) FROM chunks")
@@ -156,6 +157,7 @@ async def test_bad_chunk_requests(client: httpx.AsyncClient) -> None:
         assert body["error"] == error, (payload, body)
         assert body["field"] == field, (payload, body)
     svc = client.service  # type: ignore[attr-defined]
+    await svc.scheduler.writer.flush()  # hit rows are written behind
     async with svc.db.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM chunks") == 2  # the two roots only
 

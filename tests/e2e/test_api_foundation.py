@@ -87,6 +87,7 @@ async def test_repeat_is_a_hit_and_concurrent_requests_share_one_job(
     assert again.json()["chunk"]["chunk_id"] in ids
     assert again.json()["chunk"]["outcome"] == "hit"
     svc = client.service  # type: ignore[attr-defined]
+    await svc.scheduler.writer.flush()  # hit rows are written behind
     async with svc.db.pool.acquire() as conn:
         jobs = await conn.fetchval(
             "SELECT count(*) FROM gpu_jobs WHERE chunk_id = $1", uuid.UUID(ids.pop())

@@ -51,6 +51,7 @@ async def _walk(service_factory: Callable[..., Any], policy: str) -> list[dict[s
             assert r.status_code == 200, r.text
             parent = r.json()["chunk"]
             chunks.append(parent)
+        await svc.scheduler.writer.flush()  # hit rows are written behind
         async with svc.db.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT outcome, policy, speculated_depth FROM chunk_requests "
@@ -109,6 +110,7 @@ async def test_leaving_a_branch_cancels_its_speculation(
             )
         )
         for _ in range(100):
+            await svc.scheduler.writer.flush()  # hit rows are written behind
             async with svc.db.pool.acquire() as conn:
                 rows = await conn.fetch(
                     "SELECT c.action, j.status, j.cancel_reason FROM gpu_jobs j "

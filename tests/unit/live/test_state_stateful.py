@@ -1,0 +1,178 @@
+"""The live state driven at random (Hypothesis ``RuleBasedStateMachine``).
+
+Viewers on two shared memories open sessions, request children of their cursors (hits,
+in-flight hits promoted to demand, misses), the machine schedules, jobs finish, fail or report
+late, sessions leave and are evicted, and the clock advances. After every step the live state's
+invariants hold, and every plan made from the live state's neighbourhood input equals the plan
+made from the whole known tree (the shortcut never changes a decision).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from orchestrator.core.budget import speculative_slot_cap
+from orchestrator.core.plan import plan
+from orchestrator.core.poses import action_to_pose
+from orchestrator.core.types import Budget, Timing
+from orchestrator.live import LiveState, SinglePolicy
+from orchestrator.live.tree import core_nodes
+from policies import make_policy
+
+ACTS = ("w", "a", "d", "w+right")
+POSE = {a: str(action_to_pose(a)) for a in ACTS}
+ROOT = str(action_to_pose("w"))
+BUDGET = Budget(
+    max_containers=3, speculative_share=0.67, rate_gpu_s_per_s=1.0, burst_gpu_s=40.0,
+    max_depth=2, per_session_inflight=2, min_probability=0.05, idle_timeout_s=30.0,
+)  # fmt: skip
+TIMING = Timing(gpu_s_per_chunk=8.0, chunk_duration_s=5.0, think_s=10.0)
+
+
+class LiveMachine(RuleBasedStateMachine):
+    """Drives one LiveState; ``answered`` / ``waiting`` track every waiting request."""
+
+    @initialize(policy=st.sampled_from(["uniform", "markov", "lookahead"]))
+    def setup(self, policy: str) -> None:
+        ids = itertools.count()
+        self.live = LiveState(
+            budget=BUDGET, timing=TIMING, frames=125,
+            proposer=SinglePolicy(make_policy(policy)),
+            new_chunk_id=lambda key: f"{key[0]}:{key[1]}/{key[2]}",
+            new_job_id=lambda: f"j{next(ids)}", evict_after_s=200.0,
+        )  # fmt: skip
+        self.now = 0.0
+        self.requests = itertools.count()
+        self.waiting: set[str] = set()
+        self.answered: set[str] = set()
+        self.stale_jobs: list[tuple[str, str, str]] = []  # (job, chunk, memory) cancelled
+        self.sessions = 0
+
+    # ---- viewers ----------------------------------------------------------------------------
+
+    @rule(memory=st.sampled_from(["m1", "m2"]))
+    def open_session(self, memory: str) -> None:
+        if not self.live.has_memory(memory):
+            self.live.load_memory(memory)
+        sid = f"s{self.sessions}"
+        self.sessions += 1
+        root = f"{memory}:None/{ROOT}"
+        self.live.open_session(sid, memory, root, policy="p", arm="p", now=self.now)
+        self._request(sid, memory, None, ROOT, None)
+
+    def _request(self, sid: str, memory: str, parent: str | None, pose: str,
+                 action: str | None) -> None:  # fmt: skip
+        rid = f"r{next(self.requests)}"
+        res = self.live.request(memory, parent, pose, action, request_id=rid, session_id=sid,
+                                now=self.now, record_history=action is not None)  # fmt: skip
+        node = self.live.node(memory, res.chunk_id)
+        assert node is not None
+        if res.outcome == "hit":
+            assert node.state == "ready"
+        else:
+            assert node.state in ("running", "pending")
+            self.waiting.add(rid)
+        session = self.live.session(sid)
+        assert session is not None and session.view.cursor_chunk_id == res.chunk_id
+
+    @rule(data=st.data(), action=st.sampled_from(ACTS))
+    def step(self, data: st.DataObject, action: str) -> None:
+        ready = [s for s in self.live.sessions() if not s.ended and self._cursor_ready(s)]
+        if not ready:
+            return
+        s = data.draw(st.sampled_from(sorted(ready, key=lambda s: s.view.session_id)))
+        v = s.view
+        self._request(v.session_id, v.memory_id, v.cursor_chunk_id, POSE[action], action)
+
+    def _cursor_ready(self, s: object) -> bool:
+        v = s.view  # type: ignore[attr-defined]
+        node = self.live.node(v.memory_id, v.cursor_chunk_id)
+        return node is not None and node.state == "ready"
+
+    @rule(data=st.data())
+    def leave(self, data: st.DataObject) -> None:
+        live = sorted(s.view.session_id for s in self.live.sessions() if not s.ended)
+        if live:
+            self.live.close_session(data.draw(st.sampled_from(live)))
+
+    @rule(dt=st.floats(0.5, 60.0))
+    def advance(self, dt: float) -> None:
+        self.now += dt
+
+    # ---- scheduling and jobs ----------------------------------------------------------------
+
+    @rule()
+    def schedule(self) -> None:
+        inp = self.live.prepare(self.now)
+        everything = [n for m in ("m1", "m2") if (t := self.live.tree(m)) for n in t]
+        assert plan(inp) == plan(replace(inp, nodes=core_nodes(everything)))
+        scheduled = self.live.apply(plan(inp), self.now)
+        assert scheduled.stale == 0
+        for c in scheduled.cancels:
+            self.stale_jobs.append((c.job_id, c.chunk_id, c.memory_id))
+        jobs = list(self.live.running())
+        assert len(jobs) <= BUDGET.max_containers
+        assert sum(j.kind == "speculative" for j in jobs) <= speculative_slot_cap(BUDGET)
+
+    @precondition(lambda self: any(True for _ in self.live.running()))
+    @rule(data=st.data(), ok=st.booleans())
+    def end_job(self, data: st.DataObject, ok: bool) -> None:
+        jobs = sorted(self.live.running(), key=lambda j: j.job_id)
+        job = data.draw(st.sampled_from(jobs))
+        ended = self.live.job_ended(job.job_id, job.chunk_id, job.memory_id, ok=ok,
+                                    now=self.now, gpu_s=8.0)  # fmt: skip
+        assert ended.state == ("ready" if ok else "failed")
+        self._answered(ended.requests)
+
+    @precondition(lambda self: bool(self.stale_jobs))
+    @rule(ok=st.booleans())
+    def late_report(self, ok: bool) -> None:
+        job_id, chunk_id, memory_id = self.stale_jobs.pop(0)
+        ended = self.live.job_ended(job_id, chunk_id, memory_id, ok=ok, now=self.now)
+        self._answered(ended.requests)
+
+    def _answered(self, requests: tuple[str, ...]) -> None:
+        for rid in requests:
+            assert rid in self.waiting and rid not in self.answered
+            self.waiting.discard(rid)
+            self.answered.add(rid)
+
+    # ---- invariants -------------------------------------------------------------------------
+
+    @invariant()
+    def nodes_agree_with_jobs_and_demands(self) -> None:
+        running = {j.chunk_id for j in self.live.running()}
+        demanded = {d.request_id.partition("/")[2] for d in self.live.demands()}
+        for memory in ("m1", "m2"):
+            tree = self.live.tree(memory)
+            if tree is None:
+                continue
+            keys = [n.key for n in tree]
+            assert len(keys) == len(set(keys))
+            for n in tree:
+                assert (n.state == "running") == (n.chunk_id in running), n
+                assert (n.state == "pending") == (n.chunk_id in demanded), n
+        assert not running & demanded
+
+    @invariant()
+    def waiting_requests_are_counted(self) -> None:
+        assert self.live.waiting_requests() == len(self.waiting)
+
+    @invariant()
+    def bucket_within_bounds(self) -> None:
+        assert 0.0 <= self.live.bucket.tokens <= BUDGET.burst_gpu_s + 1e-9
+
+    @invariant()
+    def evicted_memories_hold_nothing(self) -> None:
+        size = self.live.size()
+        assert size["sessions"] == sum(1 for _ in self.live.sessions())
+        assert size["proposal_cache"] <= size["sessions"]
+
+
+TestLiveState = LiveMachine.TestCase
+TestLiveState.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
