@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from gpu.modal_app import WorldPlay
+from gpu.claims import ClaimsClient
 from gpu.modal_pool import ModalGpuPool
 from orchestrator.elevenlabs_soundscape import sound_prompt
 from orchestrator.scene import SceneInfo
@@ -29,7 +30,7 @@ from tests.e2e.conftest import ServiceFactory, client_for
 from tests.integration.adapters.conftest import StubServer
 from tests.integration.adapters.test_claude_scene import SCENE, anthropic_app
 from tests.integration.adapters.test_elevenlabs_soundscape import elevenlabs_app, mp3_seconds
-from tests.integration.adapters.test_modal import FakeCall
+from tests.integration.adapters.modal_fakes import FakeCall, FakeModal
 from tests.integration.adapters.test_supabase_storage import KEY as SUPABASE_KEY
 from tests.integration.adapters.test_supabase_storage import storage_app
 from tests.videoutil import png_array, probe
@@ -293,6 +294,9 @@ async def test_modal_pool_stores_each_call_id_and_its_gpu_cost(
     assert pool.name == "modal" and pool.where == "rewind-worldplay/WorldPlay"
     deployment = InProcessDeployment()
     pool._method = deployment  # Modal's servers are out of reach: the class runs here
+    fake = FakeModal()  # ... and so are the claims Dict and the deployment lookup
+    pool._claims = ClaimsClient(fake.dict)
+    pool.deployment = fake.deployment()
     async with client_for(svc) as client:
         created = await _create(client)
         clip = probe(base64.b64decode(created["chunk"]["video_base64"]))
