@@ -19,8 +19,8 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from gpu.modal_app import WorldPlay
 from gpu.claims import ClaimsClient
+from gpu.modal_app import WorldPlay
 from gpu.modal_pool import ModalGpuPool
 from orchestrator.elevenlabs_soundscape import sound_prompt
 from orchestrator.scene import SceneInfo
@@ -28,9 +28,9 @@ from orchestrator.service import Service
 from tests.conftest import photo_png
 from tests.e2e.conftest import ServiceFactory, client_for
 from tests.integration.adapters.conftest import StubServer
+from tests.integration.adapters.modal_fakes import FakeCall, FakeModal
 from tests.integration.adapters.test_claude_scene import SCENE, anthropic_app
 from tests.integration.adapters.test_elevenlabs_soundscape import elevenlabs_app, mp3_seconds
-from tests.integration.adapters.modal_fakes import FakeCall, FakeModal
 from tests.integration.adapters.test_supabase_storage import KEY as SUPABASE_KEY
 from tests.integration.adapters.test_supabase_storage import storage_app
 from tests.videoutil import png_array, probe

@@ -98,7 +98,7 @@ def test_rules_are_checked_before_the_gpu(
 
 def test_a_cpu_deployment_refuses_a_worldplay_profile(cpu_pipeline: None) -> None:
     # Placeholder chunks must never be stored under a WorldPlay profile key.
-    with pytest.raises(ValueError, match="serves local-cpu .*not worldplay-ar-distilled"):
+    with pytest.raises(ValueError, match=r"serves local-cpu .*not worldplay-ar-distilled"):
         run_local(WorldPlay(), model="worldplay-ar-distilled", width=832)
 
 

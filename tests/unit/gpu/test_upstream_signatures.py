@@ -44,16 +44,19 @@ def test_variant_checkpoints_are_the_files_upstream_downloads(snap: dict[str, An
     assert ours == snap["checkpoints"]  # one variant per released .safetensors file
 
 
+CALL = "HunyuanVideo_1_5_Pipeline.__call__"
+CREATE = "HunyuanVideo_1_5_Pipeline.create_pipeline"
+
+
 @pytest.mark.parametrize(
     ("mutate", "words"),
     [
-        (lambda s: s["functions"]["HunyuanVideo_1_5_Pipeline.__call__"]["params"].pop(), "user_width"),
-        (lambda s: s["functions"]["HunyuanVideo_1_5_Pipeline.__call__"]["kwargs_read"].clear(),
-         "transformer_resident_ar_rollout"),
+        (lambda s: s["functions"][CALL]["params"].pop(), "user_width"),
+        (lambda s: s["functions"][CALL]["kwargs_read"].clear(), "transformer_resident_ar_rollout"),
         (lambda s: s["functions"]["initialize_infer_state"]["args_attributes"].append("new_flag"),
          "lacks 'new_flag'"),
         (lambda s: s["modules"]["hyvideo/generate.py"].remove("pose_to_input"), "pose_to_input"),
-        (lambda s: s["functions"]["HunyuanVideo_1_5_Pipeline.create_pipeline"]["params"].append(
+        (lambda s: s["functions"][CREATE]["params"].append(
             {"name": "must_pass", "kind": "positional", "default": False}), "must_pass"),
     ],
 )  # fmt: skip
@@ -95,7 +98,8 @@ UPSTREAM_FILES = {
     "    @classmethod\n"
     "    def create_pipeline(cls, pretrained_model_name_or_path, action_ckpt=None, **kwargs):\n"
     "        pass\n",
-    "download_models.py": "p = 'x'\nprint(f'AR={p}/ar_model/diffusion_pytorch_model.safetensors')\n",
+    "download_models.py": "p = 'x'\n"
+    "print(f'AR={p}/ar_model/diffusion_pytorch_model.safetensors')\n",
 }
 
 
