@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -22,6 +23,7 @@ import pytest
 from gpu.claims import ClaimsClient
 from gpu.modal_app import WorldPlay
 from gpu.modal_pool import ModalGpuPool
+from orchestrator.core.prompt import FALLBACK_PROMPT
 from orchestrator.elevenlabs_soundscape import sound_prompt
 from orchestrator.scene import SceneInfo
 from orchestrator.service import Service
@@ -317,3 +319,24 @@ async def test_modal_pool_stores_each_call_id_and_its_gpu_cost(
         health = (await client.get("/api/health")).json()
         assert health["gpu"]["backend"] == "modal" and health["gpu"]["status"] == "ok"
         assert health["gpu"]["calls"] == 1 and "as-e2e-SECRET" not in json.dumps(health)
+        # The prompt reaches the model: the user's for the root (it does not wait for the scene)
+        # and the job id for the run-once claim.
+        assert deployment.kwargs[0]["prompt"] == "first day at NASA"
+        assert deployment.kwargs[0]["job_id"] == str(job_id_of(deployment.kwargs[0]))
+        # No user prompt: the root gets the fallback, its child the stored scene description.
+        r = await client.post("/api/memories", json={"image_base64": PHOTO})
+        assert r.status_code == 200, r.text
+        plain = r.json()
+        assert deployment.kwargs[1]["prompt"] == FALLBACK_PROMPT
+        r = await client.post(
+            f"/api/memories/{plain['memory_id']}/chunks?inline=false",
+            json={"parent_chunk_id": plain["chunk"]["chunk_id"], "action": "w"},
+        )
+        assert r.status_code == 200, r.text
+        scene = (await client.get(f"/api/memories/{plain['memory_id']}")).json()["scene"]
+        assert deployment.kwargs[-1]["prompt"] == scene["description"] != FALLBACK_PROMPT
+
+
+def job_id_of(kwargs: dict[str, Any]) -> str:
+    """The job id a spawn carried (a gpu_jobs UUID)."""
+    return str(uuid.UUID(kwargs["job_id"]))
