@@ -330,16 +330,22 @@ def run_smoke(generate: Any, photo: bytes, model: str, frames: int = 125) -> dic
     return report
 
 
-@app.local_entrypoint()
-def smoke(photo: str = "", model: str = "") -> None:
-    """``modal run gpu/modal_app.py::smoke``: one chunk of the bundled photo on the real GPU."""
+def smoke_photo(path: str = "") -> bytes:
+    """The photo the smoke test starts from (default: the bundled ``astronaut.jpg``), as the
+    service normalises uploads (``orchestrator.media.decode_photo``): RGB PNG bytes."""
     import base64
     from pathlib import Path
 
     from orchestrator.media import decode_photo
 
     bundled = Path(__file__).resolve().parent.parent / "orchestrator" / "assets" / "astronaut.jpg"
-    raw = (Path(photo) if photo else bundled).read_bytes()
-    png = decode_photo(base64.b64encode(raw).decode(), max_bytes=1 << 26, max_pixels=1 << 26).png
+    raw = (Path(path) if path else bundled).read_bytes()
+    return decode_photo(base64.b64encode(raw).decode(), max_bytes=1 << 26, max_pixels=1 << 26).png
+
+
+@app.local_entrypoint()
+def smoke(photo: str = "", model: str = "") -> None:
+    """``modal run gpu/modal_app.py::smoke``: one chunk of the bundled photo on the real GPU."""
     chosen = model or ("local-cpu" if PIPELINE == "cpu" else VARIANT)
-    print(json.dumps(run_smoke(WorldPlay().generate.remote, png, chosen), indent=2))
+    report = run_smoke(WorldPlay().generate.remote, smoke_photo(photo), chosen)
+    print(json.dumps(report, indent=2))

@@ -361,3 +361,23 @@ async def test_real_modal_client_without_token(monkeypatch: pytest.MonkeyPatch) 
     assert not info.value.transient
     with pytest.raises(GenerationError, match="credentials"):
         await pool.check_deployment(timeout_s=20)
+
+
+def test_smoke_entry_point_runs_one_chunk_through_the_class(cpu_pipeline: None) -> None:
+    from gpu.modal_app import run_smoke, smoke_photo
+
+    photo = smoke_photo()  # the bundled astronaut.jpg, normalised like an upload
+    assert png_array(photo).shape[2] == 3
+    report = run_smoke(WorldPlay().generate.local, photo, "local-cpu")
+    assert (report["frames"], report["width"], report["height"]) == (125, 854, 480)
+    assert report["pipeline"] == "cpu" and report["model"] == "local-cpu"
+    assert report["load_s"] >= 0 and report["method_s"] >= report["generate_s"] > 0
+    assert report["peak_memory_gb"] is None  # no GPU here; a float on Modal
+    json.dumps(report)  # printed as JSON by `modal run gpu/modal_app.py::smoke`
+
+    def short(**kwargs: Any) -> dict[str, Any]:
+        out: dict[str, Any] = WorldPlay().generate.local(**kwargs)
+        return {**out, "frames": 121}
+
+    with pytest.raises(RuntimeError, match="smoke test failed"):
+        run_smoke(short, photo, "local-cpu")
