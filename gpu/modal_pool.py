@@ -372,6 +372,20 @@ class ModalGpuPool:
             min(min_containers, self.max_containers), buffer_containers
         )
 
+    async def warm_idle(self, timeout_s: float = 10.0) -> int | None:
+        """Containers up and idle now: ``num_total_runners - num_running_inputs - backlog`` of
+        the deployed method's ``get_current_stats`` (modal 1.6 ``FunctionCurrentStats``; booting
+        containers count as runners). None when Modal does not answer."""
+        try:
+            stats = await asyncio.wait_for(
+                self._generate_method().get_current_stats.aio(), timeout_s
+            )
+            idle = stats.num_total_runners - stats.num_running_inputs - stats.backlog
+        except Exception as exc:
+            log.warning("modal_stats_failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+        return max(0, int(idle))
+
     async def check_deployment(self, timeout_s: float = 30.0) -> None:
         """Look the class up on Modal (startup check that the app is deployed).
 

@@ -89,3 +89,15 @@ def predicted_rate(next_request_in_s: list[tuple[float, float]]) -> float:
             playback plus think time). Non-positive times count as one second.
     """
     return sum(p / max(1.0, t) for p, t in next_request_in_s if p > 0.0)
+
+
+def cold_start_of_next(idle_warm: int, starting_before: int, cold_start_s: float) -> float:
+    """Expected cold-start seconds of the next job started now.
+
+    ``idle_warm`` containers are up and idle (``ModalGpuPool.warm_idle``); ``starting_before``
+    jobs are being started ahead of this one in the same plan. The first ``idle_warm`` starts
+    land on warm containers (0 s); later ones wait a container boot (``cold_start_s``). The core
+    adds this to a speculative job's cost, so speculation causes a cold start only when its
+    benefit still clears the threshold with the boot included.
+    """
+    return 0.0 if starting_before < max(0, idle_warm) else max(0.0, cold_start_s)

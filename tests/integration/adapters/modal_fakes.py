@@ -52,12 +52,20 @@ class FakeCall:
 
 class FakeMethod:
     """``generate`` with ``spawn.aio``: each entry of ``spawns`` is raised, returned or, when a
-    coroutine function, awaited with the spawn kwargs."""
+    coroutine function, awaited with the spawn kwargs. ``get_current_stats.aio`` answers
+    ``stats`` (a ``modal.types.FunctionCurrentStats``) or raises it."""
 
-    def __init__(self, spawns: list[Any]) -> None:
+    def __init__(self, spawns: list[Any], stats: Any = None) -> None:
         self.spawns = spawns
         self.kwargs: list[dict[str, Any]] = []
         self.spawn = Aio(self._spawn)
+        self.stats = stats
+        self.get_current_stats = Aio(self._stats)
+
+    async def _stats(self) -> Any:
+        if isinstance(self.stats, BaseException):
+            raise self.stats
+        return self.stats
 
     async def _spawn(self, **kwargs: Any) -> Any:
         self.kwargs.append(kwargs)

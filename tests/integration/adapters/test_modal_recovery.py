@@ -235,3 +235,18 @@ async def test_claims_client_treats_no_answer_as_unknown() -> None:
 
     client = ClaimsClient(Down(), timeout_s=0.5)
     assert await client.owner("job") is None and await client.cancel("job") is None
+
+
+async def test_idle_warm_containers_from_modal_stats() -> None:
+    from modal.types import FunctionCurrentStats
+
+    stats = FunctionCurrentStats(
+        backlog=0, num_total_runners=3, num_running_inputs=1, input_headroom=2
+    )
+    assert await make_pool(FakeMethod([], stats=stats)).warm_idle() == 2
+    queued = FunctionCurrentStats(
+        backlog=4, num_total_runners=2, num_running_inputs=2, input_headroom=0
+    )
+    assert await make_pool(FakeMethod([], stats=queued)).warm_idle() == 0
+    down = FakeMethod([], stats=mx.ConnectionError("unreachable"))
+    assert await make_pool(down).warm_idle() is None

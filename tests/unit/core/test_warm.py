@@ -50,3 +50,10 @@ def test_bounds(rate: float, gpu_s: float, cold: float, busy: int, cap: int) -> 
 def test_predicted_rate() -> None:
     assert predicted_rate([(1.0, 10.0), (0.5, 5.0), (0.0, 1.0)]) == 0.2
     assert predicted_rate([(1.0, 0.0)]) == 1.0  # due now: counted over one second
+
+
+def test_only_starts_beyond_the_idle_warm_containers_pay_a_cold_start() -> None:
+    from orchestrator.core.warm import cold_start_of_next
+
+    assert [cold_start_of_next(2, n, 240.0) for n in range(4)] == [0.0, 0.0, 240.0, 240.0]
+    assert cold_start_of_next(0, 0, 240.0) == 240.0
