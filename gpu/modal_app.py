@@ -344,8 +344,13 @@ def smoke_photo(path: str = "") -> bytes:
 
 
 @app.local_entrypoint()
-def smoke(photo: str = "", model: str = "") -> None:
-    """``modal run gpu/modal_app.py::smoke``: one chunk of the bundled photo on the real GPU."""
+def smoke(photo: str = "", model: str = "", deployed: bool = False) -> None:
+    """``modal run gpu/modal_app.py::smoke``: one chunk of the bundled photo on the real GPU.
+
+    With ``--deployed`` the call goes to the deployed ``APP_NAME``/``WorldPlay`` (what the
+    service calls); without, to this run's ephemeral copy of the app.
+    """
     chosen = model or ("local-cpu" if PIPELINE == "cpu" else VARIANT)
-    report = run_smoke(WorldPlay().generate.remote, smoke_photo(photo), chosen)
+    target = modal.Cls.from_name(APP_NAME, CLS_NAME)() if deployed else WorldPlay()
+    report = run_smoke(target.generate.remote, smoke_photo(photo), chosen)
     print(json.dumps(report, indent=2))
