@@ -1,19 +1,28 @@
 """GpuPool on Modal: each generation is a ``WorldPlay.generate`` call on the deployed app.
 
-Client calls (modal 1.6, DESIGN.md "Facts checked on this machine"): ``modal.Cls.from_name(app,
-cls)().generate.spawn.aio(...)`` returns a ``FunctionCall`` at once; ``fc.get.aio(timeout=...)``
-raises the built-in ``TimeoutError`` while the call is still running (so we poll), and
+Client calls (modal 1.6, checked in the installed package): ``modal.Cls.from_name(app, cls)()
+.generate.spawn.aio(...)`` returns a ``FunctionCall`` at once; ``fc.get.aio(timeout=...)`` raises
+the built-in ``TimeoutError`` while the call is still running (so we poll), and
 ``OutputExpiredError`` / ``FunctionTimeoutError`` / ``RemoteError`` or the remote exception
-otherwise; ``fc.cancel.aio()`` cancels; ``modal.FunctionCall.from_id(id)`` re-attaches to a call
-spawned by an earlier process (the scheduler stores ``fc.object_id`` on the gpu_jobs row through
-``on_submitted``, column ``external_id``).
+otherwise; ``fc.cancel.aio()`` cancels; ``modal.FunctionCall.from_id(id)`` (plain, lazy: its
+``.aio`` form is deprecated) re-attaches to a call spawned by an earlier process. The scheduler
+stores ``fc.object_id`` on the gpu_jobs row through ``on_submitted`` (column ``external_id``)
+and, after a restart, calls ``resume(request, external_id)`` instead of submitting again.
+
+Run once (``gpu.claims``): every spawn carries the job id; the container claims it before any
+GPU work. A submission that timed out is looked up by job id and adopted when it started, and
+spawned again otherwise (a second start returns ``duplicate_of`` at once and is adopted). A job
+abandoned before its call id was known is blocked in the claims, or its owner cancelled.
 
 Accounting: the container reports ``timings["method"]`` (wall seconds inside ``generate``) and
 whether the call was its first after ``@modal.enter``. A call paid a cold start when it was its
 container's first and the container finished loading after the call was submitted; then the
-load seconds are billed to it too. ``gpu_seconds`` = method seconds (+ load seconds on a cold
-start): Modal bills GPU containers per second of uptime, so idle scaledown time is not charged
-to any chunk (it shows in Modal's bill, not here).
+load seconds are billed to it too. Modal bills GPU containers per second of uptime, so idle warm
+time is not charged to any chunk (it shows in Modal's bill and in ``gpu.modal_deployment``).
+
+A result whose container reports another ``model`` than the request's is refused (never stored
+under that profile): e.g. a deployment built with ``REWIND_PIPELINE=cpu`` answering a
+``worldplay-ar`` profile.
 """
 
 from __future__ import annotations
@@ -25,12 +34,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import modal
-import modal.config
-import modal.exception as mx
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from gpu.claims import CANCELLED, CLAIMS_DICT, ClaimsClient
+from gpu.modal_deployment import ModalDeployment
+from gpu.modal_errors import ModalConfigError, check_credentials, map_modal_error
 from gpu.protocol import GenerationError, GenerationRequest, GenerationResult
+
+__all__ = ["ModalConfigError", "ModalGpuPool", "check_credentials", "map_modal_error"]
 
 log = structlog.get_logger(__name__)
 
@@ -40,78 +52,6 @@ DEFAULT_CLS = "WorldPlay"
 
 OnSubmitted = Callable[[str, str], Awaitable[None]]
 """``await on_submitted(job_id, function_call_id)`` right after a successful spawn."""
-
-_TRANSIENT_MODAL = (
-    mx.ConnectionError, mx.ServiceError, mx.InternalError, mx.InternalFailure,
-    mx.ResourceExhaustedError, mx.RemoteError, mx.OutputExpiredError,
-)  # fmt: skip
-
-
-class ModalConfigError(RuntimeError):
-    """Modal is selected but no credentials are configured; the message says what is missing."""
-
-
-def check_credentials(get: Callable[[str], Any] | None = None) -> None:
-    """Fail fast at startup when Modal has no token (env vars or ~/.modal.toml).
-
-    ``get`` reads a Modal setting (default ``modal.config.config.get``, which resolves
-    MODAL_TOKEN_ID / MODAL_TOKEN_SECRET, then the active profile of ``~/.modal.toml`` or
-    $MODAL_CONFIG_PATH). Never prints token values.
-
-    Raises:
-        ModalConfigError: token id and/or secret missing.
-    """
-    read = get or modal.config.config.get
-    missing = [f"MODAL_{key.upper()}" for key in ("token_id", "token_secret") if not read(key)]
-    if missing:
-        raise ModalConfigError(
-            f"the Modal GPU backend is selected but {' and '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} not set and ~/.modal.toml (or "
-            "$MODAL_CONFIG_PATH) has no token: run `modal token new` or export "
-            "MODAL_TOKEN_ID and MODAL_TOKEN_SECRET"
-        )
-
-
-def map_modal_error(exc: BaseException, *, where: str) -> GenerationError:
-    """A GenerationError for what Modal (or the remote ``generate``) raised.
-
-    ``where`` names the deployment (app/class) for the message. ``transient`` is True when a
-    retry may succeed: Modal service trouble, an expired output, a crashed container.
-    """
-    if isinstance(exc, GenerationError):
-        return exc
-    if isinstance(exc, mx.AuthError | mx.PermissionDeniedError):
-        return GenerationError(
-            f"Modal rejected the credentials ({type(exc).__name__}): check MODAL_TOKEN_ID/"
-            "MODAL_TOKEN_SECRET or ~/.modal.toml",
-            transient=False,
-        )
-    if isinstance(exc, mx.NotFoundError):
-        return GenerationError(
-            f"Modal has no {where} deployed ({exc}): run `modal deploy gpu/modal_app.py`",
-            transient=False,
-        )
-    if isinstance(exc, mx.FunctionTimeoutError):
-        return GenerationError(
-            f"{where}.generate exceeded its Modal timeout: raise REWIND_MODAL_TIMEOUT_S and "
-            "redeploy, or use fewer inference steps",
-            transient=False,
-        )
-    if isinstance(exc, mx.OutputExpiredError):
-        return GenerationError(
-            f"the result of {where}.generate expired on Modal before it was collected",
-            transient=True,
-        )
-    if isinstance(exc, _TRANSIENT_MODAL):
-        return GenerationError(f"Modal {type(exc).__name__}: {exc}"[:400], transient=True)
-    if isinstance(exc, TimeoutError):
-        return GenerationError(f"Modal did not answer in time ({where})", transient=True)
-    if isinstance(exc, mx.Error):
-        return GenerationError(f"Modal {type(exc).__name__}: {exc}"[:400], transient=False)
-    if isinstance(exc, ValueError | TypeError):
-        # Raised by check_request in the container: the request itself is wrong.
-        return GenerationError(f"{where} rejected the request: {exc}"[:400], transient=False)
-    return GenerationError(f"{where}.generate failed: {type(exc).__name__}: {exc}"[:400])
 
 
 class ModalGpuPool:
@@ -127,8 +67,9 @@ class ModalGpuPool:
         submit_attempts: spawn attempts on transient errors (tenacity, exponential back-off).
         submit_backoff_s: first back-off in seconds (doubling, at most 10 s).
         on_submitted: ``await on_submitted(job_id, call_id)`` after each spawn.
-        method, call_from_id: test seams; default the deployed ``generate`` method and
-            ``modal.FunctionCall.from_id``.
+        method, call_from_id, claims, deployment: test seams; default the deployed
+            ``generate`` method, ``modal.FunctionCall.from_id``, the claims Dict
+            (``gpu.claims.CLAIMS_DICT``) and the deployment lookup/autoscaler control.
     """
 
     name = "modal"
@@ -138,7 +79,8 @@ class ModalGpuPool:
         max_containers: int = 2, environment_name: str | None = None, poll_s: float = 30.0,
         max_wait_s: float = 3600.0, submit_timeout_s: float = 60.0, submit_attempts: int = 3,
         submit_backoff_s: float = 1.0, on_submitted: OnSubmitted | None = None, method: Any = None,
-        call_from_id: Callable[[str], Any] | None = None,
+        call_from_id: Callable[[str], Any] | None = None, claims: ClaimsClient | None = None,
+        deployment: ModalDeployment | None = None,
     ) -> None:  # fmt: skip
         if max_containers < 1:
             raise ValueError("max_containers must be >= 1")
@@ -152,9 +94,13 @@ class ModalGpuPool:
         self.on_submitted = on_submitted
         self._method = method
         self._from_id = call_from_id or modal.FunctionCall.from_id
+        self._claims = claims
+        self.deployment = deployment or ModalDeployment(
+            app_name, cls_name, environment_name=environment_name
+        )
         self._inflight: dict[str, Any] = {}  # job_id -> FunctionCall, for health and close
         self._detached = False
-        self.calls = self.failures = self.cold_starts = 0
+        self.calls = self.failures = self.cold_starts = self.adopted = 0
         self.gpu_seconds = 0.0
         self._last_error: str | None = None
         self._last_ok_at: float | None = None
@@ -172,31 +118,61 @@ class ModalGpuPool:
             self._method = cls().generate
         return self._method
 
+    def claims(self) -> ClaimsClient:
+        """The claims client (lazy: ``modal.Dict.from_name`` does no I/O until used)."""
+        if self._claims is None:
+            store = modal.Dict.from_name(
+                CLAIMS_DICT, environment_name=self.environment_name, create_if_missing=True
+            )
+            self._claims = ClaimsClient(store)
+        return self._claims
+
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        """Spawn the remote call, report its id, poll for the result.
+        """Spawn the remote call (at most one run per job id), report its id, poll for it.
 
         Raises:
-            GenerationError: mapped Modal errors (see ``map_modal_error``).
-            asyncio.CancelledError: the remote call is cancelled first.
+            GenerationError: mapped Modal errors (see ``map_modal_error``); a result from a
+                container serving another model.
+            asyncio.CancelledError: the remote call is cancelled first (or blocked, when the
+                cancellation came before its id was known).
         """
         submitted_at = time.time()
-        # A cancellation during the spawn itself cannot cancel the remote call: no id yet.
-        call = await self._submit(request)
+        try:
+            call = await self._submit(request)
+        except asyncio.CancelledError:
+            await self._abandon_unknown(request.job_id)
+            raise
         if self.on_submitted is not None:
             try:
                 await self.on_submitted(request.job_id, call.object_id)
             except asyncio.CancelledError:
                 await self._abandon(call)
                 raise
-            except Exception as exc:  # the generation goes on; only re-attachment is lost
+            except Exception as exc:  # the generation goes on; the claim still finds it
                 log.warning("modal_on_submitted_failed", job_id=request.job_id, error=str(exc))
-        return await self._collect(call, request.job_id, submitted_at)
+        return await self._collect(call, request.job_id, submitted_at, request.model)
+
+    async def resume(self, request: GenerationRequest, call_id: str | None) -> GenerationResult:
+        """After a restart: re-attach to the job's call instead of paying for it again.
+
+        ``call_id`` is the stored ``gpu_jobs.external_id``; without one (the process died
+        between spawn and storing it) the claims are asked; only a job no call ever claimed is
+        spawned, and then still at most once.
+
+        Raises:
+            GenerationError, asyncio.CancelledError: as ``generate``.
+        """
+        owner = call_id or await self.claims().owner(request.job_id)
+        if owner and owner != CANCELLED:
+            self.adopted += 1
+            return await self.reattach(owner, request.job_id, model=request.model)
+        return await self.generate(request)
 
     def detach(self) -> None:
         """Shutdown mode: from now on a cancelled ``generate`` leaves its remote call running.
 
         Call it before cancelling the job tasks on shutdown; the next process re-attaches with
-        ``reattach(call_id)`` using the id ``on_submitted`` stored, instead of paying again.
+        ``resume(request, call_id)`` using the id ``on_submitted`` stored.
         """
         self._detached = True
 
@@ -204,22 +180,33 @@ class ModalGpuPool:
         if not self._detached:
             await _cancel(call)  # free the GPU: nobody will read this result
 
-    async def reattach(self, call_id: str, job_id: str = "") -> GenerationResult:
+    async def _abandon_unknown(self, job_id: str) -> None:
+        """Cancelled before the spawn answered: block the job, or cancel the call that has it."""
+        if self._detached:
+            return
+        owner = await asyncio.shield(self.claims().cancel(job_id))
+        if owner:
+            await _cancel(self._from_id(owner))
+
+    async def reattach(
+        self, call_id: str, job_id: str = "", *, model: str = ""
+    ) -> GenerationResult:
         """Wait for a call spawned earlier (e.g. before a restart), by its FunctionCall id.
 
         The submit time is unknown, so ``cold_start`` means "first call of its container".
+        ``model``: refuse a result from a container serving another model ("" skips the check).
 
         Raises:
             GenerationError, asyncio.CancelledError: as ``generate``.
         """
-        return await self._collect(self._from_id(call_id), job_id or call_id, None)
+        return await self._collect(self._from_id(call_id), job_id or call_id, None, model)
 
     async def _submit(self, request: GenerationRequest) -> Any:
         kwargs = {
             "image_png": request.image_png, "pose": request.pose, "frames": request.frames,
             "steps": request.steps, "seed": request.seed, "prompt": request.prompt,
             "model": request.model, "width": request.width, "height": request.height,
-            "fps": request.fps,
+            "fps": request.fps, "job_id": request.job_id,
         }  # fmt: skip
 
         async def spawn() -> Any:
@@ -227,6 +214,18 @@ class ModalGpuPool:
                 return await asyncio.wait_for(
                     self._generate_method().spawn.aio(**kwargs), self.submit_timeout_s
                 )
+            except TimeoutError:
+                # The spawn may have reached Modal: adopt it if it claimed the job.
+                owner = await self.claims().owner(request.job_id)
+                if owner and owner != CANCELLED:
+                    self.adopted += 1
+                    log.info("modal_submit_adopted", job_id=request.job_id, call_id=owner)
+                    return self._from_id(owner)
+                raise GenerationError(  # transient: spawning again is safe, the claim refuses
+                    f"Modal did not answer the submission in time ({self.where}) and no call "
+                    "has claimed the job yet",  # a second start of the same job
+                    transient=True,
+                ) from None
             except Exception as exc:
                 raise map_modal_error(exc, where=self.where) from exc
 
@@ -241,15 +240,33 @@ class ModalGpuPool:
                     return await spawn()
         except GenerationError as exc:
             self._failed(exc)
+            await self._abandon_unknown(request.job_id)  # a late start must not run for nobody
             raise
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _collect(
-        self, call: Any, job_id: str, submitted_at: float | None
+        self, call: Any, job_id: str, submitted_at: float | None, model: str
     ) -> GenerationResult:
         t0 = time.monotonic()
         self._inflight[job_id] = call
         try:
+            out = await self._poll(call, job_id, t0)
+        except asyncio.CancelledError:
+            await self._abandon(self._inflight.get(job_id, call))
+            raise
+        except GenerationError:
+            raise
+        except Exception as exc:
+            error = map_modal_error(exc, where=self.where)
+            self._failed(error)
+            raise error from exc
+        finally:
+            self._inflight.pop(job_id, None)
+        return self._result(out, submitted_at, time.monotonic() - t0, model)
+
+    async def _poll(self, call: Any, job_id: str, t0: float) -> Any:
+        """The call's output; follows ``duplicate_of`` to the call that owns the job."""
+        for _ in range(4):  # a duplicate points at the owner, which never points on
             while True:
                 try:
                     out = await call.get.aio(timeout=self.poll_s)
@@ -263,21 +280,30 @@ class ModalGpuPool:
                         )
                         self._failed(error)
                         raise error from None
-        except asyncio.CancelledError:
-            await self._abandon(call)
-            raise
-        except GenerationError:
-            raise
-        except Exception as exc:
-            error = map_modal_error(exc, where=self.where)
-            self._failed(error)
-            raise error from exc
-        finally:
-            self._inflight.pop(job_id, None)
-        return self._result(out, submitted_at, time.monotonic() - t0)
+            if not isinstance(out, dict) or "duplicate_of" not in out:
+                return out
+            log.info("modal_duplicate_adopted", job_id=job_id, owner=out["duplicate_of"])
+            self.adopted += 1
+            call = self._from_id(str(out["duplicate_of"]))
+            self._inflight[job_id] = call
+        raise GenerationError(f"{self.where}: claim chain for job {job_id} does not end")
 
-    def _result(self, out: Any, submitted_at: float | None, wait_s: float) -> GenerationResult:
+    def _result(
+        self, out: Any, submitted_at: float | None, wait_s: float, model: str
+    ) -> GenerationResult:
+        if isinstance(out, dict) and out.get("cancelled"):
+            error = GenerationError(f"{self.where}: the job was cancelled before it started")
+            self._failed(error)
+            raise error
         try:
+            reported = str(out["model"])
+            if model and reported != model:
+                raise GenerationError(
+                    f"{self.where} runs pipeline {out.get('pipeline')!r} serving model "
+                    f"{reported!r}, not the profile's {model!r}: refusing its chunk (redeploy "
+                    "with REWIND_PIPELINE=worldplay and REWIND_WORLDPLAY_VARIANT matching "
+                    "[generation] model)"
+                )
             timings = {k: float(v) for k, v in out["timings"].items()}
             box = out["container"]
             method_s, load_s = timings["method"], float(box["load_s"])
@@ -293,10 +319,13 @@ class ModalGpuPool:
                 cold_start=cold,
                 timings={**timings, **({"load": load_s} if cold else {}), "wait": wait_s},
             )
+        except GenerationError as refused:
+            self._failed(refused)
+            raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            error = GenerationError(f"{self.where} returned a malformed result: {exc!r}")
-            self._failed(error)
-            raise error from exc
+            malformed = GenerationError(f"{self.where} returned a malformed result: {exc!r}")
+            self._failed(malformed)
+            raise malformed from exc
         self.calls += 1
         self.cold_starts += cold
         self.gpu_seconds += result.gpu_seconds
@@ -308,19 +337,54 @@ class ModalGpuPool:
         self._last_error = str(error)
 
     async def health(self) -> dict[str, object]:
-        """not configured (no token) / ok / degraded (last call failed, with its error)."""
+        """not configured (no token) / unhealthy (app or class not deployed) / degraded (lookup
+        or last call failed, with the error) / ok. Looks the deployment up (cached 30 s)."""
         report: dict[str, object] = {
             "backend": "modal", "app": self.app_name, "cls": self.cls_name, "slots": self.slots,
             "inflight": len(self._inflight), "calls": self.calls, "failures": self.failures,
-            "cold_starts": self.cold_starts, "gpu_seconds": round(self.gpu_seconds, 3),
+            "cold_starts": self.cold_starts, "adopted": self.adopted,
+            "gpu_seconds": round(self.gpu_seconds, 3),
+            "warm": None if self.deployment.warm is None else list(self.deployment.warm),
         }  # fmt: skip
         try:
             check_credentials()
         except ModalConfigError as exc:
             return {**report, "status": "not configured", "detail": str(exc)}
+        found = await self.deployment.probe()
+        report["deployed"] = found.found
+        if found.found is False:
+            return {**report, "status": "unhealthy", "error": found.error}
+        if found.found is None:
+            return {**report, "status": "degraded", "error": found.error}
         if self._last_error:
             return {**report, "status": "degraded", "error": self._last_error}
         return {**report, "status": "ok", "last_ok_at": self._last_ok_at}
+
+    async def set_warm(self, min_containers: int, buffer_containers: int | None = None) -> bool:
+        """Keep containers warm ahead of predicted demand (``ModalDeployment.set_warm``).
+
+        ``min_containers`` is capped at ``max_containers``. Returns True when Modal was called.
+
+        Raises:
+            ValueError, GenerationError: as ``ModalDeployment.set_warm``.
+        """
+        return await self.deployment.set_warm(
+            min(min_containers, self.max_containers), buffer_containers
+        )
+
+    async def warm_idle(self, timeout_s: float = 10.0) -> int | None:
+        """Containers up and idle now: ``num_total_runners - num_running_inputs - backlog`` of
+        the deployed method's ``get_current_stats`` (modal 1.6 ``FunctionCurrentStats``; booting
+        containers count as runners). None when Modal does not answer."""
+        try:
+            stats = await asyncio.wait_for(
+                self._generate_method().get_current_stats.aio(), timeout_s
+            )
+            idle = stats.num_total_runners - stats.num_running_inputs - stats.backlog
+        except Exception as exc:
+            log.warning("modal_stats_failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+        return max(0, int(idle))
 
     async def check_deployment(self, timeout_s: float = 30.0) -> None:
         """Look the class up on Modal (startup check that the app is deployed).

@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from gpu.protocol import GenerationError, GenerationRequest, GenerationResult, GpuPool
 from orchestrator import repo
 from orchestrator.core.profile import GenerationProfile
+from orchestrator.core.prompt import FALLBACK_PROMPT, chunk_prompt
 from orchestrator.core.types import JobKind
 from orchestrator.db import Database
 from orchestrator.errors import ApiError
@@ -159,10 +160,29 @@ class JobRunner:
             arm=job.arm,
         )
 
+    async def prompt_for(self, job: ActiveJob) -> str:
+        """The chunk's text prompt (``orchestrator.core.prompt``): the user's, else the scene
+        description for chunks after the root, else the fallback. Read per attempt, so a retry
+        after scene analysis finished gets the description."""
+        async with self.db.pool.acquire() as conn:
+            row = await repo.get_memory(conn, job.memory_id)
+        user = row["prompt"] if row is not None else None
+        scene = row["scene_description"] if row is not None else None
+        prompt = chunk_prompt(
+            user_prompt=user,
+            scene_description=scene,
+            is_root=job.parent_id is None,
+            profile_prompt=self.profile.prompt,
+        )
+        if prompt == FALLBACK_PROMPT and job.parent_id is not None:
+            log.info("chunk_prompt_fallback", chunk_id=str(job.chunk_id), reason="no scene yet")
+        return prompt
+
     async def _attempt(self, job: ActiveJob, image: bytes) -> GenerationResult:
         async with self.db.pool.acquire() as conn:
             await repo.start_job(conn, job.job_id)
         p = self.profile
+        prompt = await self.prompt_for(job)
         request = GenerationRequest(
             job_id=str(job.job_id),
             image_png=image,
@@ -174,7 +194,7 @@ class JobRunner:
             steps=p.steps,
             seed=p.seed,
             model=p.model,
-            prompt=p.prompt,
+            prompt=prompt,
         )
         t0 = time.monotonic()
         try:

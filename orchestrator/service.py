@@ -33,6 +33,7 @@ from orchestrator.config import ConfigError, Settings, load_settings
 from orchestrator.core.poses import canonical_pose
 from orchestrator.core.profile import GenerationProfile
 from orchestrator.core.types import Budget
+from orchestrator.core.variants import check_profile
 from orchestrator.db import Database, open_database
 from orchestrator.events import EventBus
 from orchestrator.experiments import DEFAULT_ARM, Arm
@@ -79,6 +80,10 @@ def check_backends(settings: Settings) -> None:
             check_credentials()
         except ModalConfigError as exc:
             problems.append(f'[gpu] backend = "modal": {exc}')
+        try:  # the variant's upstream rules (size, latents) before any GPU is paid for
+            check_profile(profile_from(settings))
+        except ValueError as exc:
+            problems.append(f"[generation]: {exc}")
     if settings.storage.backend == "supabase":
         from orchestrator.supabase_storage import SupabaseConfigError, check_config
 

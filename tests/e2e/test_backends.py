@@ -13,23 +13,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import httpx
 import pytest
 
+from gpu.claims import ClaimsClient
 from gpu.modal_app import WorldPlay
 from gpu.modal_pool import ModalGpuPool
+from orchestrator.core.prompt import FALLBACK_PROMPT
 from orchestrator.elevenlabs_soundscape import sound_prompt
 from orchestrator.scene import SceneInfo
 from orchestrator.service import Service
 from tests.conftest import photo_png
 from tests.e2e.conftest import ServiceFactory, client_for
 from tests.integration.adapters.conftest import StubServer
+from tests.integration.adapters.modal_fakes import FakeCall, FakeModal
 from tests.integration.adapters.test_claude_scene import SCENE, anthropic_app
 from tests.integration.adapters.test_elevenlabs_soundscape import elevenlabs_app, mp3_seconds
-from tests.integration.adapters.test_modal import FakeCall
 from tests.integration.adapters.test_supabase_storage import KEY as SUPABASE_KEY
 from tests.integration.adapters.test_supabase_storage import storage_app
 from tests.videoutil import png_array, probe
@@ -293,6 +296,9 @@ async def test_modal_pool_stores_each_call_id_and_its_gpu_cost(
     assert pool.name == "modal" and pool.where == "rewind-worldplay/WorldPlay"
     deployment = InProcessDeployment()
     pool._method = deployment  # Modal's servers are out of reach: the class runs here
+    fake = FakeModal()  # ... and so are the claims Dict and the deployment lookup
+    pool._claims = ClaimsClient(fake.dict)
+    pool.deployment = fake.deployment()
     async with client_for(svc) as client:
         created = await _create(client)
         clip = probe(base64.b64decode(created["chunk"]["video_base64"]))
@@ -313,3 +319,24 @@ async def test_modal_pool_stores_each_call_id_and_its_gpu_cost(
         health = (await client.get("/api/health")).json()
         assert health["gpu"]["backend"] == "modal" and health["gpu"]["status"] == "ok"
         assert health["gpu"]["calls"] == 1 and "as-e2e-SECRET" not in json.dumps(health)
+        # The prompt reaches the model: the user's for the root (it does not wait for the scene)
+        # and the job id for the run-once claim.
+        assert deployment.kwargs[0]["prompt"] == "first day at NASA"
+        assert deployment.kwargs[0]["job_id"] == str(job_id_of(deployment.kwargs[0]))
+        # No user prompt: the root gets the fallback, its child the stored scene description.
+        r = await client.post("/api/memories", json={"image_base64": PHOTO})
+        assert r.status_code == 200, r.text
+        plain = r.json()
+        assert deployment.kwargs[1]["prompt"] == FALLBACK_PROMPT
+        r = await client.post(
+            f"/api/memories/{plain['memory_id']}/chunks?inline=false",
+            json={"parent_chunk_id": plain["chunk"]["chunk_id"], "action": "w"},
+        )
+        assert r.status_code == 200, r.text
+        scene = (await client.get(f"/api/memories/{plain['memory_id']}")).json()["scene"]
+        assert deployment.kwargs[-1]["prompt"] == scene["description"] != FALLBACK_PROMPT
+
+
+def job_id_of(kwargs: dict[str, Any]) -> str:
+    """The job id a spawn carried (a gpu_jobs UUID)."""
+    return str(uuid.UUID(kwargs["job_id"]))

@@ -113,6 +113,21 @@ def test_modal_without_token_fails_fast_naming_what_is_missing(
     check_backends(s)
 
 
+def test_modal_with_a_worldplay_model_checks_its_upstream_rules(
+    no_secrets: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-test")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-SECRET")
+    wrong = settings(gpu={"backend": "modal"}, generation={"model": "worldplay-ar-distilled"})
+    with pytest.raises(ConfigError, match="runs at 832 x 480"):  # the 854 default
+        check_backends(wrong)
+    bi = {"model": "worldplay-bi", "width": 832, "frames": 97}  # 25 latents
+    with pytest.raises(ConfigError, match="divisible by 16"):
+        check_backends(settings(gpu={"backend": "modal"}, generation=bi))
+    good = {"model": "worldplay-ar-distilled", "width": 832, "steps": 4}
+    check_backends(settings(gpu={"backend": "modal"}, generation=good))
+
+
 def test_supabase_without_url_or_key_fails_fast(
     no_secrets: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

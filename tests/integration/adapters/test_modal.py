@@ -2,9 +2,9 @@
 
 ``WorldPlay().generate.local(...)`` runs the deployed class in this process (``@modal.enter``
 included, no credentials) with the CPU pipeline: a real MP4 comes out and is decoded with PyAV.
-Modal's servers are unreachable here, so the pool's polling/cancel/error mapping is driven with a
-FunctionCall-like stand-in raising the exception types modal itself raises (that object is the
-client boundary); the credential check and an unauthenticated spawn use the real modal client.
+Modal's servers are unreachable here, so the pool's polling/cancel/error mapping is driven with
+stand-ins for modal's client objects (``modal_fakes``) raising the exception types modal itself
+raises; the credential check and an unauthenticated spawn use the real modal client.
 """
 
 from __future__ import annotations
@@ -21,10 +21,18 @@ import modal.exception as mx
 import numpy as np
 import pytest
 
-from gpu.modal_app import WorldPlay, WorldPlayPipeline, check_request, encode_chunk
+from gpu.modal_app import WorldPlay, check_request, encode_chunk
 from gpu.modal_pool import ModalConfigError, ModalGpuPool, check_credentials, map_modal_error
 from gpu.protocol import GenerationError, GenerationRequest
+from gpu.worldplay import WorldPlayPipeline
 from tests.conftest import photo_png
+from tests.integration.adapters.modal_fakes import (
+    Aio,
+    FakeCall,
+    FakeMethod,
+    FakeModal,
+    make_pool,
+)
 from tests.videoutil import mean_abs_diff, png_array, probe
 
 pytestmark = pytest.mark.filterwarnings("ignore:The WorldPlay.generate function is executing")
@@ -55,7 +63,8 @@ def test_local_class_makes_a_real_chunk(cpu_pipeline: None) -> None:
     assert video.codec == "h264" and video.pix_fmt == "yuv420p" and round(video.fps) == 24
     # The last frame comes from the rendered pixels; the MP4's last frame is its lossy copy.
     assert mean_abs_diff(png_array(out["last_frame_png"]), video.last) < 4.0
-    assert out["pipeline"] == "cpu" and out["pose"] == "w-16, right-15"
+    assert out["pipeline"] == "cpu" and out["model"] == "local-cpu"
+    assert out["pose"] == "w-16, right-15" and out["peak_memory_gb"] is None
     assert out["timings"]["method"] >= out["timings"]["render"] > 0
     assert out["container"]["first_call"] is True  # @modal.enter ran for this object
     again = run_local(obj, pose="A-31", frames=125, width=160, height=96)
@@ -87,9 +96,20 @@ def test_rules_are_checked_before_the_gpu(
     assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)
 
 
+def test_a_cpu_deployment_refuses_a_worldplay_profile(cpu_pipeline: None) -> None:
+    # Placeholder chunks must never be stored under a WorldPlay profile key.
+    with pytest.raises(ValueError, match=r"serves local-cpu .*not worldplay-ar-distilled"):
+        run_local(WorldPlay(), model="worldplay-ar-distilled", width=832)
+
+
 def test_worldplay_rules_and_variant_guard() -> None:
-    job = check_request(b"png", "w-31", 125, 30, 0, "", "worldplay-bi", 854, 480, 24)
+    job = check_request(b"png", "w-31", 125, 0, 0, "", "worldplay-bi", 0, 0, 24)
     assert job.variant.model_type == "bi"  # 32 latents: divisible by 16
+    assert (job.width, job.height, job.steps) == (832, 480, 50)  # upstream run.sh / CLI default
+    distilled = check_request(b"png", "w-31", 125, 0, 0, "", "worldplay-ar-distilled", 0, 0, 24)
+    assert distilled.steps == 4 and distilled.variant.few_step
+    with pytest.raises(ValueError, match="runs at 832 x 480"):
+        check_request(b"png", "w-31", 125, 0, 0, "", "worldplay-ar", 854, 480, 24)
     # The adapter refuses another variant before importing torch or touching a GPU.
     with pytest.raises(ValueError, match="serves worldplay-ar, not worldplay-bi"):
         WorldPlayPipeline("worldplay-ar").generate(job)
@@ -98,7 +118,7 @@ def test_worldplay_rules_and_variant_guard() -> None:
 
 
 def test_encoder_resizes_model_frames_to_the_request() -> None:
-    # HY-WorldPlay works on multiples of 16 px (848 x 480 for 854 x 480); small here for speed.
+    # The CPU renderer's path: frames of another size are resized; small here for speed.
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (48, 80, 3), dtype=np.uint8) for _ in range(9)]
     out = encode_chunk(frames, 86, 48, 24, {})
@@ -108,55 +128,10 @@ def test_encoder_resizes_model_frames_to_the_request() -> None:
     assert set(out.timings) == {"encode", "png"}
 
 
-class FakeCall:
-    """A FunctionCall-like stand-in: ``get.aio`` raises/returns what modal 1.6 does."""
-
-    def __init__(self, outcomes: list[Any], object_id: str = "fc-01TEST") -> None:
-        self.object_id = object_id
-        self.outcomes = outcomes
-        self.polls: list[float | None] = []
-        self.cancelled = 0
-        self.get = _Aio(self._get)
-        self.cancel = _Aio(self._cancel)
-
-    async def _get(self, timeout: float | None = None) -> Any:
-        self.polls.append(timeout)
-        outcome = self.outcomes.pop(0) if self.outcomes else asyncio.Event().wait()
-        if asyncio.iscoroutine(outcome):
-            return await outcome  # "forever": a call that never finishes
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    async def _cancel(self, terminate_containers: bool = False) -> None:
-        self.cancelled += 1
-
-
-class _Aio:
-    def __init__(self, fn: Any) -> None:
-        self.aio = fn
-
-
-class FakeMethod:
-    """``generate`` with ``spawn.aio``: each entry of ``spawns`` is raised or returned."""
-
-    def __init__(self, spawns: list[Any]) -> None:
-        self.spawns = spawns
-        self.kwargs: list[dict[str, Any]] = []
-        self.spawn = _Aio(self._spawn)
-
-    async def _spawn(self, **kwargs: Any) -> Any:
-        self.kwargs.append(kwargs)
-        outcome = self.spawns.pop(0)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-
 def remote_output(first_call: bool, loaded_at: float, load_s: float = 200.0) -> dict[str, Any]:
     return {
         "video_mp4": b"mp4", "last_frame_png": b"png", "frames": 125, "width": 854,
-        "height": 480, "pose": "w-31", "pipeline": "worldplay",
+        "height": 480, "pose": "w-31", "pipeline": "worldplay", "model": "worldplay-ar",
         "timings": {"generate": 140.0, "encode": 1.0, "method": 142.0},
         "container": {"first_call": first_call, "loaded_at": loaded_at, "load_s": load_s,
                       "started_at": loaded_at},
@@ -164,11 +139,15 @@ def remote_output(first_call: bool, loaded_at: float, load_s: float = 200.0) -> 
 
 
 REQUEST = GenerationRequest(job_id="job-1", image_png=b"png", pose="w-31", model="worldplay-ar")
+CPU_REQUEST = GenerationRequest(
+    job_id="job-1", image_png=b"png", pose="w-31", model="local-cpu",
+    prompt="a quiet harbour at dawn",
+)  # fmt: skip
 
 
 async def test_pool_polls_until_done_and_reports_the_call_id(cpu_pipeline: None) -> None:
     # The remote answer is the real output of the deployed class, run in-process.
-    real = run_local(WorldPlay(), width=160, height=96)
+    real = run_local(WorldPlay(), width=160, height=96, job_id="job-1")
     call = FakeCall([TimeoutError(), TimeoutError(), real])
     submitted: list[tuple[str, str]] = []
 
@@ -176,11 +155,13 @@ async def test_pool_polls_until_done_and_reports_the_call_id(cpu_pipeline: None)
         submitted.append((job_id, call_id))
 
     method = FakeMethod([call])
-    pool = ModalGpuPool(method=method, poll_s=0.01, max_containers=3, on_submitted=on_submitted)
-    result = await pool.generate(REQUEST)
+    pool = make_pool(method, poll_s=0.01, max_containers=3, on_submitted=on_submitted)
+    result = await pool.generate(CPU_REQUEST)
     assert submitted == [("job-1", "fc-01TEST")]
     assert call.polls == [0.01, 0.01, 0.01] and call.cancelled == 0
-    assert method.kwargs[0]["pose"] == "w-31" and method.kwargs[0]["model"] == "worldplay-ar"
+    sent = method.kwargs[0]
+    assert sent["pose"] == "w-31" and sent["model"] == "local-cpu" and sent["job_id"] == "job-1"
+    assert sent["prompt"] == "a quiet harbour at dawn"
     assert probe(result.video_mp4).frames == 125 == result.frames
     assert result.last_frame_png == real["last_frame_png"]
     # The container loaded before the call was submitted: warm; gpu_seconds = method seconds.
@@ -191,12 +172,12 @@ async def test_pool_polls_until_done_and_reports_the_call_id(cpu_pipeline: None)
 
 async def test_cold_start_and_billed_gpu_seconds() -> None:
     later = time.time() + 5  # the container finished loading after the submit: we waited for it
-    pool = ModalGpuPool(method=FakeMethod([FakeCall([remote_output(True, later)])]))
+    pool = make_pool(FakeMethod([FakeCall([remote_output(True, later)])]))
     cold = await pool.generate(REQUEST)
     assert cold.cold_start and cold.gpu_seconds == 142.0 + 200.0
     assert cold.timings["load"] == 200.0 and "wait" in cold.timings
     earlier = time.time() - 600  # first call on a pre-warmed (min/buffer) container: no wait
-    warm_pool = ModalGpuPool(method=FakeMethod([FakeCall([remote_output(True, earlier)])]))
+    warm_pool = make_pool(FakeMethod([FakeCall([remote_output(True, earlier)])]))
     warm = await warm_pool.generate(REQUEST)
     assert not warm.cold_start and warm.gpu_seconds == 142.0
     health = await pool.health()
@@ -235,7 +216,7 @@ def test_modal_errors_map_to_generation_errors(
     [(mx.OutputExpiredError(), True), (mx.FunctionTimeoutError("900s"), False)],
 )
 async def test_pool_maps_errors_while_waiting(outcome: BaseException, transient: bool) -> None:
-    pool = ModalGpuPool(method=FakeMethod([FakeCall([TimeoutError(), outcome])]), poll_s=0.01)
+    pool = make_pool(FakeMethod([FakeCall([TimeoutError(), outcome])]), poll_s=0.01)
     with pytest.raises(GenerationError) as info:
         await pool.generate(REQUEST)
     assert info.value.transient is transient
@@ -246,7 +227,7 @@ async def test_pool_maps_errors_while_waiting(outcome: BaseException, transient:
 
 async def test_cancelling_the_task_cancels_the_remote_call() -> None:
     call = FakeCall([])  # never finishes
-    pool = ModalGpuPool(method=FakeMethod([call]), poll_s=10)
+    pool = make_pool(FakeMethod([call]), poll_s=10)
     task = asyncio.create_task(pool.generate(REQUEST))
     while not call.polls:
         await asyncio.sleep(0.01)
@@ -265,7 +246,7 @@ async def test_detached_pool_leaves_remote_calls_for_reattachment() -> None:
     async def on_submitted(job_id: str, call_id: str) -> None:
         ids.append(call_id)
 
-    pool = ModalGpuPool(method=FakeMethod([call]), poll_s=10, on_submitted=on_submitted)
+    pool = make_pool(FakeMethod([call]), poll_s=10, on_submitted=on_submitted)
     task = asyncio.create_task(pool.generate(REQUEST))
     while not call.polls:
         await asyncio.sleep(0.01)
@@ -283,7 +264,7 @@ async def test_cancelled_while_reporting_the_id_still_cancels_the_call() -> None
     async def slow_store(job_id: str, call_id: str) -> None:
         await asyncio.Event().wait()
 
-    pool = ModalGpuPool(method=FakeMethod([call]), on_submitted=slow_store)
+    pool = make_pool(FakeMethod([call]), on_submitted=slow_store)
     task = asyncio.create_task(pool.generate(REQUEST))
     await asyncio.sleep(0.05)
     task.cancel()
@@ -294,7 +275,7 @@ async def test_cancelled_while_reporting_the_id_still_cancels_the_call() -> None
 
 async def test_giving_up_after_max_wait_cancels_the_call() -> None:
     call = FakeCall([TimeoutError()] * 100)
-    pool = ModalGpuPool(method=FakeMethod([call]), poll_s=0.01, max_wait_s=0.0)
+    pool = make_pool(FakeMethod([call]), poll_s=0.01, max_wait_s=0.0)
     with pytest.raises(GenerationError, match="no result") as info:
         await pool.generate(REQUEST)
     assert info.value.transient and call.cancelled == 1
@@ -303,14 +284,14 @@ async def test_giving_up_after_max_wait_cancels_the_call() -> None:
 async def test_transient_submit_failures_are_retried() -> None:
     call = FakeCall([remote_output(False, 0.0)])
     method = FakeMethod([mx.ConnectionError("reset"), mx.ServiceError("503"), call])
-    pool = ModalGpuPool(method=method, submit_attempts=3, submit_backoff_s=0.001)
+    pool = make_pool(method, submit_attempts=3, submit_backoff_s=0.001)
     result = await pool.generate(REQUEST)
     assert len(method.kwargs) == 3 and result.frames == 125
 
 
 async def test_permanent_submit_failures_are_not_retried() -> None:
     method = FakeMethod([mx.AuthError("Token missing"), FakeCall([])])
-    pool = ModalGpuPool(method=method, submit_attempts=3, submit_backoff_s=0.001)
+    pool = make_pool(method, submit_attempts=3, submit_backoff_s=0.001)
     with pytest.raises(GenerationError, match="credentials") as info:
         await pool.generate(REQUEST)
     assert not info.value.transient and len(method.kwargs) == 1
@@ -323,18 +304,21 @@ async def test_a_hanging_submit_times_out_as_transient() -> None:
             await asyncio.Event().wait()
 
     method = Hanging([])
-    method.spawn = _Aio(method._spawn)
-    pool = ModalGpuPool(
-        method=method, submit_timeout_s=0.02, submit_attempts=2, submit_backoff_s=0.001
+    method.spawn = Aio(method._spawn)
+    fake = FakeModal()
+    pool = make_pool(
+        method, fake, submit_timeout_s=0.02, submit_attempts=2, submit_backoff_s=0.001
     )
-    with pytest.raises(GenerationError, match="did not answer in time") as info:
+    with pytest.raises(GenerationError, match="did not answer the submission in time") as info:
         await pool.generate(REQUEST)
     assert info.value.transient and len(method.kwargs) == 2
+    # Given up: a spawn that reaches Modal later finds the job blocked and does not run.
+    assert fake.dict.data == {"job-1": "cancelled"}
 
 
 async def test_reattach_by_function_call_id() -> None:
     calls: dict[str, FakeCall] = {"fc-OLD": FakeCall([TimeoutError(), remote_output(True, 0.0)])}
-    pool = ModalGpuPool(method=FakeMethod([]), call_from_id=calls.__getitem__, poll_s=0.01)
+    pool = make_pool(FakeMethod([]), call_from_id=calls.__getitem__, poll_s=0.01)
     result = await pool.reattach("fc-OLD", "job-9")
     # Submit time unknown after a restart: the container's first call counts as the cold start.
     assert result.cold_start and result.gpu_seconds == 342.0
@@ -344,7 +328,7 @@ async def test_health_and_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODAL_TOKEN_ID", "ak-test")
     monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-SECRET-value")
     check_credentials()  # resolved by modal's own config (env first, then ~/.modal.toml)
-    pool = ModalGpuPool(method=FakeMethod([FakeCall([mx.RemoteError("preempted")])]))
+    pool = make_pool(FakeMethod([FakeCall([mx.RemoteError("preempted")])]))
     assert (await pool.health())["status"] == "ok"
     with pytest.raises(GenerationError):
         await pool.generate(REQUEST)
@@ -377,3 +361,23 @@ async def test_real_modal_client_without_token(monkeypatch: pytest.MonkeyPatch) 
     assert not info.value.transient
     with pytest.raises(GenerationError, match="credentials"):
         await pool.check_deployment(timeout_s=20)
+
+
+def test_smoke_entry_point_runs_one_chunk_through_the_class(cpu_pipeline: None) -> None:
+    from gpu.modal_app import run_smoke, smoke_photo
+
+    photo = smoke_photo()  # the bundled astronaut.jpg, normalised like an upload
+    assert png_array(photo).shape[2] == 3
+    report = run_smoke(WorldPlay().generate.local, photo, "local-cpu")
+    assert (report["frames"], report["width"], report["height"]) == (125, 854, 480)
+    assert report["pipeline"] == "cpu" and report["model"] == "local-cpu"
+    assert report["load_s"] >= 0 and report["method_s"] >= report["generate_s"] > 0
+    assert report["peak_memory_gb"] is None  # no GPU here; a float on Modal
+    json.dumps(report)  # printed as JSON by `modal run gpu/modal_app.py::smoke`
+
+    def short(**kwargs: Any) -> dict[str, Any]:
+        out: dict[str, Any] = WorldPlay().generate.local(**kwargs)
+        return {**out, "frames": 121}
+
+    with pytest.raises(RuntimeError, match="smoke test failed"):
+        run_smoke(short, photo, "local-cpu")
