@@ -21,6 +21,7 @@ from starlette.background import BackgroundTask
 
 from orchestrator.api import Svc
 from orchestrator.errors import NotFound
+from orchestrator.gate import User
 from orchestrator.journey import load_journey, stitch_journey
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -70,9 +71,13 @@ async def static_file(name: str) -> Response:
         409: {"description": "the session's path has no ready chunk yet"},
     },
 )
-async def journey_mp4(session_id: uuid.UUID, svc: Svc) -> Response:
-    """The session's walk as one MP4: its chunks in path order, with the soundscape if any."""
+async def journey_mp4(session_id: uuid.UUID, svc: Svc, caller: User) -> Response:
+    """The session's walk as one MP4: its chunks in path order, with the soundscape if any.
+
+    Only the session's owner (or an operator) gets it; anyone else gets the unknown-id 404.
+    """
     async with svc.db.pool.acquire() as conn:
+        await svc.gate.ownership.own_session(conn, caller, session_id)
         journey = await load_journey(conn, session_id)
     workdir = Path(tempfile.mkdtemp(prefix="rewind-journey-"))
     try:
