@@ -1,7 +1,7 @@
 -- Users and ownership (issue 14): the owner's share flag, the FK to Supabase's auth.users, and
 -- row-level security on every table, mirroring the API's rules (orchestrator/ownership.py):
 --   * a memory is its owner's (memories.user_id); a shared memory is readable by every
---     signed-in user; only the owner changes it;
+--     signed-in user (a token with a sub); only the owner changes it;
 --   * a chunk is readable when its memory is;
 --   * a session is its owner's alone;
 --   * GPU jobs, chunk requests and costs are readable by the memory's owner (and a request
@@ -59,7 +59,7 @@ BEGIN
     -- (SELECT auth.uid()) is evaluated once per statement, not once per row (Supabase's advice
     -- in "RLS performance recommendations").
     CREATE POLICY memories_read ON memories FOR SELECT TO authenticated
-        USING (user_id = (SELECT auth.uid()) OR shared);
+        USING (user_id = (SELECT auth.uid()) OR (shared AND (SELECT auth.uid()) IS NOT NULL));
     CREATE POLICY memories_insert ON memories FOR INSERT TO authenticated
         WITH CHECK (user_id = (SELECT auth.uid()));
     CREATE POLICY memories_update ON memories FOR UPDATE TO authenticated
@@ -69,7 +69,8 @@ BEGIN
 
     CREATE POLICY chunks_read ON chunks FOR SELECT TO authenticated
         USING (EXISTS (SELECT 1 FROM memories m WHERE m.id = chunks.memory_id
-                       AND (m.user_id = (SELECT auth.uid()) OR m.shared)));
+                       AND (m.user_id = (SELECT auth.uid())
+                            OR (m.shared AND (SELECT auth.uid()) IS NOT NULL))));
 
     CREATE POLICY sessions_owner ON sessions FOR ALL TO authenticated
         USING (user_id = (SELECT auth.uid()))
