@@ -27,6 +27,7 @@ from orchestrator.journey import load_journey, stitch_journey
 WEB_DIR = Path(__file__).resolve().parent / "web"
 
 _STATIC: dict[str, str] = {
+    "auth.js": "text/javascript; charset=utf-8",
     "player.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
