@@ -300,3 +300,21 @@ async def test_daily_gpu_cap_stops_speculation_then_demand(
         assert 1 <= int(r.headers["retry-after"]) <= 86400
         # Bob has spent nothing: he may still create and walk.
         assert (await create(client, bob()))["chunk"]["outcome"] == "miss"
+
+
+async def test_mode_none_is_one_local_operator(service_factory: Callable[..., Any]) -> None:
+    svc: Service = await service_factory()  # the embedded default: [auth] mode = "none"
+    async with client_for(svc) as client:
+        health = (await client.get("/api/health")).json()
+        local = str(svc.settings.auth.local_user_id)
+        assert health["auth"] == {"mode": "none", "user": "local", "user_id": local}
+        me = (await client.get("/api/me", headers=bearer("ignored"))).json()
+        assert me["user_id"] == local and me["is_operator"] is True
+        mine = await create(client, {})
+        assert "?sig=" not in mine["chunk"]["video_url"]  # URLs as before
+        assert (await client.get("/api/admin/config")).status_code == 200
+        async with svc.db.pool.acquire() as conn:
+            owner = await conn.fetchval(
+                "SELECT user_id FROM memories WHERE id = $1", uuid.UUID(mine["memory_id"])
+            )
+        assert str(owner) == local  # rows record the local user

@@ -164,3 +164,26 @@ def test_config_rules() -> None:
     with pytest.raises(ValidationError, match="no wildcard"):
         AuthConfig(cors_origins=["*"])
     assert AuthConfig().audience == AUDIENCE
+
+
+async def test_a_verified_token_is_remembered_until_its_exp() -> None:
+    wall = [time.time()]
+    auth = Authenticator(make(None).config, wall_clock=lambda: wall[0])
+    calls = []
+    verify = auth.verify
+
+    async def counting(token: str) -> dict[str, Any]:
+        calls.append(token)
+        return await verify(token)
+
+    auth.verify = counting  # type: ignore[method-assign]
+    token = f"Bearer {sign_hs(claims(USER, exp=int(wall[0]) + 600))}"
+    for _ in range(3):
+        assert (await auth.principal(token)).user_id == USER
+    assert len(calls) == 1  # verified once, then answered from memory
+    wall[0] += 61  # after VERIFIED_CACHE_S it is verified again
+    await auth.principal(token)
+    assert len(calls) == 2
+    wall[0] += 600  # past its exp: never reused (and refused by PyJWT's own clock later)
+    await auth.principal(token)
+    assert len(calls) == 3

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from orchestrator.auth import Principal
-from orchestrator.ownership import Lru, MediaSigner
+from orchestrator.lru import Lru
+from orchestrator.ownership import MediaSigner
 
 ALICE = Principal(uuid.uuid4(), is_operator=False)
 
