@@ -41,7 +41,7 @@ class Gate:
         self.config = config
         self.auth = Authenticator(config)
         self.limiter = RequestLimiter(config.requests_per_minute)
-        self.usage = GpuUsage(config)
+        self.usage = GpuUsage(config, enabled=self.auth.enabled)
         self.ownership = Ownership()
         secret = config.media_url_secret
         self.signer = MediaSigner(

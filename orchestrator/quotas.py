@@ -101,8 +101,12 @@ class RequestLimiter:
 class GpuUsage:
     """Today's GPU-seconds per user, read behind from the database (module docstring)."""
 
-    def __init__(self, config: AuthConfig, *, clock: Callable[[], float] = time.time) -> None:
-        self.cap_s = config.gpu_seconds_per_day
+    def __init__(
+        self, config: AuthConfig, *, enabled: bool = True, clock: Callable[[], float] = time.time
+    ) -> None:
+        # Auth off: the one local user is the operator, so no cap applies and nothing is read.
+        self.enabled = enabled
+        self.cap_s = config.gpu_seconds_per_day if enabled else 0.0
         self.reserve = config.speculation_reserve
         self.refresh_s = config.usage_refresh_s
         self._clock = clock
@@ -178,6 +182,7 @@ class GpuUsage:
     def limits(self) -> dict[str, object]:
         """The limits as /api/admin/config shows them."""
         return {
+            "enforced": self.enabled and self.cap_s > 0,
             "gpu_seconds_per_day": self.cap_s,
             "speculation_stops_at_gpu_s": (1.0 - self.reserve) * self.cap_s if self.cap_s else None,
             "users_over_speculation_threshold": sum(

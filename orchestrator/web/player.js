@@ -752,7 +752,13 @@
       el.live.classList.toggle("on", on);
     };
     source.onopen = () => setLive(true, "live");
-    source.onerror = () => setLive(false, source.readyState === 2 ? "offline" : "reconnecting");
+    source.onerror = () => {
+      setLive(false, source.readyState === 2 ? "offline" : "reconnecting");
+      // A signed stream URL expires ([auth] media_url_ttl_s): ask for a fresh one.
+      if (source.readyState === 2 && window.rewindAuth.token() && state.events === source) {
+        setTimeout(() => { if (state.events === source) openEvents(); }, 3000);
+      }
+    };
     const on = (type, fn) => source.addEventListener(type, (ev) => {
       let data;
       try { data = JSON.parse(ev.data); } catch (_) { return; }

@@ -318,3 +318,27 @@ async def test_mode_none_is_one_local_operator(service_factory: Callable[..., An
                 "SELECT user_id FROM memories WHERE id = $1", uuid.UUID(mine["memory_id"])
             )
         assert str(owner) == local  # rows record the local user
+
+
+async def test_cors_allows_only_the_configured_origins(
+    service_factory: Callable[..., Any], jwks: JwksServer
+) -> None:
+    app_origin = "https://app.example.com"
+    svc = await service_factory(auth=auth_section(jwks, cors_origins=[app_origin]))
+    async with client_for(svc) as client:
+        preflight = {
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization,content-type",
+        }
+        r = await client.options("/api/memories", headers={"origin": app_origin, **preflight})
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == app_origin
+        assert r.headers["access-control-allow-credentials"] == "true"
+        assert "authorization" in r.headers["access-control-allow-headers"]
+        r = await client.get("/api/me", headers={"origin": app_origin, **alice()})
+        assert r.headers["access-control-allow-origin"] == app_origin
+        evil = {"origin": "https://evil.example"}
+        r = await client.options("/api/memories", headers={**evil, **preflight})
+        assert r.status_code == 400 and "access-control-allow-origin" not in r.headers
+        r = await client.get("/api/me", headers={**evil, **alice()})
+        assert "access-control-allow-origin" not in r.headers

@@ -51,8 +51,9 @@ def test_speculation_stops_before_demand() -> None:
 
 def test_gpu_cap_refuses_until_utc_midnight() -> None:
     noon = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC).timestamp()
-    usage = GpuUsage(AuthConfig(gpu_seconds_per_day=100, speculation_reserve=0.25),
-                     clock=lambda: noon)
+    usage = GpuUsage(
+        AuthConfig(gpu_seconds_per_day=100, speculation_reserve=0.25), clock=lambda: noon
+    )
     usage._used = {ALICE.user_id: 80.0, BOB.user_id: 100.0}  # type: ignore[dict-item]
     session = uuid.uuid4()
     usage.note_session(session, ALICE.user_id)
@@ -65,3 +66,7 @@ def test_gpu_cap_refuses_until_utc_midnight() -> None:
     assert info.value.error == "gpu_quota_exceeded"
     assert info.value.headers["retry-after"] == str(12 * 3600)
     usage.check_demand(Principal(BOB.user_id, is_operator=True))
+    off = GpuUsage(AuthConfig(gpu_seconds_per_day=100), enabled=False, clock=lambda: noon)
+    off._used = dict(usage._used)
+    off.check_demand(BOB)  # auth off: no cap
+    assert off.allow_speculation(BOB.user_id)
