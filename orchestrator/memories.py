@@ -254,6 +254,8 @@ async def request_next_chunk(
             raise NotFound(f"no chunk {parent_id} in memory {memory_id}", field="parent_chunk_id")
         if session_id is None:
             session_id = await _default_session(conn, principal, memory_id)
+            if session_id is not None and principal is not None and not principal.is_operator:
+                svc.gate.usage.note_session(session_id, principal.user_id)
         else:
             srow = await repo.get_session(conn, session_id)
             if (
