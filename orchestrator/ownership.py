@@ -29,11 +29,26 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeAlias
+
+import asyncpg
 
 from orchestrator.auth import Principal
 from orchestrator.errors import NotFound
 from orchestrator.lru import Lru
 from orchestrator.queries import Conn, query
+
+Db: TypeAlias = "Conn | asyncpg.Pool"
+"""A connection, or a pool that is asked for one only on a cache miss (the DB-free hit path)."""
+
+
+async def _fetchrow(db: Db, name: str, *args: object) -> asyncpg.Record | None:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            row: asyncpg.Record | None = await conn.fetchrow(query(name), *args)
+            return row
+    found: asyncpg.Record | None = await db.fetchrow(query(name), *args)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +68,12 @@ class SessionAccess:
 
 
 class Ownership:
-    """The ownership checks of the module docstring, over an in-memory cache."""
+    """The ownership checks of the module docstring, over an in-memory cache.
+
+    Each check takes a connection or the pool (``Db``); given the pool it acquires a connection
+    only when the cache does not know the id, so a cache-hit request can stay DB-free:
+    ``await svc.gate.ownership.readable_memory(svc.db.pool, caller, memory_id)``.
+    """
 
     def __init__(self, *, cache_size: int = 50_000, ttl_s: float = 30.0) -> None:
         self.memories: Lru[uuid.UUID, MemoryAccess] = Lru(cache_size, ttl_s)
@@ -69,11 +89,11 @@ class Ownership:
         """Record a session's owner and memory (on creation and reads of its row)."""
         self.sessions.put(session_id, SessionAccess(owner, memory_id))
 
-    async def memory_access(self, conn: Conn, memory_id: uuid.UUID) -> MemoryAccess | None:
+    async def memory_access(self, conn: Db, memory_id: uuid.UUID) -> MemoryAccess | None:
         """The memory's access from the cache, else from the database; None if unknown."""
         access = self.memories.get(memory_id)
         if access is None:
-            row = await conn.fetchrow(query("memory_access"), memory_id)
+            row = await _fetchrow(conn, "memory_access", memory_id)
             if row is None:
                 return None
             access = MemoryAccess(row["user_id"], row["shared"])
@@ -81,7 +101,7 @@ class Ownership:
         return access
 
     async def readable_memory(
-        self, conn: Conn, principal: Principal, memory_id: uuid.UUID
+        self, conn: Db, principal: Principal, memory_id: uuid.UUID
     ) -> MemoryAccess:
         """Raises NotFound (as for an unknown id) unless ``principal`` may read the memory."""
         access = await self.memory_access(conn, memory_id)
@@ -90,7 +110,7 @@ class Ownership:
         return access
 
     async def owned_memory(
-        self, conn: Conn, principal: Principal, memory_id: uuid.UUID
+        self, conn: Db, principal: Principal, memory_id: uuid.UUID
     ) -> MemoryAccess:
         """Raises NotFound unless ``principal`` owns the memory (a viewer of a shared memory
         gets the same 404 as anyone else: sharing is read-only)."""
@@ -100,12 +120,12 @@ class Ownership:
         return access
 
     async def own_session(
-        self, conn: Conn, principal: Principal, session_id: uuid.UUID
+        self, conn: Db, principal: Principal, session_id: uuid.UUID
     ) -> SessionAccess:
         """Raises NotFound (as for an unknown id) unless the session is ``principal``'s."""
         access = self.sessions.get(session_id)
         if access is None:
-            row = await conn.fetchrow(query("session_access"), session_id)
+            row = await _fetchrow(conn, "session_access", session_id)
             if row is None:
                 raise NotFound(f"no session {session_id}", field="session_id")
             access = SessionAccess(row["user_id"], row["memory_id"])
