@@ -94,8 +94,11 @@ class RequestLimiter:
                 (1.0 - b.tokens) / rate,
             )
         b.tokens -= 1.0
-        if len(self._buckets) > _MAX_SESSIONS:  # full buckets carry no state worth keeping
-            self._buckets = {k: v for k, v in self._buckets.items() if v.tokens < self.per_minute}
+        if len(self._buckets) > _MAX_SESSIONS:  # a bucket refilled by now carries no state
+            full = float(self.per_minute)
+            self._buckets = {
+                k: v for k, v in self._buckets.items() if v.tokens + (now - v.at) * rate < full
+            }
 
 
 class GpuUsage:
