@@ -10,7 +10,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from orchestrator import repo
+from orchestrator.auth import Principal
 from orchestrator.errors import NotFound
+from orchestrator.gate import MediaCaller, User
 from orchestrator.memories import b64, create_memory, request_next_chunk
 from orchestrator.scene import AnchorPoint, SceneInfo
 from orchestrator.scheduler import ServedChunk
@@ -42,10 +44,13 @@ async def service(request: Request) -> Service:
 Svc = Annotated[Service, Depends(service)]
 
 
-async def _chunk_out(svc: Service, served: ServedChunk, inline: bool) -> ChunkOut:
+async def _chunk_out(
+    svc: Service, served: ServedChunk, inline: bool, caller: Principal
+) -> ChunkOut:
     cid = served.chunk_id
     key = video_key(str(served.memory_id), str(cid))
     video = await svc.store.get("videos", key) if inline else None
+    sign = svc.gate.signer.sign
     return ChunkOut(
         chunk_id=cid,
         video_base64=b64(video) if video is not None else None,
@@ -53,8 +58,8 @@ async def _chunk_out(svc: Service, served: ServedChunk, inline: bool) -> ChunkOu
         chunk_index=served.chunk_index,
         parent_chunk_id=served.parent_chunk_id,
         action=served.action,
-        video_url=f"/api/chunks/{cid}/video",
-        last_frame_url=f"/api/chunks/{cid}/frame",
+        video_url=sign(f"/api/chunks/{cid}/video", caller),
+        last_frame_url=sign(f"/api/chunks/{cid}/frame", caller),
         outcome=served.outcome,
         wait_ms=round(served.wait_ms, 1),
         job_id=served.job_id,
@@ -73,32 +78,40 @@ def _scene(row: repo.Row) -> SceneInfo | None:
 
 
 @router.post("/memories", response_model=MemoryCreated, response_model_exclude_none=False)
-async def post_memory(body: CreateMemory, svc: Svc, inline: Inline = True) -> MemoryCreated:
+async def post_memory(
+    body: CreateMemory, svc: Svc, caller: User, inline: Inline = True
+) -> MemoryCreated:
     """Start a memory from a photo: scene, root chunk (pose w-31) and soundscape (seed)."""
-    created = await create_memory(svc, body.image_base64, body.prompt)
+    await svc.gate.usage.fresh(svc.db.pool)
+    svc.gate.usage.check_demand(caller)
+    created = await create_memory(svc, body.image_base64, body.prompt, caller.user_id)
     audio = created.audio
+    sign = svc.gate.signer.sign
+    mid = created.memory_id
     return MemoryCreated(
         memory_id=created.memory_id,
         session_id=created.session_id,
         policy=created.arm.policy,
         arm=created.arm.name,
-        chunk=await _chunk_out(svc, created.served, inline),
+        chunk=await _chunk_out(svc, created.served, inline, caller),
         audio_base64=b64(audio.data) if audio is not None and inline else None,
-        audio_url=f"/api/memories/{created.memory_id}/audio" if audio is not None else None,
+        audio_url=sign(f"/api/memories/{mid}/audio", caller) if audio is not None else None,
         scene=created.scene,
-        original_image_url=f"/api/memories/{created.memory_id}/image",
+        original_image_url=sign(f"/api/memories/{mid}/image", caller),
     )
 
 
 @router.post("/memories/{memory_id}/chunks", response_model=ChunkCreated)
 async def post_chunk(
-    memory_id: uuid.UUID, body: ChunkRequest, svc: Svc, inline: Inline = True
+    memory_id: uuid.UUID, body: ChunkRequest, svc: Svc, caller: User, inline: Inline = True
 ) -> ChunkCreated:
     """Generate (or serve from cache) the next chunk from the parent's last frame (seed)."""
+    await svc.gate.usage.fresh(svc.db.pool)
+    svc.gate.usage.check_demand(caller)
     served, session_id = await request_next_chunk(
-        svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id
+        svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id, caller
     )
-    return ChunkCreated(chunk=await _chunk_out(svc, served, inline), session_id=session_id)
+    return ChunkCreated(chunk=await _chunk_out(svc, served, inline, caller), session_id=session_id)
 
 
 class MemoryCost(BaseModel):
@@ -146,9 +159,11 @@ def _cost(row: repo.Row | None) -> MemoryCost:
 
 
 @router.get("/memories/{memory_id}", response_model=MemoryDetail)
-async def get_memory(memory_id: uuid.UUID, svc: Svc) -> MemoryDetail:
+async def get_memory(memory_id: uuid.UUID, svc: Svc, caller: User) -> MemoryDetail:
     """The memory, its full chunk tree (replay, seed) and what it has cost."""
+    sign = svc.gate.signer.sign
     async with svc.db.pool.acquire() as conn:
+        await svc.gate.ownership.readable_memory(conn, caller, memory_id)
         memory = await repo.get_memory(conn, memory_id)
         if memory is None:
             raise NotFound(f"no memory {memory_id}", field="memory_id")
@@ -156,10 +171,12 @@ async def get_memory(memory_id: uuid.UUID, svc: Svc) -> MemoryDetail:
         cost = await repo.memory_cost(conn, memory_id)
     return MemoryDetail(
         memory_id=memory_id,
-        original_image_url=f"/api/memories/{memory_id}/image",
+        original_image_url=sign(f"/api/memories/{memory_id}/image", caller),
         prompt=memory["prompt"],
         scene=_scene(memory),
-        audio_url=f"/api/memories/{memory_id}/audio" if memory["audio_path"] else None,
+        audio_url=sign(f"/api/memories/{memory_id}/audio", caller)
+        if memory["audio_path"]
+        else None,
         chunks=[
             TreeChunk(
                 chunk_id=c["id"],
@@ -168,7 +185,9 @@ async def get_memory(memory_id: uuid.UUID, svc: Svc) -> MemoryDetail:
                 action=c["action"],
                 chunk_index=c["chunk_index"],
                 status=c["status"],
-                video_url=f"/api/chunks/{c['id']}/video" if c["status"] == "ready" else None,
+                video_url=sign(f"/api/chunks/{c['id']}/video", caller)
+                if c["status"] == "ready"
+                else None,
             )
             for c in chunks
         ],
@@ -177,9 +196,10 @@ async def get_memory(memory_id: uuid.UUID, svc: Svc) -> MemoryDetail:
 
 
 @router.post("/memories/{memory_id}/sessions", response_model=SessionCreated, status_code=201)
-async def post_session(memory_id: uuid.UUID, svc: Svc) -> SessionCreated:
-    """Start another viewer's walk through an existing memory, at its root chunk."""
+async def post_session(memory_id: uuid.UUID, svc: Svc, caller: User) -> SessionCreated:
+    """Start another viewer's walk through an existing memory (own or shared), at its root."""
     async with svc.db.pool.acquire() as conn:
+        await svc.gate.ownership.readable_memory(conn, caller, memory_id)
         if await repo.get_memory(conn, memory_id) is None:
             raise NotFound(f"no memory {memory_id}", field="memory_id")
         chunks = await repo.chunks_of_memory(conn, memory_id)
@@ -188,7 +208,11 @@ async def post_session(memory_id: uuid.UUID, svc: Svc) -> SessionCreated:
             raise NotFound(f"memory {memory_id} has no ready root chunk", field="memory_id")
         session_id = uuid.uuid4()
         arm = svc.scheduler.policies.assign(session_id)
-        await repo.insert_session(conn, session_id, memory_id, root["id"], arm.policy, arm.name)
+        await repo.insert_session(
+            conn, session_id, memory_id, root["id"], arm.policy, arm.name, caller.user_id
+        )
+    svc.gate.ownership.remember_session(session_id, caller.user_id, memory_id)
+    svc.gate.usage.note_session(session_id, caller.user_id)
     await svc.scheduler.open_session(session_id, memory_id, root["id"], arm.name)
     return SessionCreated(
         session_id=session_id,
@@ -224,30 +248,40 @@ async def _blob(svc: Service, bucket: Bucket, key: str | None, media_type: str) 
         raise NotFound(f"{bucket}/{key} is missing from storage") from exc
 
 
-async def _ready_chunk(svc: Service, chunk_id: uuid.UUID) -> repo.Row:
+async def _ready_chunk(svc: Service, chunk_id: uuid.UUID, caller: Principal | None) -> repo.Row:
+    """The ready chunk, if ``caller`` may read its memory (None: a signed URL already says so).
+
+    Raises NotFound alike for unknown, not ready and not readable chunks.
+    """
     async with svc.db.pool.acquire() as conn:
         row = await repo.get_chunk(conn, chunk_id)
+        if row is not None and caller is not None:
+            access = await svc.gate.ownership.memory_access(conn, row["memory_id"])
+            if access is None or not caller.can_read(access.owner, access.shared):
+                row = None
     if row is None or row["status"] != "ready":
         raise NotFound(f"no ready chunk {chunk_id}", field="chunk_id")
     return row
 
 
 @router.get("/chunks/{chunk_id}/video", response_class=FileResponse)
-async def get_chunk_video(chunk_id: uuid.UUID, svc: Svc) -> Response:
+async def get_chunk_video(chunk_id: uuid.UUID, svc: Svc, caller: MediaCaller) -> Response:
     """The chunk's MP4 (HTTP Range supported)."""
-    row = await _ready_chunk(svc, chunk_id)
+    row = await _ready_chunk(svc, chunk_id, caller)
     return await _blob(svc, "videos", row["video_path"], "video/mp4")
 
 
 @router.get("/chunks/{chunk_id}/frame", response_class=FileResponse)
-async def get_chunk_frame(chunk_id: uuid.UUID, svc: Svc) -> Response:
+async def get_chunk_frame(chunk_id: uuid.UUID, svc: Svc, caller: MediaCaller) -> Response:
     """The chunk's last frame as PNG (the input of its children)."""
-    row = await _ready_chunk(svc, chunk_id)
+    row = await _ready_chunk(svc, chunk_id, caller)
     return await _blob(svc, "frames", row["last_frame_path"], "image/png")
 
 
-async def _memory_row(svc: Service, memory_id: uuid.UUID) -> repo.Row:
+async def _memory_row(svc: Service, memory_id: uuid.UUID, caller: Principal | None) -> repo.Row:
     async with svc.db.pool.acquire() as conn:
+        if caller is not None:
+            await svc.gate.ownership.readable_memory(conn, caller, memory_id)
         row = await repo.get_memory(conn, memory_id)
     if row is None:
         raise NotFound(f"no memory {memory_id}", field="memory_id")
@@ -255,16 +289,16 @@ async def _memory_row(svc: Service, memory_id: uuid.UUID) -> repo.Row:
 
 
 @router.get("/memories/{memory_id}/image", response_class=FileResponse)
-async def get_memory_image(memory_id: uuid.UUID, svc: Svc) -> Response:
+async def get_memory_image(memory_id: uuid.UUID, svc: Svc, caller: MediaCaller) -> Response:
     """The uploaded photo, normalised to RGB PNG."""
-    row = await _memory_row(svc, memory_id)
+    row = await _memory_row(svc, memory_id, caller)
     return await _blob(svc, "originals", row["original_image_path"], "image/png")
 
 
 @router.get("/memories/{memory_id}/audio", response_class=FileResponse)
-async def get_memory_audio(memory_id: uuid.UUID, svc: Svc) -> Response:
+async def get_memory_audio(memory_id: uuid.UUID, svc: Svc, caller: MediaCaller) -> Response:
     """The memory's soundscape (404 when there is none)."""
-    row = await _memory_row(svc, memory_id)
+    row = await _memory_row(svc, memory_id, caller)
     return await _blob(svc, "audio", row["audio_path"], row["audio_content_type"] or "audio/mpeg")
 
 
@@ -300,6 +334,7 @@ async def health(svc: Svc) -> dict[str, object]:
         "scene": scene,
         "soundscape": soundscape,
         "policy": {a.name: a.policy for a in svc.scheduler.policies.arms},
+        "auth": svc.gate.auth.describe(),
     }
     watched = {"database": database, "storage": storage, "gpu": gpu}
     if svc.settings.scene.backend != "offline":

@@ -1,20 +1,25 @@
-"""Analyst and operator endpoints: analytics, Prometheus metrics, live configuration."""
+"""Analyst and operator endpoints: analytics, Prometheus metrics, live configuration.
+
+Every route here needs the operator role (``orchestrator.gate.require_operator``): a JWT whose
+``role`` is ``service_role``, or ``[auth] operator_token``; with auth off, the local user.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator import analytics
 from orchestrator.api import Svc
+from orchestrator.gate import require_operator
 from orchestrator.queries import Conn
 from orchestrator.service import Service
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require_operator)])
 
 GroupBy = Annotated[
     str | None,
@@ -82,6 +87,7 @@ async def get_config(svc: Svc) -> dict[str, Any]:
         {"name": a.name, "policy": a.policy, "weight": a.weight, "params": a.params}
         for a in svc.scheduler.policies.arms
     ]
+    config["auth"]["gpu_usage"] = svc.gate.usage.limits()  # secrets above are masked
     return config
 
 

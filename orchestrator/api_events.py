@@ -25,14 +25,23 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from orchestrator import repo
 from orchestrator.api import Svc
 from orchestrator.errors import NotFound
+from orchestrator.gate import MediaCaller
 
 router = APIRouter(prefix="/api")
 
 
 @router.get("/memories/{memory_id}/events", response_class=EventSourceResponse)
-async def memory_events(memory_id: uuid.UUID, request: Request, svc: Svc) -> EventSourceResponse:
-    """Stream the memory's scheduler events as SSE (see the module docstring for the types)."""
+async def memory_events(
+    memory_id: uuid.UUID, request: Request, svc: Svc, caller: MediaCaller
+) -> EventSourceResponse:
+    """Stream the memory's scheduler events as SSE (see the module docstring for the types).
+
+    EventSource cannot send headers: with auth on, open the signed URL from
+    ``GET /api/memories/{id}/events-url`` (or send the header from a fetch-based client).
+    """
     async with svc.db.pool.acquire() as conn:
+        if caller is not None:
+            await svc.gate.ownership.readable_memory(conn, caller, memory_id)
         if await repo.get_memory(conn, memory_id) is None:
             raise NotFound(f"no memory {memory_id}", field="memory_id")
 

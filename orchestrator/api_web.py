@@ -21,11 +21,13 @@ from starlette.background import BackgroundTask
 
 from orchestrator.api import Svc
 from orchestrator.errors import NotFound
+from orchestrator.gate import User
 from orchestrator.journey import load_journey, stitch_journey
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 
 _STATIC: dict[str, str] = {
+    "auth.js": "text/javascript; charset=utf-8",
     "player.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
@@ -70,10 +72,14 @@ async def static_file(name: str) -> Response:
         409: {"description": "the session's path has no ready chunk yet"},
     },
 )
-async def journey_mp4(session_id: uuid.UUID, svc: Svc) -> Response:
-    """The session's walk as one MP4: its chunks in path order, with the soundscape if any."""
+async def journey_mp4(session_id: uuid.UUID, svc: Svc, caller: User) -> Response:
+    """The session's walk as one MP4: its chunks in path order, with the soundscape if any.
+
+    Only the session's owner (or an operator) gets it; anyone else gets the unknown-id 404.
+    """
     await svc.scheduler.writer.flush()  # the latest cursor moves may still be written behind
     async with svc.db.pool.acquire() as conn:
+        await svc.gate.ownership.own_session(conn, caller, session_id)
         journey = await load_journey(conn, session_id)
     workdir = Path(tempfile.mkdtemp(prefix="rewind-journey-"))
     try:

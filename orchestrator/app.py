@@ -17,11 +17,13 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.api import router
 from orchestrator.api_admin import router as admin_router
+from orchestrator.api_auth import router as auth_router
 from orchestrator.api_events import router as events_router
 from orchestrator.api_web import router as web_router
 from orchestrator.config import Settings
@@ -60,8 +62,20 @@ def create_app(
     app.include_router(router)
     app.include_router(events_router)
     app.include_router(admin_router)
+    app.include_router(auth_router)
     app.include_router(web_router)
     max_body = settings.limits.max_image_bytes * 4 // 3 + _BODY_SLACK
+    if settings.auth.cors_origins:
+        # Explicit origins only (config refuses "*"): the Authorization header is a credential.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.auth.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "x-request-id", "range"],
+            expose_headers=["retry-after", "x-request-id", "content-range", "accept-ranges"],
+            max_age=600,
+        )
 
     @app.middleware("http")
     async def request_context(
@@ -91,7 +105,7 @@ def create_app(
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         if exc.status >= 500:
             log.error("request_failed", error=exc.error, detail=exc.detail)
-        return JSONResponse(exc.to_json(), status_code=exc.status)
+        return JSONResponse(exc.to_json(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,11 +9,19 @@ with its unit in ``rewind.example.toml``.
 from __future__ import annotations
 
 import os
+import uuid
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -209,6 +217,68 @@ class SoundscapeConfig(_Section):
     base_url: str | None = None
 
 
+LOCAL_USER_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
+"""The one local user of ``[auth] mode = "none"`` (a fixed, valid v4-shaped UUID)."""
+
+
+class AuthConfig(_Section):
+    """``[auth]``: who may call the API, per-user limits, CORS and media URL signing.
+
+    ``none`` (the embedded default): no token is read; every request is the one local user,
+    who is also the operator, and no per-user limit applies. ``supabase``: every ``/api``
+    request (health excepted) carries ``Authorization: Bearer <Supabase access token>``,
+    verified against ``jwks_url`` (RS256 / ES256 keys, cached ``jwks_cache_s`` seconds, re-read
+    on an unknown ``kid`` at most every ``jwks_min_refresh_s`` seconds) and/or the legacy HS256
+    ``jwt_secret``; ``aud`` must be ``audience``, ``iss`` must be ``issuer``, ``exp`` / ``nbf``
+    hold within ``leeway_s`` (at most 30 s of clock skew). Limits: ``requests_per_minute``
+    (token bucket, 0 = off) and ``gpu_seconds_per_day`` (UTC day, 0 = off); speculation for a
+    user stops once their usage passes ``(1 - speculation_reserve) x gpu_seconds_per_day``.
+    """
+
+    mode: Literal["none", "supabase"] = "none"
+    jwks_url: str | None = None
+    jwt_secret: SecretStr | None = None
+    audience: str = Field("authenticated", min_length=1)
+    issuer: str | None = None
+    leeway_s: float = Field(10.0, ge=0.0, le=30.0)
+    jwks_cache_s: float = Field(300.0, gt=0.0)
+    jwks_min_refresh_s: float = Field(10.0, ge=0.0)
+    jwks_timeout_s: float = Field(10.0, gt=0.0)
+    operator_token: SecretStr | None = None
+    local_user_id: uuid.UUID = LOCAL_USER_ID
+    requests_per_minute: int = Field(120, ge=0)
+    gpu_seconds_per_day: float = Field(3600.0, ge=0.0)
+    speculation_reserve: float = Field(0.2, ge=0.0, le=1.0)
+    usage_refresh_s: float = Field(5.0, gt=0.0)
+    media_url_ttl_s: int = Field(300, ge=10, le=24 * 3600)
+    media_url_secret: SecretStr | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _explicit_origins(cls, v: list[str]) -> list[str]:
+        # Credentials (the Authorization header) are allowed, so a wildcard would let any site
+        # act as the user (the Fetch standard refuses "*" with credentials for the same reason).
+        for origin in v:
+            if "*" in origin or not origin.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"cors_origins entries are explicit origins such as "
+                    f'"https://app.example.com" (no wildcard); got {origin!r}'
+                )
+        return [o.rstrip("/") for o in v]
+
+    @model_validator(mode="after")
+    def _supabase_needs_keys(self) -> AuthConfig:
+        if self.mode == "supabase":
+            if self.jwks_url is None and self.jwt_secret is None:
+                raise ValueError('auth.mode = "supabase" needs jwks_url or jwt_secret (or both)')
+            if self.issuer is None:
+                raise ValueError(
+                    'auth.mode = "supabase" needs issuer, e.g. "https://<ref>.supabase.co/auth/v1"'
+                )
+        return self
+
+
 class LogConfig(_Section):
     """``[log]``: structlog output."""
 
@@ -233,6 +303,7 @@ class Settings(BaseSettings):
     experiments: ExperimentsConfig = ExperimentsConfig()
     scene: SceneConfig = SceneConfig()
     soundscape: SoundscapeConfig = SoundscapeConfig()
+    auth: AuthConfig = AuthConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")

@@ -11,14 +11,24 @@ class ApiError(Exception):
         error: short machine-readable code, e.g. "invalid_image", "not_found".
         detail: one sentence naming the rule that was broken and how to fix the request.
         field: the request field at fault (e.g. "image_base64", "pose"), or None.
+        headers: extra response headers (``WWW-Authenticate`` on 401, ``Retry-After`` on 429).
     """
 
-    def __init__(self, status: int, error: str, detail: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error
         self.detail = detail
         self.field = field
+        self.headers = headers or {}
 
     def to_json(self) -> dict[str, object]:
         """The response body: {"error", "detail", "field"}."""

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import structlog
 
 from orchestrator import repo
+from orchestrator.auth import Principal
 from orchestrator.core.poses import PoseError, action_to_pose, canonical_pose, normalize_action
 from orchestrator.core.poses import pose_to_action as _pose_action
 from orchestrator.errors import Conflict, InvalidInput, NotFound
 from orchestrator.experiments import Arm
 from orchestrator.media import decode_photo
+from orchestrator.queries import Conn
 from orchestrator.scene import SceneInfo
 from orchestrator.scheduler import ServedChunk
 from orchestrator.service import ExternalCall, Service, metered
@@ -65,8 +67,11 @@ def resolve_pose(pose: str | None, action: str | None, frames: int) -> tuple[str
         raise InvalidInput(f"invalid_{exc.field}", exc.rule, field=exc.field) from exc
 
 
-async def create_memory(svc: Service, image_base64: str, prompt: str | None) -> CreatedMemory:
-    """Validate the photo, write the memory, and generate its root chunk, scene and audio.
+async def create_memory(
+    svc: Service, image_base64: str, prompt: str | None, owner: uuid.UUID | None = None
+) -> CreatedMemory:
+    """Validate the photo, write the memory and its first session (both owned by ``owner``),
+    and generate its root chunk, scene and audio.
 
     Raises:
         InvalidInput / TooLarge: the photo or prompt breaks a rule (nothing is written).
@@ -91,7 +96,9 @@ async def create_memory(svc: Service, image_base64: str, prompt: str | None) -> 
     await svc.store.put("originals", image_path, photo.png, "image/png")
     try:
         async with svc.db.pool.acquire() as conn, conn.transaction():
-            await repo.insert_memory(conn, memory_id, prompt, image_path, photo.width, photo.height)
+            await repo.insert_memory(
+                conn, memory_id, prompt, image_path, photo.width, photo.height, owner
+            )
             root, _ = await repo.claim_chunk(
                 conn,
                 chunk_id=root_id,
@@ -103,10 +110,15 @@ async def create_memory(svc: Service, image_base64: str, prompt: str | None) -> 
                 profile_key=svc.profile.key(),
                 profile=svc.profile.to_json(),
             )
-            await repo.insert_session(conn, session_id, memory_id, root["id"], arm.policy, arm.name)
+            await repo.insert_session(
+                conn, session_id, memory_id, root["id"], arm.policy, arm.name, owner
+            )
     except BaseException:
         await svc.store.delete("originals", image_path)
         raise
+    svc.gate.ownership.remember_memory(memory_id, owner, False)
+    svc.gate.ownership.remember_session(session_id, owner, memory_id)
+    svc.gate.usage.note_session(session_id, owner)
     await svc.scheduler.open_session(session_id, memory_id, root["id"], arm.name)
 
     async def scene_then_audio() -> tuple[SceneInfo | None, Audio | None]:
@@ -213,25 +225,40 @@ async def request_next_chunk(
     pose: str | None,
     action: str | None,
     session_id: uuid.UUID | None,
+    principal: Principal | None = None,
 ) -> tuple[ServedChunk, uuid.UUID | None]:
     """Validate ids and pose, then serve the chunk (hit, in-flight hit or miss).
 
-    Ids are checked against the live state (the memory's tree is loaded once), so a hit on a
-    live session costs no database round trip.
+    Ids are checked against the live state (the memory's tree is loaded once) and the
+    ownership cache, so a hit on a live session costs no database round trip.
+    ``principal`` None is a trusted in-process caller (the demo). Otherwise the memory must be
+    readable by the caller (own or shared) and the session theirs; with no ``session_id`` the
+    caller's latest session on the memory is used (an operator: the memory's latest).
 
     Raises:
-        NotFound: unknown memory, parent chunk, or session (or one from another memory).
-        Conflict: the parent chunk is not ready yet.
+        NotFound: unknown memory, parent chunk, or session (or one from another memory, or
+            one the caller may not see: the same answer).
+        Conflict: the parent chunk is not ready yet; ``session_required`` when the caller has
+            no session on a memory shared with them.
         InvalidInput: bad pose/action.
         GenerationFailed: generation failed (502 with the job id).
     """
     canonical, action_name = resolve_pose(pose, action, svc.profile.frames)
-    sched = svc.scheduler
+    sched, own, pool = svc.scheduler, svc.gate.ownership, svc.db.pool
+    if principal is not None:
+        await own.readable_memory(pool, principal, memory_id)
     if not await sched.ensure_memory(memory_id):
         raise NotFound(f"no memory {memory_id}", field="memory_id")
     parent = sched.live.node(str(memory_id), str(parent_id))
     if parent is None:
         raise NotFound(f"no chunk {parent_id} in memory {memory_id}", field="parent_chunk_id")
+    if session_id is None and principal is not None and not principal.is_operator:
+        async with pool.acquire() as conn:
+            session_id = await _default_session(conn, principal, memory_id)
+    if session_id is not None and principal is not None:
+        access = await own.own_session(pool, principal, session_id)
+        if access.memory_id != memory_id:
+            raise NotFound(f"no session {session_id} on memory {memory_id}", field="session_id")
     if parent.state != "ready":
         raise Conflict(
             "parent_not_ready",
@@ -243,6 +270,8 @@ async def request_next_chunk(
         session_id = await sched.resolve_session(memory_id, session_id)
     except LookupError as exc:
         raise NotFound(str(exc), field="session_id") from exc
+    if session_id is not None and principal is not None and not principal.is_operator:
+        svc.gate.usage.note_session(session_id, principal.user_id)
     served = await sched.request_chunk(
         memory_id=memory_id,
         parent_id=parent_id,
@@ -251,6 +280,25 @@ async def request_next_chunk(
         session_id=session_id,
     )
     return served, session_id
+
+
+async def _default_session(
+    conn: Conn, principal: Principal | None, memory_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The session a request naming none walks in: the caller's latest on the memory."""
+    if principal is None or principal.is_operator:
+        latest = await repo.latest_session(conn, memory_id)
+        return latest["id"] if latest is not None else None
+    assert principal.user_id is not None  # only the operator token has no user
+    mine = await repo.latest_session_of_user(conn, memory_id, principal.user_id)
+    if mine is None:  # a viewer of a shared memory must walk in a session of their own
+        raise Conflict(
+            "session_required",
+            f"you have no session on memory {memory_id}: open one with "
+            f"POST /api/memories/{memory_id}/sessions and send its session_id",
+            field="session_id",
+        )
+    return uuid.UUID(str(mine["id"]))
 
 
 def b64(data: bytes) -> str:

@@ -16,10 +16,18 @@ Row = asyncpg.Record
 
 
 async def insert_memory(
-    conn: Conn, memory_id: uuid.UUID, prompt: str | None, image_path: str, width: int, height: int
+    conn: Conn,
+    memory_id: uuid.UUID,
+    prompt: str | None,
+    image_path: str,
+    width: int,
+    height: int,
+    user_id: uuid.UUID | None = None,
 ) -> None:
-    """Insert a memories row (scene and audio filled in later)."""
-    await conn.execute(query("memory_insert"), memory_id, prompt, image_path, width, height)
+    """Insert a memories row owned by ``user_id`` (scene and audio filled in later)."""
+    await conn.execute(
+        query("memory_insert"), memory_id, prompt, image_path, width, height, user_id
+    )
 
 
 async def set_memory_scene(
@@ -208,11 +216,12 @@ async def insert_session(
     cursor: uuid.UUID | None,
     policy: str,
     arm: str,
+    user_id: uuid.UUID | None = None,
 ) -> Row:
-    """Insert a session whose journey starts at ``cursor``."""
+    """Insert a session of ``user_id`` whose journey starts at ``cursor``."""
     path = [str(cursor)] if cursor else []
     row: Row | None = await conn.fetchrow(
-        query("session_insert"), session_id, memory_id, cursor, path, policy, arm
+        query("session_insert"), session_id, memory_id, cursor, path, policy, arm, user_id
     )
     if row is None:
         raise RuntimeError("INSERT ... RETURNING returned no row")
@@ -228,6 +237,20 @@ async def get_session(conn: Conn, session_id: uuid.UUID) -> Row | None:
 async def latest_session(conn: Conn, memory_id: uuid.UUID) -> Row | None:
     """The memory's most recent session (the seed's frontend sends no session id)."""
     row: Row | None = await conn.fetchrow(query("session_latest"), memory_id)
+    return row
+
+
+async def latest_session_of_user(
+    conn: Conn, memory_id: uuid.UUID, user_id: uuid.UUID
+) -> Row | None:
+    """``user_id``'s most recent session on the memory, or None."""
+    row: Row | None = await conn.fetchrow(query("session_latest_of_user"), memory_id, user_id)
+    return row
+
+
+async def set_memory_shared(conn: Conn, memory_id: uuid.UUID, shared: bool) -> Row | None:
+    """Set the memory's read-only share flag; its (user_id, shared) row, None if unknown."""
+    row: Row | None = await conn.fetchrow(query("memory_set_shared"), memory_id, shared)
     return row
 
 

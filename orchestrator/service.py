@@ -37,6 +37,7 @@ from orchestrator.core.variants import check_profile
 from orchestrator.db import Database, open_database
 from orchestrator.events import EventBus
 from orchestrator.experiments import DEFAULT_ARM, Arm
+from orchestrator.gate import Gate
 from orchestrator.metrics import Metrics
 from orchestrator.reload import merge_live, refused_from
 from orchestrator.scene import OfflineSceneAnalyzer, SceneAnalyzer, SceneInfo
@@ -377,6 +378,11 @@ class Service:
     profile: GenerationProfile
     root_pose: str
     config_source: Callable[[], Settings] = field(default=lambda: load_settings())
+    gate: Gate = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Built from [auth], which is never reloaded live (a change needs a restart).
+        self.gate = Gate(self.settings.auth)
 
     @classmethod
     async def start(cls, settings: Settings, config_path: Path | None = None) -> Service:
@@ -437,7 +443,7 @@ class Service:
             policy=settings.speculation.policy,
             embedded_db=db.embedded is not None,
         )
-        return cls(
+        service = cls(
             settings=settings,
             db=db,
             store=store,
@@ -451,6 +457,11 @@ class Service:
             root_pose=root_pose,
             config_source=lambda: load_settings(config_path),
         )
+        service.gate.log_mode()
+        service.scheduler.live.speculation_allowed = (
+            service.gate.usage.allow_speculation_for_session
+        )
+        return service
 
     async def reload(self) -> dict[str, object]:
         """Re-read the configuration and apply its live parts (see ``orchestrator.reload``).

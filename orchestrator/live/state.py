@@ -118,6 +118,9 @@ class LiveState:
         self.learn_gpu_time, self.evict_after_s = learn_gpu_time, evict_after_s
         self.bucket = BucketState(budget.burst_gpu_s, 0.0)
         self.proposals = ProposalCache()
+        # Per-session veto on speculation (a user near the daily GPU cap loses it first): a
+        # pure predicate of the session id, consulted on every plan.
+        self.speculation_allowed: Callable[[str], bool] = lambda _session_id: True
         self.host_epoch = 0
         self._memories: dict[str, _Memory] = {}
         self._sessions: dict[str, LiveSession] = {}
@@ -372,6 +375,8 @@ class LiveState:
         v, budget = s.view, self.budget
         if now - v.last_active_at > budget.idle_timeout_s or v.policy == "none":
             return ()
+        if not self.speculation_allowed(v.session_id):
+            return ()  # P of its speculation drops to 0: the core cancels what it runs
         mem = self._memories[v.memory_id]
         cursor = mem.tree.get(v.cursor_chunk_id)
         if cursor is None or cursor.state != "ready":

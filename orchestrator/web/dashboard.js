@@ -28,7 +28,7 @@
   async function getJson(path) {
     let res;
     try {
-      res = await fetch(path, { headers: { accept: "application/json" } });
+      res = await fetch(path, { headers: window.rewindAuth.headers({ accept: "application/json" }) });
     } catch (err) {
       return { ok: false, status: 0, path, detail: `the service could not be reached (${err.message})` };
     }
@@ -516,10 +516,16 @@
 
     const banner = $("error");
     const down = all.every((r) => !r.ok && r.status === 0);
-    banner.hidden = !down;
+    // With [auth] on, analytics and config are for operators: say so instead of empty charts.
+    const denied = all.find((r) => !r.ok && (r.status === 401 || r.status === 403));
+    banner.hidden = !down && !denied;
     if (down) {
       $("error-title").textContent = "The service is not answering.";
       $("error-detail").textContent = `${health.detail}. Retrying every ${REFRESH_MS / 1000} s.`;
+    } else if (denied) {
+      $("error-title").textContent = denied.status === 401 ? "Sign-in needed." : "Operators only.";
+      $("error-detail").textContent =
+        `${denied.detail}. Paste an operator token in the Token field.`;
     }
     const stamp = new Date().toLocaleTimeString();
     $("updated").textContent = state.paused ? `paused · last update ${stamp}`
@@ -529,6 +535,7 @@
   }
 
   $("window").addEventListener("change", refresh);
+  document.addEventListener("rewind:token", refresh);
   $("toolbar").addEventListener("submit", (e) => e.preventDefault());
   $("pause").addEventListener("click", () => {
     state.paused = !state.paused;

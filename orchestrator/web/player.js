@@ -81,7 +81,8 @@
     try {
       res = await fetch(path, {
         method,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
+        headers: window.rewindAuth.headers(
+          body === undefined ? {} : { "content-type": "application/json" }),
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
@@ -675,7 +676,7 @@
     el.journeyStatus.textContent = `Stitching ${state.steps} chunk${state.steps === 1 ? "" : "s"}…`;
     try {
       let res;
-      try { res = await fetch(path); } catch (err) {
+      try { res = await fetch(path, { headers: window.rewindAuth.headers() }); } catch (err) {
         throw new ApiError("network", `the service could not be reached (${err.message}).`, null, 0);
       }
       if (!res.ok) throw await errorFrom(res, "GET", path);
@@ -736,17 +737,28 @@
     }, delay);
   }
 
-  function openEvents() {
+  async function openEvents() {
     if (state.events) state.events.close();
     if (!window.EventSource) return;
-    const source = new EventSource(`/api/memories/${state.memoryId}/events`);
+    // EventSource cannot send Authorization: with a token, ask for a signed, short-lived URL.
+    let url = `/api/memories/${state.memoryId}/events`;
+    if (window.rewindAuth.token()) {
+      try { url = (await api("GET", `${url}-url`)).url; } catch (_) { /* keep the plain URL */ }
+    }
+    const source = new EventSource(url);
     state.events = source;
     const setLive = (on, text) => {
       el.live.textContent = text;
       el.live.classList.toggle("on", on);
     };
     source.onopen = () => setLive(true, "live");
-    source.onerror = () => setLive(false, source.readyState === 2 ? "offline" : "reconnecting");
+    source.onerror = () => {
+      setLive(false, source.readyState === 2 ? "offline" : "reconnecting");
+      // A signed stream URL expires ([auth] media_url_ttl_s): ask for a fresh one.
+      if (source.readyState === 2 && window.rewindAuth.token() && state.events === source) {
+        setTimeout(() => { if (state.events === source) openEvents(); }, 3000);
+      }
+    };
     const on = (type, fn) => source.addEventListener(type, (ev) => {
       let data;
       try { data = JSON.parse(ev.data); } catch (_) { return; }

@@ -54,7 +54,13 @@ def _free_port() -> int:
 class Server:
     """A ``rewind serve`` subprocess; its output goes to ``log`` (shown when a test fails)."""
 
-    def __init__(self, database_url: str, data_dir: Path, log: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        data_dir: Path,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -71,6 +77,7 @@ class Server:
             "REWIND_GPU__DELAY_S": "0.4",
             "REWIND_GPU__MAX_CONTAINERS": "3",
             "REWIND_LOG__LEVEL": "warning",
+            **(extra_env or {}),
         }
         env.pop("REWIND_CONFIG", None)
         self._out = log.open("wb")
