@@ -361,7 +361,10 @@ class Scheduler:
                 log.exception("plan_failed")
 
     async def plan_once(self) -> None:
-        """One plan over the live state, carried out (starts, cancels)."""
+        """One plan over the live state, carried out (starts, cancels); skipped when nothing
+        a plan reads has changed (``LiveState.needs_plan``)."""
+        if not self.live.needs_plan(self.clock()):
+            return
         inp = self.live.prepare(self.clock())
         if len(inp.sessions) > _OFF_LOOP_SESSIONS:
             decision = await asyncio.to_thread(plan, inp)

@@ -17,6 +17,7 @@ session's timestamps (``time_free`` False: an operator's own, by default) are as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from orchestrator.core.types import ActionObserved, NodeState, PolicyContext, Proposal
@@ -74,12 +75,12 @@ class ProposalCache:
         self,
         proposer: Proposer,
         arm: str,
-        ctx: PolicyContext,
+        sid: str,
+        context: Callable[[], PolicyContext],
         signature: Signature,
     ) -> tuple[Proposal, ...]:
-        """The session's proposals: cached when ``signature`` is unchanged and the arm's policy
-        is time-free, else freshly asked (and cached)."""
-        sid = ctx.session.session_id
+        """Session ``sid``'s proposals: cached when ``signature`` is unchanged and the arm's
+        policy is time-free, else freshly asked (``context()`` builds what the policy sees)."""
         cacheable = proposer.time_free(arm)
         if cacheable:
             hit = self._entries.get(sid)
@@ -87,7 +88,7 @@ class ProposalCache:
                 self.reused += 1
                 return hit[1]
         self.asked += 1
-        fresh = tuple(proposer.propose(arm, ctx))
+        fresh = tuple(proposer.propose(arm, context()))
         if cacheable:
             self._entries[sid] = (signature, fresh)
         return fresh

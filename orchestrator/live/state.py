@@ -31,12 +31,14 @@ from orchestrator.core.budget import refund
 from orchestrator.core.plan import plan
 from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.core.tree import Key
+from orchestrator.core.frontier import expected_gpu_s
 from orchestrator.core.types import (
     ActionObserved,
     BucketState,
     Budget,
     DemandRequest,
     JobKind,
+    NodeState,
     Plan,
     PlanInput,
     PolicyContext,
@@ -128,6 +130,13 @@ class LiveState:
         self._job_chunk: dict[str, str] = {}  # job id -> chunk id (running jobs)
         self._demands: dict[str, DemandRequest] = {}  # chunk id -> queued demand
         self._demand_seq = 0
+        # session id -> ((cursor, tree version, depth), cursor subtree, cursor children states)
+        self._subtrees: dict[str, tuple[tuple[str, int, int], tuple[KnownNode, ...],
+                                        dict[str, NodeState]]] = {}  # fmt: skip
+        self._dirty = True  # something a plan reads changed since the last one
+        self._next_idle_at = float("inf")  # when the next active session goes idle
+        self._bucket_at = float("inf")  # when the bucket pays one more job, if it was short
+        self.plans_skipped = 0
         self._waiting: dict[str, list[tuple[str, str | None]]] = {}  # chunk -> (request, session)
 
     # ---- memories and sessions ---------------------------------------------------------------
@@ -143,6 +152,7 @@ class LiveState:
 
         Already-loaded memories are left as they are (the live state is ahead of the database).
         """
+        self._dirty = True
         if memory_id in self._memories:
             return
         mem = self._memories[memory_id] = _Memory(KnownTree(memory_id))
@@ -172,6 +182,7 @@ class LiveState:
         Raises:
             UnknownMemory: the memory is not loaded.
         """
+        self._dirty = True
         mem = self._memory(memory_id)
         view = SessionView(session_id, memory_id, cursor, now, now, history, policy)
         old = self._sessions.get(session_id)
@@ -191,17 +202,20 @@ class LiveState:
 
     def set_arm(self, session_id: str, arm: str, policy: str) -> None:
         """Move a session to another arm (configuration reload)."""
+        self._dirty = True
         s = self._sessions[session_id]
         s.arm, s.view = arm, replace(s.view, policy=policy)
 
     def close_session(self, session_id: str) -> None:
         """The viewer left: the session is evicted once idle with nothing to wait for."""
+        self._dirty = True
         s = self._sessions.get(session_id)
         if s is not None:
             s.ended = True
 
     def configure(self, *, budget: Budget | None = None, timing: Timing | None = None) -> None:
         """New limits or regime estimate for the next plans; every cached proposal is renewed."""
+        self._dirty = True
         if budget is not None:
             self.budget = budget
         if timing is not None:
@@ -232,6 +246,7 @@ class LiveState:
             UnknownMemory: the memory is not loaded.
             ParentNotReady: ``parent_id`` is not a ready chunk of the memory.
         """
+        self._dirty = True
         mem = self._memory(memory_id)
         parent = mem.tree.get(parent_id)
         if parent_id is not None and (parent is None or parent.state != "ready"):
@@ -316,6 +331,7 @@ class LiveState:
 
         Returns False (and changes nothing) unless the chunk is known and pending.
         """
+        self._dirty = True
         node = self.node(memory_id, chunk_id)
         if node is None or node.state != "pending":
             return False
@@ -335,6 +351,20 @@ class LiveState:
 
     # ---- planning ----------------------------------------------------------------------------
 
+    def needs_plan(self, now: float) -> bool:
+        """Whether a plan now could decide anything the last one did not.
+
+        True after any change a plan reads (requests, sessions, job ends, configuration), when
+        an active session goes idle (its speculation is cancelled), or when the bucket has
+        refilled the price of one more job after a plan it limited. Time alone never makes a
+        rejected candidate worth starting: its expected saving only shrinks as its need time
+        approaches (``frontier.benefit_s``), so every other plan would be a repeat.
+        """
+        if self._dirty or now >= self._next_idle_at or now >= self._bucket_at:
+            return True
+        self.plans_skipped += 1
+        return False
+
     def schedule(self, now: float) -> Scheduled:
         """Plan and apply: ``apply(plan(prepare(now)), now)``."""
         return self.apply(plan(self.prepare(now)), now)
@@ -348,6 +378,11 @@ class LiveState:
         """
         self._evict(now)
         budget = self.budget
+        self._next_idle_at = min(
+            (t for s in self._sessions.values()
+             if now <= (t := s.view.last_active_at + budget.idle_timeout_s)),
+            default=float("inf"),
+        )  # fmt: skip
         picked: list[KnownNode] = []
         proposals: list[Proposal] = []
         for s in self._sessions.values():
@@ -378,21 +413,30 @@ class LiveState:
         if not self.speculation_allowed(v.session_id):
             return ()  # P of its speculation drops to 0: the core cancels what it runs
         mem = self._memories[v.memory_id]
-        cursor = mem.tree.get(v.cursor_chunk_id)
-        if cursor is None or cursor.state != "ready":
-            return ()  # nothing can start below a chunk that is not ready
-        picked.extend(mem.tree.subtree(cursor.chunk_id, budget.max_depth))
-        children = {
-            c.action: c.state for c in mem.tree.children(cursor.chunk_id)
-            if c.action is not None and c.state != "pending"
-        }  # fmt: skip
-        ctx = PolicyContext(
-            session=v, memory_history=self._memory_history(mem), children=children,
-            actions=ACTION_NAMES, max_depth=budget.max_depth, now=now, seed=self.seed,
-        )  # fmt: skip
-        signature = (v.cursor_chunk_id, len(v.history), s.arm, children_signature(ctx.children),
+        where = (v.cursor_chunk_id, mem.tree.version, budget.max_depth)
+        cached = self._subtrees.get(v.session_id)
+        if cached is None or cached[0] != where:
+            cursor = mem.tree.get(v.cursor_chunk_id)
+            if cursor is None or cursor.state != "ready":
+                return ()  # nothing can start below a chunk that is not ready
+            children: dict[str, NodeState] = {
+                c.action: c.state for c in mem.tree.children(cursor.chunk_id)
+                if c.action is not None and c.state != "pending"
+            }  # fmt: skip
+            sub = tuple(mem.tree.subtree(cursor.chunk_id, budget.max_depth))
+            cached = self._subtrees[v.session_id] = (where, sub, children)
+        picked.extend(cached[1])
+        kids = cached[2]
+
+        def context() -> PolicyContext:
+            return PolicyContext(
+                session=v, memory_history=self._memory_history(mem), children=kids,
+                actions=ACTION_NAMES, max_depth=budget.max_depth, now=now, seed=self.seed,
+            )  # fmt: skip
+
+        signature = (v.cursor_chunk_id, len(v.history), s.arm, children_signature(kids),
                      mem.epoch, self.host_epoch, budget.max_depth)  # fmt: skip
-        return self.proposals.get(self.proposer, s.arm, ctx, signature)
+        return self.proposals.get(self.proposer, s.arm, v.session_id, context, signature)
 
     def _memory_history(self, mem: _Memory) -> tuple[tuple[str, ...], ...]:
         cached = mem.history_cache
@@ -425,6 +469,10 @@ class LiveState:
                     self.bucket = refund(self.bucket, self.budget, st.expected_gpu_s)
                 continue
             starts.append(StartedJob(started[0], started[1], st.reason))
+        self._dirty = stale > 0
+        rate, price = self.budget.rate_gpu_s_per_s, expected_gpu_s(self.timing)
+        short = rate > 0 and self.bucket.tokens < price <= self.budget.burst_gpu_s
+        self._bucket_at = now + (price - self.bucket.tokens) / rate if short else float("inf")
         return Scheduled(tuple(starts), tuple(cancels), decision, stale)
 
     def _start(
@@ -481,6 +529,7 @@ class LiveState:
         ``made_by`` is the attempt that produced the chunk when the shell retried under new ids
         (default ``job_id``).
         """
+        self._dirty = True
         made_by = made_by or job_id
         job = self._running.get(chunk_id)
         current = job is not None and job.job_id == job_id
@@ -545,6 +594,7 @@ class LiveState:
 
     def evict_session(self, session_id: str) -> None:
         """Forget a session now (its rows stay in the database)."""
+        self._dirty = True
         s = self._sessions.pop(session_id, None)
         if s is None:
             return

@@ -14,7 +14,7 @@ jobs and queued demands generate (see ``LiveState.prepare``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from orchestrator.core.tree import Key
@@ -47,6 +47,11 @@ class KnownNode:
     state: LiveNodeState
     depth: int
     ready_at: float | None = None
+    core: TreeNode | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Built once: every plan hands the core these, so converting per plan was the hot path.
+        object.__setattr__(self, "core", self._to_core())
 
     @property
     def key(self) -> Key:
@@ -55,6 +60,9 @@ class KnownNode:
 
     def as_core(self) -> TreeNode | None:
         """The core's view of the node; None for ``pending`` (the demand stands for it)."""
+        return self.core
+
+    def _to_core(self) -> TreeNode | None:
         if self.state == "pending":
             return None
         state: NodeState = self.state
@@ -72,6 +80,7 @@ class KnownTree:
         self._by_id: dict[str, KnownNode] = {}
         self._by_key: dict[Key, str] = {}
         self._children: dict[str, dict[str, str]] = {}  # parent id -> pose -> child id
+        self.version = 0  # bumped by every change: cached neighbourhoods compare it
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -100,6 +109,7 @@ class KnownTree:
         if holder is not None and holder != node.chunk_id:
             raise ValueError(f"chunk key {node.key} is already chunk {holder}")
         self._by_id[node.chunk_id] = node
+        self.version += 1
         self._by_key[node.key] = node.chunk_id
         if node.parent_id is not None:
             self._children.setdefault(node.parent_id, {})[node.pose] = node.chunk_id
@@ -110,6 +120,7 @@ class KnownTree:
         node = self._by_id[chunk_id]
         updated = replace(node, state=state, ready_at=now if state == "ready" else None)
         self._by_id[chunk_id] = updated
+        self.version += 1
         return updated
 
     def children(self, chunk_id: str) -> Iterator[KnownNode]:
@@ -143,8 +154,7 @@ def core_nodes(nodes: Iterable[KnownNode]) -> tuple[TreeNode, ...]:
     """The core's view of ``nodes``, once each, pending ones left out."""
     seen: dict[str, TreeNode] = {}
     for n in nodes:
-        if n.chunk_id not in seen:
-            core = n.as_core()
-            if core is not None:
-                seen[n.chunk_id] = core
+        core = n.core
+        if core is not None:
+            seen[n.chunk_id] = core
     return tuple(seen.values())

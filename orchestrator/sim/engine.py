@@ -221,6 +221,8 @@ class Simulation:
             raise SimulationError(f"t={self.now:.3f}: {problem}")
 
     def _plan(self) -> None:
+        if not self.live.needs_plan(self.now):
+            return  # nothing changed that a plan reads: it would repeat the last one
         t0 = time.perf_counter()
         inp = self.live.prepare(self.now)
         t1 = time.perf_counter()
