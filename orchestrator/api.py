@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from orchestrator import repo
+from orchestrator.abandon import client_watch
+from orchestrator.db_supervisor import is_database_error
 from orchestrator.errors import NotFound
+from orchestrator.faults import ready_on_disk
 from orchestrator.memories import b64, create_memory, request_next_chunk
 from orchestrator.scene import AnchorPoint, SceneInfo
 from orchestrator.scheduler import ServedChunk
@@ -72,9 +75,12 @@ def _scene(row: repo.Row) -> SceneInfo | None:
 
 
 @router.post("/memories", response_model=MemoryCreated, response_model_exclude_none=False)
-async def post_memory(body: CreateMemory, svc: Svc, inline: Inline = True) -> MemoryCreated:
+async def post_memory(
+    body: CreateMemory, svc: Svc, request: Request, inline: Inline = True
+) -> MemoryCreated:
     """Start a memory from a photo: scene, root chunk (pose w-31) and soundscape (seed)."""
-    created = await create_memory(svc, body.image_base64, body.prompt)
+    async with client_watch(request, svc.db):
+        created = await create_memory(svc, body.image_base64, body.prompt)
     audio = created.audio
     return MemoryCreated(
         memory_id=created.memory_id,
@@ -91,12 +97,13 @@ async def post_memory(body: CreateMemory, svc: Svc, inline: Inline = True) -> Me
 
 @router.post("/memories/{memory_id}/chunks", response_model=ChunkCreated)
 async def post_chunk(
-    memory_id: uuid.UUID, body: ChunkRequest, svc: Svc, inline: Inline = True
+    memory_id: uuid.UUID, body: ChunkRequest, svc: Svc, request: Request, inline: Inline = True
 ) -> ChunkCreated:
     """Generate (or serve from cache) the next chunk from the parent's last frame (seed)."""
-    served, session_id = await request_next_chunk(
-        svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id
-    )
+    async with client_watch(request, svc.db):  # a viewer who leaves is counted as abandoned
+        served, session_id = await request_next_chunk(
+            svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id
+        )
     return ChunkCreated(chunk=await _chunk_out(svc, served, inline), session_id=session_id)
 
 
@@ -223,9 +230,16 @@ async def _blob(svc: Service, bucket: Bucket, key: str | None, media_type: str) 
         raise NotFound(f"{bucket}/{key} is missing from storage") from exc
 
 
-async def _ready_chunk(svc: Service, chunk_id: uuid.UUID) -> repo.Row:
-    async with svc.db.pool.acquire() as conn:
-        row = await repo.get_chunk(conn, chunk_id)
+async def _ready_chunk(svc: Service, chunk_id: uuid.UUID) -> repo.Row | dict[str, Any]:
+    try:
+        async with svc.db.pool.acquire() as conn:
+            row = await repo.get_chunk(conn, chunk_id)
+    except Exception as exc:
+        # The database is down: a ready chunk whose files are on disk is still served.
+        fallback = ready_on_disk(svc, chunk_id) if is_database_error(exc) else None
+        if fallback is None:
+            raise
+        return fallback
     if row is None or row["status"] != "ready":
         raise NotFound(f"no ready chunk {chunk_id}", field="chunk_id")
     return row
@@ -277,15 +291,14 @@ async def health(svc: Svc) -> dict[str, object]:
     configuration (``[scene] backend = "claude"``, ``[soundscape] backend = "elevenlabs"``) is
     not ok; ``degraded_parts`` names them.
     """
-    try:
-        async with svc.db.pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
-        database: dict[str, object] = {
-            "status": "ok",
-            "backend": "embedded" if svc.db.embedded else "external",
-        }
-    except Exception as exc:
-        database = {"status": "down", "error": str(exc)}
+    backend = "embedded" if svc.db.embedded else "external"
+    supervisor = svc.db.supervisor
+    up = await supervisor.probe() if supervisor is not None else True
+    database: dict[str, object] = {
+        "status": "ok" if up else "down",
+        "backend": backend,
+        **(supervisor.report() if supervisor is not None else {}),
+    }
     gpu = await svc.pool.health()
     gpu["busy_by_kind"] = svc.scheduler.busy_slots()
     gpu["queued_demands"] = svc.scheduler.queued_demands()
