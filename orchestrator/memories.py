@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
 from dataclasses import dataclass
 
@@ -106,6 +107,10 @@ async def create_memory(svc: Service, image_base64: str, prompt: str | None) -> 
             await repo.insert_session(conn, session_id, memory_id, root["id"], arm.policy, arm.name)
     except BaseException:
         await svc.store.delete("originals", image_path)
+        local = svc.store.local_path("originals", image_path)
+        if local is not None:  # no empty originals/<id>/ folder is left behind
+            with contextlib.suppress(OSError):
+                local.parent.rmdir()
         raise
     await svc.scheduler.open_session(session_id, memory_id, root["id"], arm.name)
 
