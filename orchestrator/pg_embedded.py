@@ -76,6 +76,22 @@ def _shm_id(pgdata: Path) -> int | None:
         return None
 
 
+def _first_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _socket_dir(pgdata: Path) -> Path | None:
+    """The Unix socket folder from line 5 of postmaster.pid, if any."""
+    try:
+        line = (pgdata / "postmaster.pid").read_text().splitlines()[4].strip()
+    except (OSError, IndexError):
+        return None
+    return Path(line) if line else None
+
+
 def shm_attached(shmid: int) -> int:
     """Processes attached to System V segment ``shmid`` (``nattch``; 0 when it is gone).
 
@@ -148,12 +164,19 @@ class EmbeddedPostgres:
         Raises:
             RuntimeError: the old server's processes still hold its shared memory (retry later).
         """
-        if postmaster_pid(self.pgdata) is None or self.running():
+        dead = postmaster_pid(self.pgdata)
+        if dead is None or self.running():
             return
         shmid = _shm_id(self.pgdata)
         if shmid is not None and shm_attached(shmid) > 0:
             raise RuntimeError("the old server's processes are still exiting")
-        # A zombie postmaster still answers kill(pid, 0): PostgreSQL would refuse to start.
+        # A zombie postmaster still answers kill(pid, 0): PostgreSQL would refuse to start,
+        # both on the data folder's lock file and on the socket's (.s.PGSQL.<port>.lock).
+        socket_dir = _socket_dir(self.pgdata)
+        if socket_dir is not None:
+            for lock in socket_dir.glob(".s.PGSQL.*.lock"):
+                if _first_int(lock) == dead:
+                    lock.unlink(missing_ok=True)
         (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
         log.warning("embedded_postgres_stale_lock_removed", pgdata=self.pgdata.name)
 
