@@ -26,7 +26,12 @@ from typing import Any
 
 from orchestrator.config import Settings
 
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Unavailable"}
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Unavailable",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,19 +115,26 @@ class _GuardMixin:
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._awaiting_headers():
+            # Counted before parsing, so h11 and httptools refuse alike (and h11 never
+            # buffers past the cap). The headers end at the first blank line.
+            end = data.find(b"\r\n\r\n")
+            size = self._header_bytes + (len(data) if end < 0 else end + 4)
+            if size > self.limits.max_header_bytes:
+                self._refuse(
+                    431,
+                    "headers_too_large",
+                    f"request headers exceed {self.limits.max_header_bytes} bytes",
+                )
+                return
+            self._header_bytes = size
         super().data_received(data)  # type: ignore[misc]
-        if not self._awaiting_headers():
-            return
-        if self.cycle is not self._cycle_waited:  # a new request's headers are complete
-            self._disarm()
-            return
-        self._header_bytes += len(data)
-        if self._header_bytes > self.limits.max_header_bytes:
-            self._refuse(
-                431,
-                "headers_too_large",
-                f"request headers exceed {self.limits.max_header_bytes} bytes",
-            )
+        if self._awaiting_headers() and self.cycle is not self._cycle_waited:
+            self._disarm()  # a new request's headers are complete
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a malformed request, as the API's JSON error body."""
+        self._refuse(400, "invalid_http", msg)
 
     def on_response_complete(self) -> None:
         self._arm()  # the next request on this keep-alive connection gets its own deadline
