@@ -66,7 +66,8 @@ class HttpConfig(_Section):
     ``max_body_bytes`` (None: the largest photo in base64, ``[limits] max_image_bytes`` x 4/3,
     plus 64 KiB of JSON). Headers must arrive within ``header_timeout_s`` and be at most
     ``max_header_bytes``; a body must arrive within ``body_timeout_s``. Beyond
-    ``max_connections`` open connections a new one is answered 503 and closed. ``allowed_hosts``
+    ``max_connections`` open connections a new one is answered 503 and closed. A stop waits at
+    most ``graceful_shutdown_s`` for open requests and streams, then cancels them. ``allowed_hosts``
     are the Host header values served (Starlette's TrustedHostMiddleware patterns, e.g.
     ``*.example.com``; against DNS rebinding); state-changing requests need a JSON content type
     or an Origin in ``allowed_origins`` (or the service's own origin), so a cross-site form post
@@ -79,6 +80,7 @@ class HttpConfig(_Section):
     keep_alive_s: int = Field(5, ge=1)
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     max_connections: int = Field(1000, ge=1)
+    graceful_shutdown_s: int = Field(10, ge=1)
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["localhost", "*.localhost", "127.0.0.1", "::1"]
     )

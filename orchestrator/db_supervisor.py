@@ -40,14 +40,22 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, crash, starting up
     asyncpg.exceptions.TooManyConnectionsError,
     OSError,  # refused, socket file gone, timeouts (TimeoutError is an OSError)
+    asyncpg.InterfaceError,  # "connection is closed", "pool is closing"
+    asyncpg.InternalClientError,  # a connection left mid-operation when its server died
 )
-"""Exceptions that may mean the database is unreachable (OSError only if a probe agrees)."""
+"""Exceptions that may mean the database is unreachable."""
+
+AMBIGUOUS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+"""Of those, the ones that may also have another cause (storage I/O, a misused connection):
+they count as a database outage only when a fresh probe fails too."""
 
 
 def is_database_error(exc: BaseException) -> bool:
-    """True when ``exc`` says the server is unreachable (OSError: only asyncpg's own)."""
-    if isinstance(exc, asyncpg.InterfaceError):
-        return "closed" in str(exc) or "closing" in str(exc)
+    """True when ``exc`` may say the server is unreachable (see ``AMBIGUOUS``)."""
     return isinstance(exc, DB_ERRORS)
 
 
@@ -173,14 +181,21 @@ class DatabaseSupervisor:
 
     async def _loop(self) -> None:
         while True:
-            if await self.probe():
-                await self._sleep(self.cfg.probe_interval_s)
-                continue
-            await self._heal()
-            if await self.probe():
-                continue
-            await self._sleep(self._delay)
-            self._delay = min(self._delay * 2, self.cfg.retry_max_s)
+            try:
+                await self._step()
+            except Exception as exc:  # never let supervision die; it is what heals the rest
+                log.error("db_supervisor_error", error=redact_paths(f"{type(exc).__name__}: {exc}"))
+                await self._sleep(self.cfg.retry_max_s)
+
+    async def _step(self) -> None:
+        if await self.probe():
+            await self._sleep(self.cfg.probe_interval_s)
+            return
+        await self._heal()
+        if await self.probe():
+            return
+        await self._sleep(self._delay)
+        self._delay = min(self._delay * 2, self.cfg.retry_max_s)
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()

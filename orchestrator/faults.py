@@ -3,9 +3,9 @@
 Without these handlers an asyncpg error escaping a route became Starlette's plain-text
 "Internal Server Error" (issue 12: every endpoint, during an embedded PostgreSQL outage). Now:
 
-- a database error (``db_supervisor.is_database_error``; a bare OSError only when a probe of the
-  database fails too) is a 503 ``database_unavailable`` with ``Retry-After``, and wakes the
-  supervisor so the outage is noticed at once;
+- a database error (``db_supervisor.is_database_error``; an ambiguous one, such as a bare
+  OSError, only when a probe of the database fails too) is a 503 ``database_unavailable``
+  with ``Retry-After``, and wakes the supervisor so the outage is noticed at once;
 - anything else unexpected is a 500 ``internal_error`` whose detail names the request id to
   quote, never the exception text (it may hold server paths or SQL).
 
@@ -18,12 +18,11 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from orchestrator.db_supervisor import DB_ERRORS, is_database_error
+from orchestrator.db_supervisor import AMBIGUOUS, DB_ERRORS, is_database_error
 from orchestrator.errors import DatabaseUnavailable
 from orchestrator.redact import redact_paths
 
@@ -43,16 +42,16 @@ async def database_unavailable(
 ) -> DatabaseUnavailable | None:
     """The 503 to answer for ``exc``, or None when the database is fine (another fault).
 
-    A bare OSError (refused, socket gone, timeout) is the database's only when a fresh probe
-    fails as well: storage and ffmpeg raise OSError too.
+    An ambiguous error (``db_supervisor.AMBIGUOUS``: OSError, asyncpg's interface errors) is
+    the database's only when a fresh probe fails as well: storage and ffmpeg raise OSError too.
     """
-    bare_os = isinstance(exc, OSError)
     if not is_database_error(exc):
         return None
+    ambiguous = isinstance(exc, AMBIGUOUS)
     supervisor = svc.db.supervisor if svc is not None else None
     if supervisor is None:
-        return None if bare_os else DatabaseUnavailable(1)
-    if bare_os and await supervisor.probe():
+        return None if ambiguous else DatabaseUnavailable(1)
+    if ambiguous and await supervisor.probe():
         return None
     supervisor.notice_failure(exc)
     return supervisor.unavailable()
@@ -91,7 +90,7 @@ def install_fault_handlers(app: Any) -> None:
             None,
         )
 
-    for cls in (*DB_ERRORS, asyncpg.InterfaceError):
+    for cls in DB_ERRORS:
         app.add_exception_handler(cls, on_db_error)
     app.add_exception_handler(Exception, on_unexpected)
 

@@ -164,6 +164,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": guarded_protocol(limits),
         "timeout_keep_alive": http.keep_alive_s,
         "h11_max_incomplete_event_size": http.max_header_bytes,
-        # Bounded shutdown: open streams (SSE) are cut after this many seconds.
-        "timeout_graceful_shutdown": 10,
+        # Bounded shutdown: open requests and streams (SSE) are cancelled after this.
+        "timeout_graceful_shutdown": http.graceful_shutdown_s,
     }
