@@ -95,6 +95,8 @@ class DatabaseSupervisor:
         self.restarts = 0
         self._delay = supervision.retry_initial_s
         self._wake = asyncio.Event()
+        self._up = asyncio.Event()
+        self._up.set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -121,6 +123,17 @@ class DatabaseSupervisor:
         self._mark_down(exc)
         if was_available:  # probe at once; later failures wait for the back-off
             self._wake.set()
+
+    async def wait_available(self, timeout_s: float) -> bool:
+        """Wait until the database answers again (at most ``timeout_s``); True if it does.
+
+        For writers that must persist after an outage (resolve waiters first, then retry).
+        """
+        if self.available:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._up.wait(), timeout_s)
+        return self.available
 
     def unavailable(self) -> DatabaseUnavailable:
         """The 503 to raise while the database is down."""
@@ -156,6 +169,7 @@ class DatabaseSupervisor:
         self.last_error = redact_paths(f"{type(exc).__name__}: {exc}")
         if self.available:
             self.available = False
+            self._up.clear()
             self.down_since = self.clock()
             self.outages += 1
             log.error("database_unavailable", error=self.last_error)
@@ -163,6 +177,7 @@ class DatabaseSupervisor:
     async def _mark_up(self) -> None:
         down_for = self.clock() - (self.down_since or self.clock())
         self.available = True
+        self._up.set()
         self.down_since = None
         self._delay = self.cfg.retry_initial_s
         # Idle connections may still point at the old server process: replace them lazily.

@@ -130,3 +130,12 @@ async def test_generation_failure_detail_has_no_server_path(
     assert err["error"] == "generation_failed" and err["job_id"]
     assert str(data_dir) not in err["detail"] and "/tmp" not in err["detail"]
     assert "<path>" in err["detail"] or "Not a directory" in err["detail"]
+
+
+async def test_request_id_is_echoed_only_when_it_is_a_short_token(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.get("/api/health", headers={"x-request-id": "trace-42.a_b"})
+    assert r.headers["x-request-id"] == "trace-42.a_b"
+    r = await client.get("/api/health", headers={"x-request-id": "x" * 200})
+    assert len(r.headers["x-request-id"]) == 32  # a fresh one: nothing odd reaches the logs
