@@ -289,7 +289,7 @@ def install_guards(app: Any, settings: Any) -> None:
     http = settings.http
     max_body = http.max_body_bytes or settings.limits.max_image_bytes * 4 // 3 + 64 * 1024
     hosts = list(http.allowed_hosts)
-    if settings.server.host not in ("0.0.0.0", "::", ""):
+    if settings.server.host not in ("0.0.0.0", "::", "", *hosts):
         hosts.append(settings.server.host)
     app.add_middleware(HeadAsGet)
     app.add_middleware(StateChangeGuard, allowed_origins=http.allowed_origins)
