@@ -4,8 +4,9 @@ One route, ``POST /api/memories/{memory_id}/chunks``, with the service's own req
 models (``orchestrator.schemas.ChunkRequest`` in, ``ChunkCreated`` out, the same ``inline`` query
 parameter), answering every request with a fixture: one real hit response captured from the
 service, with the request's ``session_id`` put in. No middleware, no state, no database. Served by
-the same uvicorn call as ``rewind serve`` (``uvicorn.run(app, host, port, log_config=None)``, so
-the same loop and HTTP implementations: uvloop and httptools when installed).
+the same uvicorn call as ``rewind serve`` (``uvicorn.run(app, host, port, log_config=None,
+**uvicorn_options(settings))`` when orchestrator/http_server.py exists, so the same loop, HTTP
+protocol class and keep-alive: uvloop and httptools when installed).
 
 Usage: ``REWIND_BARE_FIXTURE=hit.json python benchmarks/bare_app.py --port 8001``
 (the fixture: a file holding one ``ChunkCreated`` JSON document). ``--middleware`` adds a copy of
@@ -22,6 +23,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
@@ -82,7 +84,21 @@ def main() -> None:
     configure_logging("warning", True)  # as rewind serve with REWIND_LOG__LEVEL=warning
     fixture = json.loads(Path(os.environ["REWIND_BARE_FIXTURE"]).read_text())
     app = create_app(fixture, middleware=args.middleware)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, **_serve_options())
+
+
+def _serve_options() -> dict[str, Any]:
+    """The extra ``uvicorn.run`` options ``rewind serve`` passes (orchestrator/cli.py), if any:
+    ``orchestrator.http_server.uvicorn_options`` (its guarded protocol class, keep-alive, ...)
+    from the same settings (defaults, ./rewind.toml, REWIND_* environment)."""
+    try:
+        from orchestrator.http_server import uvicorn_options
+    except ImportError:  # a tree from before [http]: serve passes no extra options
+        return {}
+    from orchestrator.config import load_settings
+
+    opts: dict[str, Any] = uvicorn_options(load_settings())
+    return opts
 
 
 if __name__ == "__main__":

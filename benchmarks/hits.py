@@ -261,8 +261,10 @@ def _hey(
     workers: int,
     qps: float,
     tmp: Path,
+    cpu_pids: dict[str, list[int]],
 ) -> dict[str, Any]:
     per = max(1, workers // procs)
+    before = {k: _tree_cpu(v) for k, v in cpu_pids.items()}
     running = []
     for k in range(procs):
         body = tmp / f"hey-body-{k}.json"
@@ -304,6 +306,7 @@ def _hey(
                 continue
             codes[code] = codes.get(code, 0) + 1
     wall = time.perf_counter() - t0
+    after = {k: _tree_cpu(v) for k, v in cpu_pids.items()}
     latencies.sort()
     n = len(latencies)
     q = statistics.quantiles(latencies, n=100, method="inclusive") if n > 1 else latencies * 99
@@ -323,6 +326,11 @@ def _hey(
         "p99_ms": round(q[98], 3) if n else None,
         "max_ms": round(latencies[-1], 3) if n else None,
         "wall_s": round(wall, 3),
+        "cpu_s": {k: round(after[k] - before[k], 3) for k in cpu_pids},
+        "server_cpu_util": round((after["server"] - before["server"]) / wall, 3),
+        "cpu_ms_per_request": {
+            k: round(1000 * (after[k] - before[k]) / n, 4) if n else None for k in cpu_pids
+        },
     }
 
 
@@ -347,7 +355,7 @@ def _setup(base: str, n_sessions: int) -> dict[str, Any]:
         sessions = []
         t0 = time.perf_counter()
         for _ in range(n_sessions):
-            r = client.post(f"/api/memories/{memory_id}/sessions")
+            r = client.post(f"/api/memories/{memory_id}/sessions", json={})
             r.raise_for_status()
             sessions.append(r.json()["session_id"])
         sessions_s = time.perf_counter() - t0
@@ -446,7 +454,7 @@ def _run_policy(policy: str, args: argparse.Namespace, tmp_root: Path) -> dict[s
         for rep in range(args.hey_repeats):
             order = ["service", "bare"] if rep % 2 == 0 else ["bare", "service"]
             for name in order:
-                url = targets[name][0]
+                url, pids = targets[name]
                 h = _hey(
                     url,
                     setup["sessions"][:n],
@@ -456,6 +464,7 @@ def _run_policy(policy: str, args: argparse.Namespace, tmp_root: Path) -> dict[s
                     args.hey_workers,
                     args.hey_qps,
                     tmp,
+                    pids,
                 )
                 h.update(target=name, sessions=n, rep=rep)
                 hey_runs.append(h)
@@ -464,7 +473,8 @@ def _run_policy(policy: str, args: argparse.Namespace, tmp_root: Path) -> dict[s
                 print(
                     f"[{policy}] hey {name:<7} offered {h['offered_rps']:.0f} req/s, achieved "
                     f"{h['achieved_rps']} req/s  p50 {h['p50_ms']} ms  p99 {h['p99_ms']} ms  "
-                    f"errors {h['errors']} {h['status_codes']}",
+                    f"errors {h['errors']} {h['status_codes']}  server CPU "
+                    f"{h['server_cpu_util']:.2f} {h['cpu_ms_per_request']}",
                     flush=True,
                 )
         out["hey"] = hey_runs
@@ -497,7 +507,9 @@ def _run_policy(policy: str, args: argparse.Namespace, tmp_root: Path) -> dict[s
             flush=True,
         )
         if args.profile_seconds > 0:
-            out["profile"] = _profile(svc.pid, targets["service"][0], tmp, root, args, policy)
+            out["profile"] = _profile(
+                svc.pid, targets["service"][0], tmp, root, setup["sessions"], args, policy
+            )
     finally:
         for p in (bare, bare_mw):
             if p is not None:
@@ -516,43 +528,38 @@ def _run_policy(policy: str, args: argparse.Namespace, tmp_root: Path) -> dict[s
     return out
 
 
-def _profile(
-    pid: int, url: str, tmp: Path, root: str, args: argparse.Namespace, policy: str
-) -> dict[str, Any]:
-    """py-spy record of the service under wrk at the largest level (top frames by own time)."""
-    pyspy = shutil.which("py-spy")
-    if pyspy is None:
-        return {"error": "py-spy not on PATH (run with: uv run --with py-spy python ...)"}
-    ids = tmp / f"ids-{max(args.levels)}.txt"
-    raw = tmp / "profile.txt"
-    spy = subprocess.Popen(
-        [
-            pyspy,
-            "record",
-            "--pid",
-            str(pid),
-            "--duration",
-            f"{args.profile_seconds:g}",
-            "--format",
-            "raw",
-            "--output",
-            str(raw),
-            "--nonblocking",
-            "--rate",
-            "200",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    time.sleep(1)
-    _wrk(
-        url, ids, root, args.profile_seconds - 1, args.threads, args.connections, {"server": [pid]}
-    )
-    spy.communicate(timeout=args.profile_seconds + 60)
-    if not raw.exists():
-        return {"error": "py-spy wrote nothing (ptrace not permitted?)"}
+_CATEGORIES = [  # (pattern, name): stack-wide first (background tasks), then leaf-most frame
+    ("WriteBehind", "write-behind flush"),
+    ("_plan_loop", "scheduler plan loop"),
+    ("plan_once", "scheduler plan loop"),
+]
+_LEAF_CATEGORIES = [
+    ("post_chunk (orchestrator", "endpoint post_chunk (service logic)"),
+    ("request_context (orchestrator", "request_context middleware body"),
+    ("solve_dependencies", "fastapi dependencies / validation"),
+    ("serialize_response", "response serialization"),
+    ("middleware/base.py", "BaseHTTPMiddleware machinery"),
+    ("http_guard", "http guards (ASGI)"),
+    ("routing.py", "routing / fastapi handler"),
+    ("httptools_impl", "uvicorn http protocol"),
+]
+
+
+def _categorize(stack: str) -> str:
+    for pat, name in _CATEGORIES:
+        if pat in stack:
+            return name
+    for frame in reversed(stack.split(";")):
+        for pat, name in _LEAF_CATEGORIES:
+            if pat in frame:
+                return name
+    return "other (event loop, ASGI stack)"
+
+
+def _read_profile(raw: Path) -> dict[str, Any]:
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
+    cats: dict[str, int] = {}
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -564,20 +571,58 @@ def _profile(
         own[frames[-1]] = own.get(frames[-1], 0) + c
         for f in set(frames):
             inclusive[f] = inclusive.get(f, 0) + c
-    keep = Path(args.out).parent / f"hits-profile-{policy}.txt"
-    shutil.copyfile(raw, keep)
+        k = _categorize(stack)
+        cats[k] = cats.get(k, 0) + c
 
-    def top(d: dict[str, int]) -> list[list[Any]]:
-        return [
-            [f, round(100 * c / total, 1)] for f, c in sorted(d.items(), key=lambda x: -x[1])[:25]
-        ]
+    def top(d: dict[str, int], k: int = 25) -> list[list[Any]]:
+        ranked = sorted(d.items(), key=lambda x: -x[1])[:k]
+        return [[f, round(100 * c / max(total, 1), 1)] for f, c in ranked]
 
     return {
         "samples": total,
-        "raw_file": str(keep),
+        "categories_pct": top(cats, 20),
         "top_own_pct": top(own),
-        "top_inclusive_pct": top(inclusive),
+        "top_inclusive_pct": top(inclusive, 60),
     }
+
+
+def _profile(
+    pid: int,
+    url: str,
+    tmp: Path,
+    root: str,
+    sessions: list[str],
+    args: argparse.Namespace,
+    policy: str,
+) -> dict[str, Any]:
+    """py-spy record of the service: under wrk (saturated) and under hey (~75 req/s offered)."""
+    pyspy = shutil.which("py-spy")
+    if pyspy is None:
+        return {"error": "py-spy not on PATH (run with: uv run --with py-spy python ...)"}
+    ids = tmp / f"ids-{max(args.levels)}.txt"
+    out: dict[str, Any] = {}
+    for mode in ("wrk", "hey"):
+        raw = tmp / f"profile-{mode}.txt"
+        cmd = [pyspy, "record", "--pid", str(pid), "--duration", f"{args.profile_seconds:g}"]
+        cmd += ["--format", "raw", "--output", str(raw), "--nonblocking", "--rate", "200"]
+        spy = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(1)
+        load_s = max(1.0, args.profile_seconds - 2)
+        pids = {"server": [pid]}
+        if mode == "wrk":
+            _wrk(url, ids, root, load_s, args.threads, args.connections, pids)
+        else:
+            _hey(url, sessions, root, load_s, args.hey_procs, args.hey_workers, args.hey_qps, tmp,
+                 pids)  # fmt: skip
+        spy.communicate(timeout=args.profile_seconds + 60)
+        if not raw.exists():
+            out[mode] = {"error": "py-spy wrote nothing (ptrace not permitted?)"}
+            continue
+        keep = Path(args.out).parent / f"hits-profile-{policy}-{mode}.txt"
+        shutil.copyfile(raw, keep)
+        out[mode] = {"raw_file": str(keep), **_read_profile(raw)}
+        print(f"[{policy}] py-spy under {mode}: {out[mode]['categories_pct'][:6]}", flush=True)
+    return out
 
 
 def _summary(policies: list[dict[str, Any]], levels: list[int]) -> list[dict[str, Any]]:
@@ -648,6 +693,7 @@ def _hey_summary(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "p99_ms": _median([h["p99_ms"] for h in hs]),
                     "max_ms": max(h["max_ms"] or 0 for h in hs),
                     "errors": sum(h["errors"] for h in hs),
+                    "server_cpu_util": _median([h.get("server_cpu_util") for h in hs]),
                     "requests": sum(h["requests"] for h in hs),
                 }
             )

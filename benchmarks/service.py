@@ -119,7 +119,7 @@ async def run(seconds: float, levels: list[int]) -> list[dict[str, Any]]:
                 first.raise_for_status()
                 sessions = []
                 for _ in range(max(levels)):
-                    r = await client.post(f"/api/memories/{memory_id}/sessions")
+                    r = await client.post(f"/api/memories/{memory_id}/sessions", json={})
                     sessions.append(r.json()["session_id"])
             results = []
             for n in levels:

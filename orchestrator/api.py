@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from orchestrator import repo
+from orchestrator.abandon import client_watch
 from orchestrator.auth import Principal
+from orchestrator.db_supervisor import is_database_error
 from orchestrator.errors import NotFound
+from orchestrator.faults import ready_on_disk
 from orchestrator.gate import MediaCaller, User
 from orchestrator.memories import b64, create_memory, request_next_chunk
 from orchestrator.scene import AnchorPoint, SceneInfo
@@ -66,6 +69,13 @@ async def _chunk_out(
     )
 
 
+def _may_read_offline(svc: Service, row: dict[str, Any], caller: Principal | None) -> bool:
+    if caller is None or caller.is_operator:
+        return True
+    access = svc.gate.ownership.memories.get(uuid.UUID(str(row["video_path"]).split("/")[0]))
+    return access is not None and caller.can_read(access.owner, access.shared)
+
+
 def _scene(row: repo.Row) -> SceneInfo | None:
     if row["scene_description"] is None:
         return None
@@ -79,12 +89,13 @@ def _scene(row: repo.Row) -> SceneInfo | None:
 
 @router.post("/memories", response_model=MemoryCreated, response_model_exclude_none=False)
 async def post_memory(
-    body: CreateMemory, svc: Svc, caller: User, inline: Inline = True
+    body: CreateMemory, svc: Svc, caller: User, request: Request, inline: Inline = True
 ) -> MemoryCreated:
     """Start a memory from a photo: scene, root chunk (pose w-31) and soundscape (seed)."""
     await svc.gate.usage.fresh(svc.db.pool)
     svc.gate.usage.check_demand(caller)
-    created = await create_memory(svc, body.image_base64, body.prompt, caller.user_id)
+    async with client_watch(request, svc.db):
+        created = await create_memory(svc, body.image_base64, body.prompt, caller.user_id)
     audio = created.audio
     sign = svc.gate.signer.sign
     mid = created.memory_id
@@ -103,14 +114,20 @@ async def post_memory(
 
 @router.post("/memories/{memory_id}/chunks", response_model=ChunkCreated)
 async def post_chunk(
-    memory_id: uuid.UUID, body: ChunkRequest, svc: Svc, caller: User, inline: Inline = True
+    memory_id: uuid.UUID,
+    body: ChunkRequest,
+    svc: Svc,
+    caller: User,
+    request: Request,
+    inline: Inline = True,
 ) -> ChunkCreated:
     """Generate (or serve from cache) the next chunk from the parent's last frame (seed)."""
     await svc.gate.usage.fresh(svc.db.pool)
     svc.gate.usage.check_demand(caller)
-    served, session_id = await request_next_chunk(
-        svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id, caller
-    )
+    async with client_watch(request, svc.db):  # a viewer who leaves is counted as abandoned
+        served, session_id = await request_next_chunk(
+            svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id, caller
+        )
     return ChunkCreated(chunk=await _chunk_out(svc, served, inline, caller), session_id=session_id)
 
 
@@ -248,17 +265,27 @@ async def _blob(svc: Service, bucket: Bucket, key: str | None, media_type: str) 
         raise NotFound(f"{bucket}/{key} is missing from storage") from exc
 
 
-async def _ready_chunk(svc: Service, chunk_id: uuid.UUID, caller: Principal | None) -> repo.Row:
+async def _ready_chunk(
+    svc: Service, chunk_id: uuid.UUID, caller: Principal | None
+) -> repo.Row | dict[str, Any]:
     """The ready chunk, if ``caller`` may read its memory (None: a signed URL already says so).
 
-    Raises NotFound alike for unknown, not ready and not readable chunks.
+    While the database is down, a ready chunk whose files are on disk is still served to a
+    caller the ownership cache already knows may read it. Raises NotFound alike for unknown,
+    not ready and not readable chunks.
     """
-    async with svc.db.pool.acquire() as conn:
-        row = await repo.get_chunk(conn, chunk_id)
-        if row is not None and caller is not None:
-            access = await svc.gate.ownership.memory_access(conn, row["memory_id"])
-            if access is None or not caller.can_read(access.owner, access.shared):
-                row = None
+    try:
+        async with svc.db.pool.acquire() as conn:
+            row: repo.Row | dict[str, Any] | None = await repo.get_chunk(conn, chunk_id)
+            if row is not None and caller is not None:
+                access = await svc.gate.ownership.memory_access(conn, row["memory_id"])
+                if access is None or not caller.can_read(access.owner, access.shared):
+                    row = None
+    except Exception as exc:
+        fallback = ready_on_disk(svc, chunk_id) if is_database_error(exc) else None
+        if fallback is None or not _may_read_offline(svc, fallback, caller):
+            raise
+        return fallback
     if row is None or row["status"] != "ready":
         raise NotFound(f"no ready chunk {chunk_id}", field="chunk_id")
     return row
@@ -312,15 +339,14 @@ async def health(svc: Svc) -> dict[str, object]:
     configuration (``[scene] backend = "claude"``, ``[soundscape] backend = "elevenlabs"``) is
     not ok; ``degraded_parts`` names them.
     """
-    try:
-        async with svc.db.pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
-        database: dict[str, object] = {
-            "status": "ok",
-            "backend": "embedded" if svc.db.embedded else "external",
-        }
-    except Exception as exc:
-        database = {"status": "down", "error": str(exc)}
+    backend = "embedded" if svc.db.embedded else "external"
+    supervisor = svc.db.supervisor
+    up = await supervisor.probe() if supervisor is not None else True
+    database: dict[str, object] = {
+        "status": "ok" if up else "down",
+        "backend": backend,
+        **(supervisor.report() if supervisor is not None else {}),
+    }
     gpu = await svc.pool.health()
     gpu["busy_by_kind"] = svc.scheduler.busy_slots()
     gpu["queued_demands"] = svc.scheduler.queued_demands()

@@ -1,4 +1,4 @@
-"""The FastAPI application: lifespan, request ids, body-size limit, and JSON errors.
+"""The FastAPI application: lifespan, request ids, HTTP guards, and JSON errors.
 
 Every error a client can cause is answered as ``{"error", "detail", "field"}`` with a 4xx status,
 including FastAPI's own validation errors (reshaped so a frontend developer sees which field
@@ -8,6 +8,7 @@ broke which rule).
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,13 +28,13 @@ from orchestrator.api_auth import router as auth_router
 from orchestrator.api_events import router as events_router
 from orchestrator.api_web import router as web_router
 from orchestrator.config import Settings
-from orchestrator.errors import ApiError
+from orchestrator.errors import ApiError, DatabaseUnavailable
+from orchestrator.faults import install_fault_handlers
+from orchestrator.http_guard import install_guards
+from orchestrator.redact import redact_paths
 from orchestrator.service import Service
 
 log = structlog.get_logger(__name__)
-
-# JSON overhead above the largest accepted photo: base64 inflates by 4/3, plus the prompt.
-_BODY_SLACK = 64 * 1024
 
 
 def create_app(
@@ -64,7 +65,6 @@ def create_app(
     app.include_router(admin_router)
     app.include_router(auth_router)
     app.include_router(web_router)
-    max_body = settings.limits.max_image_bytes * 4 // 3 + _BODY_SLACK
     if settings.auth.cors_origins:
         # Explicit origins only (config refuses "*"): the Authorization header is a credential.
         app.add_middleware(
@@ -81,31 +81,29 @@ def create_app(
     async def request_context(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = _request_id(request.headers.get("x-request-id"))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             request_id=request_id, method=request.method, path=request.url.path
         )
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            err = ApiError(
-                413,
-                "too_large",
-                f"request body is {length} bytes; the limit is {max_body} bytes "
-                f"(photos up to {settings.limits.max_image_bytes} bytes before base64)",
-            )
-            response: Response = JSONResponse(err.to_json(), status_code=413)
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         response.headers["x-request-id"] = request_id
         log.info("request", status=response.status_code)
         return response
+
+    install_guards(app, settings)
+    install_fault_handlers(app)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         if exc.status >= 500:
             log.error("request_failed", error=exc.error, detail=exc.detail)
-        return JSONResponse(exc.to_json(), status_code=exc.status, headers=exc.headers)
+        body = exc.to_json()
+        body["detail"] = redact_paths(str(body["detail"]))  # never a server path (issue 12)
+        headers = dict(exc.headers or {})
+        if isinstance(exc, DatabaseUnavailable):
+            headers["retry-after"] = str(exc.retry_after_s)
+        return JSONResponse(body, status_code=exc.status, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -117,19 +115,35 @@ def create_app(
             f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
             for e in errors
         )
-        return JSONResponse(
-            {"error": "invalid_request", "detail": detail, "field": field}, status_code=422
-        )
+        # A message may quote the input: a lone surrogate in it could not be encoded as UTF-8.
+        detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
+        code = "invalid_text" if first.get("type") == "invalid_text" else "invalid_request"
+        return JSONResponse({"error": code, "detail": detail, "field": field}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        headers = dict(exc.headers or {})
+        allow = headers.get("Allow")
+        if allow is not None and "GET" in allow and "HEAD" not in allow:
+            headers["Allow"] = f"{allow}, HEAD"  # HeadAsGet serves HEAD on every GET route
         return JSONResponse(
-            {"error": code, "detail": str(exc.detail), "field": None},
+            {"error": code, "detail": redact_paths(str(exc.detail)), "field": None},
             status_code=exc.status_code,
+            headers=headers or None,
         )
 
     return app
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def _request_id(given: str | None) -> str:
+    """The client's X-Request-Id when it is a short token, else a fresh one (logs stay clean)."""
+    if given is not None and _REQUEST_ID.match(given):
+        return given
+    return uuid.uuid4().hex
 
 
 def _install_sighup(svc: Service) -> None:

@@ -72,11 +72,14 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"rewind serve: {exc}", err=True)
         raise typer.Exit(2) from None
+    from orchestrator.http_server import uvicorn_options
+
     uvicorn.run(
         create_app(settings, config_path=config),
         host=host or settings.server.host,
         port=port or settings.server.port,
         log_config=None,
+        **uvicorn_options(settings),
     )
 
 

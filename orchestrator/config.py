@@ -60,6 +60,39 @@ class DatabaseConfig(_Section):
     url: str | None = None
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(10, ge=1)
+    connect_timeout_s: float = Field(5.0, gt=0.0)
+    probe_interval_s: float = Field(1.0, gt=0.0)
+    probe_timeout_s: float = Field(2.0, gt=0.0)
+    retry_initial_s: float = Field(0.5, gt=0.0)
+    retry_max_s: float = Field(30.0, gt=0.0)
+
+
+class HttpConfig(_Section):
+    """``[http]``: what the HTTP server accepts (hardening against hostile or broken clients).
+
+    Bodies are counted as they arrive (chunked or not) and refused with 413 past
+    ``max_body_bytes`` (None: the largest photo in base64, ``[limits] max_image_bytes`` x 4/3,
+    plus 64 KiB of JSON). Headers must arrive within ``header_timeout_s`` and be at most
+    ``max_header_bytes``; a body must arrive within ``body_timeout_s``. Beyond
+    ``max_connections`` open connections a new one is answered 503 and closed. A stop waits at
+    most ``graceful_shutdown_s`` for open requests and streams, then cancels them. ``allowed_hosts``
+    are the Host header values served (Starlette's TrustedHostMiddleware patterns, e.g.
+    ``*.example.com``; against DNS rebinding); state-changing requests need a JSON content type
+    or an Origin in ``allowed_origins`` (or the service's own origin), so a cross-site form post
+    is refused.
+    """
+
+    max_body_bytes: int | None = Field(None, ge=1024)
+    header_timeout_s: float = Field(10.0, gt=0.0)
+    body_timeout_s: float = Field(60.0, gt=0.0)
+    keep_alive_s: int = Field(5, ge=1)
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
+    max_connections: int = Field(1000, ge=1)
+    graceful_shutdown_s: int = Field(10, ge=1)
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "*.localhost", "127.0.0.1", "::1"]
+    )
+    allowed_origins: list[str] = Field(default_factory=list)
 
 
 class StorageConfig(_Section):
@@ -294,6 +327,7 @@ class Settings(BaseSettings):
     )
 
     server: ServerConfig = ServerConfig()
+    http: HttpConfig = HttpConfig()
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     limits: LimitsConfig = LimitsConfig()

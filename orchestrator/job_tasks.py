@@ -20,6 +20,8 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 from orchestrator import repo
 from orchestrator.core.types import JobKind
 from orchestrator.db import Database
+from orchestrator.db_supervisor import is_database_error
+from orchestrator.errors import DatabaseUnavailable
 from orchestrator.events import EventBus
 from orchestrator.jobs import ActiveJob, GenerationFailed, JobRunner
 from orchestrator.live import CancelledJob, Claim, Ended, LiveJob, LiveState, Resolution, StartedJob
@@ -27,6 +29,8 @@ from orchestrator.metrics import Metrics
 from orchestrator.queries import Conn
 
 log = structlog.get_logger(__name__)
+
+_PERSIST_WAIT_S = 15.0  # per attempt: how long a job's end waits for the database to return
 
 
 def _active(job: LiveJob) -> ActiveJob:
@@ -150,7 +154,8 @@ class JobTasks:
 
     async def _run(self, job: ActiveJob, live_job: LiveJob, claim: Claim, index: int) -> None:
         chunk = live_job.chunk_id
-        ok, gpu_s, failure, cancelled = False, None, None, False
+        ok, gpu_s, cancelled = False, None, False
+        failure: Exception | None = None
         try:
             try:
                 async with self.lock(chunk), self.db.pool.acquire() as conn, conn.transaction():
@@ -168,8 +173,7 @@ class JobTasks:
             failure = GenerationFailed(str(job.job_id), chunk, "cancelled")
         except Exception as exc:
             log.warning("job_failed", job_id=str(job.job_id), error=str(exc))
-            failure = exc if isinstance(exc, GenerationFailed) else GenerationFailed(
-                str(job.job_id), chunk, f"{type(exc).__name__}: {exc}")  # fmt: skip
+            failure = self._failure(exc, str(job.job_id), chunk)
         ended = self.live.job_ended(
             live_job.job_id, chunk, live_job.memory_id, ok=ok, now=self.clock(), gpu_s=gpu_s,
             made_by=str(job.job_id),
@@ -187,6 +191,20 @@ class JobTasks:
             await self._persist(self._persist_cancel, job)
         else:
             await self._persist(self._persist_failure, job, str(failure))
+
+    def _failure(self, exc: Exception, job_id: str, chunk: str) -> Exception:
+        """What waiters get: 503 ``database_unavailable`` (Retry-After) when the database broke
+        the job, else 502 ``generation_failed`` naming the attempt."""
+        cause = exc.__cause__ if isinstance(exc, GenerationFailed) else exc
+        if cause is not None and is_database_error(cause):
+            supervisor = self.db.supervisor
+            if supervisor is not None:
+                supervisor.notice_failure(cause)
+                return supervisor.unavailable()
+            return DatabaseUnavailable(1)
+        if isinstance(exc, GenerationFailed):
+            return exc
+        return GenerationFailed(job_id, chunk, f"{type(exc).__name__}: {exc}")
 
     def _answer(self, ended: Ended, failure: BaseException | None) -> None:
         if ended.state == "unchanged":
@@ -212,11 +230,20 @@ class JobTasks:
     # ---- persisting ends ---------------------------------------------------------------------
 
     async def _persist(self, write: Callable[..., object], *args: object) -> None:
+        """Write a job's end, after its waiters were answered: retried with back-off, and
+        through a database outage (up to ``_PERSIST_WAIT_S``) by waiting for the supervisor."""
         try:
             async for attempt in AsyncRetrying(stop=stop_after_attempt(4), reraise=True,
                                                wait=wait_exponential(0.2, max=2.0)):  # fmt: skip
                 with attempt:
-                    await write(*args)  # type: ignore[misc]
+                    try:
+                        await write(*args)  # type: ignore[misc]
+                    except Exception as exc:
+                        supervisor = self.db.supervisor
+                        if supervisor is not None and is_database_error(exc):
+                            supervisor.notice_failure(exc)
+                            await supervisor.wait_available(_PERSIST_WAIT_S)
+                        raise
         except Exception as exc:
             log.error("job_end_not_recorded", error=f"{type(exc).__name__}: {exc}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
 from dataclasses import dataclass
 
@@ -115,6 +116,10 @@ async def create_memory(
             )
     except BaseException:
         await svc.store.delete("originals", image_path)
+        local = svc.store.local_path("originals", image_path)
+        if local is not None:  # no empty originals/<id>/ folder is left behind
+            with contextlib.suppress(OSError):
+                local.parent.rmdir()
         raise
     svc.gate.ownership.remember_memory(memory_id, owner, False)
     svc.gate.ownership.remember_session(session_id, owner, memory_id)

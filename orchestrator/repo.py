@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.abandon import current_watch
 from orchestrator.queries import Conn, query
 
 Row = asyncpg.Record
@@ -276,7 +277,14 @@ async def insert_request(
     speculated_depth: int | None,
     speculated_probability: float | None,
 ) -> None:
-    """Record a chunk request's outcome (its wait is filled in by ``request_served``)."""
+    """Record a chunk request's outcome (its wait is filled in by ``request_served``).
+
+    The row is noted on the HTTP request's ClientWatch (``orchestrator.abandon``), so it is
+    marked abandoned if that client leaves before the answer.
+    """
+    watch = current_watch()
+    if watch is not None:
+        watch.note_request(request_id)
     await conn.execute(
         query("request_insert"),
         request_id,

@@ -7,6 +7,7 @@ import uuid
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.scene import SceneInfo
+from orchestrator.text import SafeText
 
 
 class _Strict(BaseModel):
@@ -17,15 +18,15 @@ class CreateMemory(_Strict):
     """POST /api/memories body (seed): a base64 photo and an optional prompt."""
 
     image_base64: str = Field(description="the photo, base64 (a data: URL prefix is accepted)")
-    prompt: str | None = Field(None, description="optional description of the memory")
+    prompt: SafeText | None = Field(None, description="optional description of the memory")
 
 
 class ChunkRequest(_Strict):
     """POST /api/memories/{id}/chunks body (seed): the parent chunk and a pose or an action."""
 
     parent_chunk_id: uuid.UUID
-    pose: str | None = Field(None, description="HY-WorldPlay pose, e.g. 'a-15, right-16'")
-    action: str | None = Field(None, description="an action such as 'w' or 'w+right'")
+    pose: SafeText | None = Field(None, description="HY-WorldPlay pose, e.g. 'a-15, right-16'")
+    action: SafeText | None = Field(None, description="an action such as 'w' or 'w+right'")
     session_id: uuid.UUID | None = Field(
         None, description="the viewer's session; default: the memory's latest session"
     )

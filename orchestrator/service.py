@@ -35,6 +35,7 @@ from orchestrator.core.profile import GenerationProfile
 from orchestrator.core.types import Budget
 from orchestrator.core.variants import check_profile
 from orchestrator.db import Database, open_database
+from orchestrator.db_supervisor import Supervision
 from orchestrator.events import EventBus
 from orchestrator.experiments import DEFAULT_ARM, Arm
 from orchestrator.gate import Gate
@@ -398,11 +399,16 @@ class Service:
         profile = profile_from(settings)
         root_pose = canonical_pose(settings.generation.root_pose, settings.generation.frames)
         settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+        dbc = settings.database
         db = await open_database(
-            settings.database.url,
+            dbc.url,
             settings.server.data_dir,
-            pool_min=settings.database.pool_min,
-            pool_max=settings.database.pool_max,
+            pool_min=dbc.pool_min,
+            pool_max=dbc.pool_max,
+            connect_timeout_s=dbc.connect_timeout_s,
+            supervision=Supervision(
+                dbc.probe_interval_s, dbc.probe_timeout_s, dbc.retry_initial_s, dbc.retry_max_s
+            ),
         )
         opened: list[tuple[object, str]] = []
         try:

@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from orchestrator.core.budget import refund
+from orchestrator.core.frontier import expected_gpu_s
 from orchestrator.core.plan import plan
 from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.core.tree import Key
-from orchestrator.core.frontier import expected_gpu_s
 from orchestrator.core.types import (
     ActionObserved,
     BucketState,

@@ -9,6 +9,7 @@ SELECT CASE WHEN $3 THEN r.policy END AS policy,
        count(*) FILTER (WHERE r.outcome = 'hit') AS hits,
        count(*) FILTER (WHERE r.outcome = 'inflight') AS inflight,
        count(*) FILTER (WHERE r.outcome = 'miss') AS misses,
+       count(*) FILTER (WHERE r.abandoned) AS abandoned,
        (count(*) FILTER (WHERE r.outcome = 'hit'))::float8 / count(*) AS hit_rate,
        (count(*) FILTER (WHERE r.outcome = 'inflight'))::float8 / count(*) AS inflight_rate,
        (count(*) FILTER (WHERE r.outcome = 'miss'))::float8 / count(*) AS miss_rate

@@ -22,6 +22,7 @@ WITH jobs AS (
            count(DISTINCT r.chunk_id) AS served_chunks
     FROM v_requests r
     WHERE r.served_at IS NOT NULL
+      AND NOT r.abandoned
       AND r.requested_at >= coalesce($1::timestamptz, '-infinity')
       AND r.requested_at < coalesce($2::timestamptz, 'infinity')
     GROUP BY 1, 2, 3

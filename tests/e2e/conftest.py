@@ -50,10 +50,13 @@ async def service_factory(database_url: str, data_dir: Path) -> AsyncIterator[Ca
 
 
 def client_for(svc: Service) -> httpx.AsyncClient:
-    """An HTTP client speaking to the service's ASGI app in-process."""
+    """An HTTP client speaking to the service's ASGI app in-process.
+
+    Its Host is ``localhost``, one of the embedded default ``[http] allowed_hosts``.
+    """
     app = create_app(svc.settings, svc)
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://rewind.test", timeout=120
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=120
     )
 
 

@@ -81,7 +81,7 @@ async def test_reload_changes_policy_mid_run_and_refuses_broken_files(
         parent = await _step(client, memory_id, parent, "w")
 
         path.write_text(_toml(database_url, data_dir, "markov", "max_depth = 3"))
-        r = await client.post("/api/admin/config/reload")
+        r = await client.post("/api/admin/config/reload", json={})
         assert r.status_code == 200, r.text
         assert r.json()["applied"] is True and r.json()["restart_required"] == []
         config = (await client.get("/api/admin/config")).json()
@@ -102,24 +102,24 @@ async def test_reload_changes_policy_mid_run_and_refuses_broken_files(
 
         # A broken file is refused with every error named; the running config stays.
         path.write_text(_toml(database_url, data_dir, "markov", "speculative_share = 7\nbogus = 1"))
-        r = await client.post("/api/admin/config/reload")
+        r = await client.post("/api/admin/config/reload", json={})
         assert r.status_code == 422
         body = r.json()
         assert body["error"] == "invalid_config"
         locs = {e["loc"] for e in body["errors"]}
         assert {"speculation.speculative_share", "speculation.bogus"} <= locs
         path.write_text(_toml(database_url, data_dir, "no-such-policy"))
-        r = await client.post("/api/admin/config/reload")
+        r = await client.post("/api/admin/config/reload", json={})
         assert r.status_code == 422 and "no-such-policy" in r.json()["detail"]
         path.write_text("[speculation\npolicy = ")
-        r = await client.post("/api/admin/config/reload")
+        r = await client.post("/api/admin/config/reload", json={})
         assert r.status_code == 422 and "TOML" in r.json()["detail"]
         assert (await client.get("/api/admin/config")).json()["speculation"]["policy"] == "markov"
 
         # What cannot change live is reported and kept.
         text = _toml(database_url, data_dir, "uniform").replace("frames = 33", "frames = 61")
         path.write_text(text)
-        r = await client.post("/api/admin/config/reload")
+        r = await client.post("/api/admin/config/reload", json={})
         assert r.status_code == 200
         assert r.json()["restart_required"] == ["generation.frames"]
         config = (await client.get("/api/admin/config")).json()

@@ -43,7 +43,7 @@ async def test_views_match_independent_counts(service_factory: Callable[..., Any
         memory_id, root = created["memory_id"], created["chunk"]["chunk_id"]
         sessions = []
         while {s["arm"] for s in sessions} != {"control", "spec"} or len(sessions) < 4:
-            r = await client.post(f"/api/memories/{memory_id}/sessions")
+            r = await client.post(f"/api/memories/{memory_id}/sessions", json={})
             assert r.status_code == 201, r.text
             sessions.append(r.json())
         for session, path in zip(sessions, PATHS * 3, strict=False):

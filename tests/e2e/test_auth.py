@@ -79,6 +79,8 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     svc = await service_factory(auth=auth_section(jwks))
     async with client_for(svc) as c:
+        # Bodyless POST/PUT must say JSON too (the cross-site guard of issue 12).
+        c.headers["content-type"] = "application/json"
         c.service = svc  # type: ignore[attr-defined]
         yield c
 
