@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "sim_scale.json")
     args = parser.parse_args(argv)
-    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                          "load_avg": os.getloadavg()}}  # fmt: skip
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(),
+               "load_avg": os.getloadavg()}
+    report: dict[str, Any] = {"machine": machine}
     with tempfile.TemporaryDirectory() as tmp:
         traces = {}
         for label, n in (("half", args.sessions // 2), ("full", args.sessions)):

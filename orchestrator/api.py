@@ -94,8 +94,10 @@ async def post_memory(
     """Start a memory from a photo: scene, root chunk (pose w-31) and soundscape (seed)."""
     await svc.gate.usage.fresh(svc.db.pool)
     svc.gate.usage.check_demand(caller)
-    async with client_watch(request, svc.db):
+    async with client_watch(request, svc.db) as watch:
         created = await create_memory(svc, body.image_base64, body.prompt, caller.user_id)
+        if created.served.request_id is not None:
+            watch.note_request(created.served.request_id)
     audio = created.audio
     sign = svc.gate.signer.sign
     mid = created.memory_id
@@ -124,10 +126,12 @@ async def post_chunk(
     """Generate (or serve from cache) the next chunk from the parent's last frame (seed)."""
     await svc.gate.usage.fresh(svc.db.pool)
     svc.gate.usage.check_demand(caller)
-    async with client_watch(request, svc.db):  # a viewer who leaves is counted as abandoned
+    async with client_watch(request, svc.db) as watch:  # a viewer who left: abandoned
         served, session_id = await request_next_chunk(
             svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id, caller
         )
+        if served.outcome != "hit" and served.request_id is not None:
+            watch.note_request(served.request_id)  # its row is durable: it waited
     return ChunkCreated(chunk=await _chunk_out(svc, served, inline, caller), session_id=session_id)
 
 

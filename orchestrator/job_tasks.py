@@ -62,6 +62,7 @@ class JobTasks:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary())  # fmt: skip
         self._closing = False
+        self.resume_calls: dict[str, str] = {}  # chunk id -> remote call to re-attach to
 
     def lock(self, chunk_id: str) -> asyncio.Lock:
         """The lock every write about chunk row ``chunk_id`` is made under."""
@@ -129,6 +130,7 @@ class JobTasks:
         """Run a job the live state started (its slot is already taken there)."""
         job = _active(started.job)
         chunk = started.job.chunk_id
+        job.resume_call_id = self.resume_calls.pop(chunk, None)
         node = self.live.node(started.job.memory_id, chunk)
         index = node.depth if node is not None else 0
         self._active[chunk] = job

@@ -14,6 +14,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import cast
 
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -73,6 +74,9 @@ class ActiveJob:
     cancel_reason: str | None = None
     attempts: int = 0
     initial_kind: JobKind = "demand"
+    # A remote call (Modal FunctionCall id) a previous process started for this chunk: the
+    # first attempt re-attaches to it instead of paying for the generation again.
+    resume_call_id: str | None = None
     # Set once the attempt's gpu_jobs row exists: rows that reference the job wait for it.
     row_written: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -197,8 +201,14 @@ class JobRunner:
             prompt=prompt,
         )
         t0 = time.monotonic()
+        resume = getattr(self.pool, "resume", None)
+        call_id, job.resume_call_id = job.resume_call_id, None
         try:
-            result = await self.pool.generate(request)
+            if call_id is not None and resume is not None:
+                log.info("job_reattached", job_id=str(job.job_id), call_id=call_id)
+                result = cast(GenerationResult, await resume(request, call_id))
+            else:
+                result = await self.pool.generate(request)
         except GenerationError as exc:
             async with self.db.pool.acquire() as conn:
                 await repo.job_ended(

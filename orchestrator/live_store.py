@@ -41,6 +41,7 @@ class PendingChunk:
     chunk_id: uuid.UUID
     memory_id: uuid.UUID
     session_id: uuid.UUID | None
+    call_id: str | None = None  # the remote call an interrupted demand attempt left running
 
 
 async def load_memory(db: Database, live: LiveState, memory_id: uuid.UUID) -> bool:
@@ -97,6 +98,9 @@ async def interrupted_work(db: Database) -> tuple[int, list[PendingChunk]]:
             if r["kind"] == "speculative":
                 await repo.set_chunk_status(conn, r["chunk_id"], "cancelled")
         pending = await repo.pending_chunks(conn)
+    calls = {r["chunk_id"]: r["external_id"] for r in interrupted
+             if r["kind"] == "demand" and r["external_id"]}  # fmt: skip
     return len(interrupted), [
-        PendingChunk(r["id"], r["memory_id"], r["session_id"]) for r in pending
+        PendingChunk(r["id"], r["memory_id"], r["session_id"], calls.get(r["id"]))
+        for r in pending
     ]

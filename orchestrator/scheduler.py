@@ -26,7 +26,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
@@ -35,7 +35,7 @@ from gpu.protocol import GpuPool
 from orchestrator import live_store
 from orchestrator.core.plan import plan
 from orchestrator.core.profile import GenerationProfile
-from orchestrator.core.types import Budget, NodeState, Outcome, SessionView, Timing
+from orchestrator.core.types import Budget, NodeState, SessionView, Timing
 from orchestrator.db import Database
 from orchestrator.events import EventBus
 from orchestrator.experiments import Arm
@@ -44,44 +44,17 @@ from orchestrator.jobs import GenerationFailed, JobRunner
 from orchestrator.live import LiveState, Resolution
 from orchestrator.metrics import Metrics
 from orchestrator.policy_host import PolicyHost
+from orchestrator.scheduler_types import SchedulerConfig, ServedChunk
 from orchestrator.storage import BlobStore
 from orchestrator.writebehind import WriteBehind
+
+__all__ = ["Scheduler", "SchedulerConfig", "ServedChunk"]
 
 log = structlog.get_logger(__name__)
 
 _TICK_S = 1.0  # re-plan at least this often: idle timeouts and the bucket move with time
 _COALESCE_S = 0.01  # wake-ups within this window share one plan
 _OFF_LOOP_SESSIONS = 2000  # plan() in a worker thread above this many sessions (> ~5 ms)
-
-
-@dataclass(frozen=True, slots=True)
-class ServedChunk:
-    """A request's answer: the ready chunk, the outcome, the wait (ms) and the job used."""
-
-    chunk_id: uuid.UUID
-    memory_id: uuid.UUID
-    parent_chunk_id: uuid.UUID | None
-    pose: str
-    action: str | None
-    chunk_index: int
-    outcome: Outcome
-    wait_ms: float
-    job_id: uuid.UUID | None
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerConfig:
-    """The scheduler's knobs: budget, regime estimates, policy and its parameters."""
-
-    budget: Budget
-    arms: tuple[Arm, ...]
-    experiment: str
-    think_s: float
-    expected_gpu_s: float | None
-    cold_start_s: float
-    usd_per_gpu_s: float = 0.0
-    seed: int = 0
-    evict_after_s: float = 3600.0
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
@@ -152,6 +125,8 @@ class Scheduler:
             if await self.ensure_memory(p.memory_id):
                 self.live.resume(str(p.memory_id), str(p.chunk_id),
                                  str(p.session_id) if p.session_id else None, now)  # fmt: skip
+                if p.call_id is not None:
+                    self.jobs.resume_calls[str(p.chunk_id)] = p.call_id
         if interrupted or pending:
             log.info("recovered", interrupted=interrupted, resubmitted=len(pending))
         if planner:
@@ -165,6 +140,9 @@ class Scheduler:
             self._planner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._planner
+        detach = getattr(self.pool, "detach", None)
+        if detach is not None:
+            detach()  # remote calls keep running: the next start re-attaches to them
         await self.jobs.close(timeout_s / 2)
         await self.writer.close(timeout_s / 2)
 
@@ -280,7 +258,8 @@ class Scheduler:
         args = (res, request_id, memory_id, parent_id, pose, action, session_id)
         if res.outcome == "hit":
             self._record_hit(*args)
-            return self._answer(res, memory_id, parent_id, pose, action, 0.0, res.job_id)
+            return self._answer(res, request_id, memory_id, parent_id, pose, action, 0.0,
+                                res.job_id)  # fmt: skip
         waiter = self.jobs.waiter(res.chunk_id)
         job_id = await self._record_wait(*args)
         try:
@@ -293,7 +272,7 @@ class Scheduler:
         if job_id is None:
             made = self.live.producer(str(memory_id), res.chunk_id)
             job_id = made.job_id if made is not None else None
-        return self._answer(res, memory_id, parent_id, pose, action, wait_ms, job_id)
+        return self._answer(res, request_id, memory_id, parent_id, pose, action, wait_ms, job_id)
 
     def _record_hit(
         self, res: Resolution, request_id: uuid.UUID, memory_id: uuid.UUID,
@@ -332,8 +311,9 @@ class Scheduler:
         return job_id
 
     def _answer(
-        self, res: Resolution, memory_id: uuid.UUID, parent_id: uuid.UUID | None, pose: str,
-        action: str | None, wait_ms: float, job_id: str | None,
+        self, res: Resolution, request_id: uuid.UUID, memory_id: uuid.UUID,
+        parent_id: uuid.UUID | None, pose: str, action: str | None, wait_ms: float,
+        job_id: str | None,
     ) -> ServedChunk:  # fmt: skip
         labels = {"policy": res.policy or "", "arm": res.arm or ""}
         self.metrics.requests.labels(outcome=res.outcome, **labels).inc()
@@ -344,7 +324,7 @@ class Scheduler:
         return ServedChunk(
             uuid.UUID(res.chunk_id), memory_id, parent_id, pose,
             node.action if node is not None else action, res.chunk_index, res.outcome, wait_ms,
-            _uuid(job_id),
+            _uuid(job_id), request_id,
         )  # fmt: skip
 
     # ---- planning ----------------------------------------------------------------------------

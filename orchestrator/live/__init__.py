@@ -5,6 +5,7 @@ plain values of ``records``. No asyncio, no database, no clock (DESIGN.md layers
 scheduler shell -> live state -> core <- policies; simulator -> live state).
 """
 
+from orchestrator.live.planning import LiveSession
 from orchestrator.live.proposals import ProposalCache, Proposer, SinglePolicy
 from orchestrator.live.records import (
     CancelledJob,
@@ -18,7 +19,7 @@ from orchestrator.live.records import (
     StartedJob,
     UnknownMemory,
 )
-from orchestrator.live.state import LiveSession, LiveState
+from orchestrator.live.state import LiveState
 from orchestrator.live.tree import KnownNode, KnownTree
 
 __all__ = [

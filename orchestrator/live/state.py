@@ -25,12 +25,8 @@ plan; every waiting request is answered exactly once by a ``job_ended``; the buc
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from orchestrator.core.budget import refund
-from orchestrator.core.frontier import expected_gpu_s
-from orchestrator.core.plan import plan
-from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.core.tree import Key
 from orchestrator.core.types import (
     ActionObserved,
@@ -39,51 +35,26 @@ from orchestrator.core.types import (
     DemandRequest,
     JobKind,
     NodeState,
-    Plan,
-    PlanInput,
-    PolicyContext,
-    Proposal,
     SessionView,
     Timing,
 )
-from orchestrator.live.proposals import ProposalCache, Proposer, children_signature
+from orchestrator.live.planning import LiveSession, Planner, _Memory
+from orchestrator.live.proposals import ProposalCache, Proposer
 from orchestrator.live.records import (
-    CancelledJob,
     Claim,
     Ended,
     LiveJob,
     ParentNotReady,
     Producer,
     Resolution,
-    Scheduled,
-    StartedJob,
     UnknownMemory,
 )
-from orchestrator.live.tree import KnownNode, KnownTree, core_nodes
+from orchestrator.live.tree import KnownNode, KnownTree
 
 _EWMA = 0.3  # weight of the newest observed generation time in the learned G
 
 
-@dataclass(slots=True)
-class LiveSession:
-    """One live viewer: the core's view, its arm, requests it waits on, and whether it left."""
-
-    view: SessionView
-    arm: str
-    waiting: int = 0
-    ended: bool = False
-
-
-@dataclass(slots=True)
-class _Memory:
-    tree: KnownTree
-    sessions: set[str] = field(default_factory=set)
-    producers: dict[str, Producer] = field(default_factory=dict)  # ready chunk id -> its job
-    epoch: int = 0  # bumped by every action observed on it and every session joining / leaving
-    history_cache: tuple[int, tuple[tuple[str, ...], ...]] | None = None
-
-
-class LiveState:
+class LiveState(Planner):
     """The orchestrator's in-memory state machine (see the module docstring).
 
     Args:
@@ -348,173 +319,6 @@ class LiveState:
             parent_id=node.parent_id, pose=node.pose, action=node.action,
             session_id=session_id, requested_at=now,
         )  # fmt: skip
-
-    # ---- planning ----------------------------------------------------------------------------
-
-    def needs_plan(self, now: float) -> bool:
-        """Whether a plan now could decide anything the last one did not.
-
-        True after any change a plan reads (requests, sessions, job ends, configuration), when
-        an active session goes idle (its speculation is cancelled), or when the bucket has
-        refilled the price of one more job after a plan it limited. Time alone never makes a
-        rejected candidate worth starting: its expected saving only shrinks as its need time
-        approaches (``frontier.benefit_s``), so every other plan would be a repeat.
-        """
-        if self._dirty or now >= self._next_idle_at or now >= self._bucket_at:
-            return True
-        self.plans_skipped += 1
-        return False
-
-    def schedule(self, now: float) -> Scheduled:
-        """Plan and apply: ``apply(plan(prepare(now)), now)``."""
-        return self.apply(plan(self.prepare(now)), now)
-
-    def prepare(self, now: float) -> PlanInput:
-        """The core's input: live sessions, running jobs, demands, and only the nodes a plan can
-        read (cursor subtrees of sessions with proposals, to ``max_depth``; each job's chunk and
-        its ancestors to ``max_depth``; each demand's parent and the parent's children).
-
-        Evicts ended sessions and cold memories first.
-        """
-        self._evict(now)
-        budget = self.budget
-        self._next_idle_at = min(
-            (t for s in self._sessions.values()
-             if now <= (t := s.view.last_active_at + budget.idle_timeout_s)),
-            default=float("inf"),
-        )  # fmt: skip
-        picked: list[KnownNode] = []
-        proposals: list[Proposal] = []
-        for s in self._sessions.values():
-            proposals.extend(self._propose(s, now, picked))
-        for job in self._running.values():
-            picked.extend(self._memories[job.memory_id].tree.ancestors(job.chunk_id,
-                                                                       budget.max_depth))
-        for d in self._demands.values():
-            tree = self._memories[d.memory_id].tree
-            if d.parent_id is not None:
-                picked.extend(tree.subtree(d.parent_id, 1))
-            else:
-                picked.extend(n for n in tree if n.parent_id is None)
-        return PlanInput(
-            now=now, nodes=core_nodes(picked),
-            sessions=tuple(s.view for s in self._sessions.values()),
-            jobs=tuple(j.as_core() for j in self._running.values()),
-            demands=tuple(self._demands.values()), proposals=tuple(proposals),
-            budget=budget, bucket=self.bucket, timing=self.timing, frames=self.frames,
-        )  # fmt: skip
-
-    def _propose(
-        self, s: LiveSession, now: float, picked: list[KnownNode]
-    ) -> tuple[Proposal, ...]:
-        v, budget = s.view, self.budget
-        if now - v.last_active_at > budget.idle_timeout_s or v.policy == "none":
-            return ()
-        if not self.speculation_allowed(v.session_id):
-            return ()  # P of its speculation drops to 0: the core cancels what it runs
-        mem = self._memories[v.memory_id]
-        where = (v.cursor_chunk_id, mem.tree.version, budget.max_depth)
-        cached = self._subtrees.get(v.session_id)
-        if cached is None or cached[0] != where:
-            cursor = mem.tree.get(v.cursor_chunk_id)
-            if cursor is None or cursor.state != "ready":
-                return ()  # nothing can start below a chunk that is not ready
-            children: dict[str, NodeState] = {
-                c.action: c.state for c in mem.tree.children(cursor.chunk_id)
-                if c.action is not None and c.state != "pending"
-            }  # fmt: skip
-            sub = tuple(mem.tree.subtree(cursor.chunk_id, budget.max_depth))
-            cached = self._subtrees[v.session_id] = (where, sub, children)
-        picked.extend(cached[1])
-        kids = cached[2]
-
-        def context() -> PolicyContext:
-            return PolicyContext(
-                session=v, memory_history=self._memory_history(mem), children=kids,
-                actions=ACTION_NAMES, max_depth=budget.max_depth, now=now, seed=self.seed,
-            )  # fmt: skip
-
-        signature = (v.cursor_chunk_id, len(v.history), s.arm, children_signature(kids),
-                     mem.epoch, self.host_epoch, budget.max_depth)  # fmt: skip
-        return self.proposals.get(self.proposer, s.arm, v.session_id, context, signature)
-
-    def _memory_history(self, mem: _Memory) -> tuple[tuple[str, ...], ...]:
-        cached = mem.history_cache
-        if cached is None or cached[0] != mem.epoch:
-            histories = tuple(self._sessions[sid].view.history for sid in sorted(mem.sessions))
-            mem.history_cache = cached = (mem.epoch, histories)
-        return cached[1]
-
-    def apply(self, decision: Plan, now: float) -> Scheduled:
-        """Carry ``decision`` into the state: cancelled jobs leave their slots, started jobs take
-        theirs (new chunk ids minted for new keys). Actions the state has moved past are dropped
-        (``Scheduled.stale``) and a dropped start's charge goes back to the bucket."""
-        self.bucket, stale = decision.bucket, 0
-        cancels: list[CancelledJob] = []
-        for c in decision.cancels:
-            job = self._running.get(self._job_chunk.get(c.job_id, ""))
-            if job is None or job.kind != "speculative":
-                stale += 1
-                continue
-            self._release(job, "failed", now)
-            cancels.append(CancelledJob(job.job_id, job.chunk_id, job.memory_id, c.reason))
-        starts: list[StartedJob] = []
-        for st in decision.starts:
-            started = self._start(st.kind, st.memory_id, st.parent_id, st.pose, st.action,
-                                  st.request_id, st.session_id, st.probability, st.depth,
-                                  st.expected_gpu_s, now)  # fmt: skip
-            if started is None:
-                stale += 1
-                if st.kind == "speculative":
-                    self.bucket = refund(self.bucket, self.budget, st.expected_gpu_s)
-                continue
-            starts.append(StartedJob(started[0], started[1], st.reason))
-        self._dirty = stale > 0
-        rate, price = self.budget.rate_gpu_s_per_s, expected_gpu_s(self.timing)
-        short = rate > 0 and self.bucket.tokens < price <= self.budget.burst_gpu_s
-        self._bucket_at = now + (price - self.bucket.tokens) / rate if short else float("inf")
-        return Scheduled(tuple(starts), tuple(cancels), decision, stale)
-
-    def _start(
-        self, kind: JobKind, memory_id: str, parent_id: str | None, pose: str,
-        action: str | None, request_id: str | None, session_id: str | None, probability: float,
-        depth: int, expected_gpu_s: float, now: float,
-    ) -> tuple[LiveJob, Claim] | None:  # fmt: skip
-        mem = self._memories.get(memory_id)
-        if mem is None:
-            return None
-        claim: Claim = "none"
-        if kind == "demand":
-            chunk = request_id.partition("/")[2] if request_id is not None else ""
-            if self._demands.get(chunk) is None or self._demands[chunk].request_id != request_id:
-                return None
-            del self._demands[chunk]
-            node = mem.tree.get(chunk)
-            if node is None or node.state != "pending":
-                return None
-        else:
-            parent = mem.tree.get(parent_id)
-            if parent_id is not None and (parent is None or parent.state != "ready"):
-                return None
-            key = (memory_id, parent_id, pose)
-            node = mem.tree.by_key(key)
-            if node is not None and node.state != "failed":
-                return None  # ready, running or demanded meanwhile
-            claim = "reclaim" if node is not None else "insert"
-            if node is None:
-                depth_ = parent.depth + 1 if parent is not None else 0
-                node = mem.tree.put(KnownNode(self.new_chunk_id(key), memory_id, parent_id, pose,
-                                              action, "failed", depth_))  # fmt: skip
-        mem.tree.set_state(node.chunk_id, "running", now)
-        s = self._sessions.get(session_id) if session_id is not None else None
-        job = LiveJob(
-            self.new_job_id(), node.chunk_id, memory_id, node.parent_id, node.pose, node.action,
-            kind, kind, session_id, probability, depth, expected_gpu_s, now,
-            s.view.policy if s else None, s.arm if s else None,
-        )  # fmt: skip
-        self._running[node.chunk_id] = job
-        self._job_chunk[job.job_id] = node.chunk_id
-        return job, claim
 
     # ---- outcomes ----------------------------------------------------------------------------
 

@@ -2,4 +2,4 @@
 UPDATE gpu_jobs
 SET status = 'interrupted', finished_at = now(), error = $1
 WHERE status IN ('queued', 'running')
-RETURNING id, chunk_id, kind
+RETURNING id, chunk_id, kind, external_id
