@@ -17,7 +17,11 @@ uvicorn call, the same request/response models, no work. Then, side by side in t
 - latency, open loop at the 500-viewer rate: ``hey`` at ~75 req/s offered for ``--hey-seconds``.
   hey sends one body per process, so ``--hey-procs`` processes run at once, each with its own
   session id, ``-c 50/procs -q 1.5`` each (1.5 req/s per worker: 50 x 1.5 = 75 req/s in all);
-  per-request times come from ``-o csv`` and are merged for p50/p99.
+  per-request times come from ``-o csv`` and are merged for p50/p99. Caveat: hey's ``-q`` is a
+  ticker per worker and all workers start together, so the 75 req/s arrive as bursts of up to
+  50 simultaneous requests every 0.67 s, not as a Poisson stream: p50/p99 here are about the
+  time to drain a 50-request burst (roughly burst position x CPU per request), an upper bound
+  on what smooth arrivals at the same rate would see.
 - a third wrk target, ``bare+mw``: the bare app plus a copy of the service's
   ``@app.middleware("http")`` request-context layer, to show what that layer alone costs.
 

@@ -20,8 +20,7 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 from orchestrator import repo
 from orchestrator.core.types import JobKind
 from orchestrator.db import Database
-from orchestrator.db_supervisor import is_database_error
-from orchestrator.errors import DatabaseUnavailable
+from orchestrator.db_supervisor import AMBIGUOUS, is_database_error
 from orchestrator.events import EventBus
 from orchestrator.jobs import ActiveJob, GenerationFailed, JobRunner
 from orchestrator.live import CancelledJob, Claim, Ended, LiveJob, LiveState, Resolution, StartedJob
@@ -175,7 +174,7 @@ class JobTasks:
             failure = GenerationFailed(str(job.job_id), chunk, "cancelled")
         except Exception as exc:
             log.warning("job_failed", job_id=str(job.job_id), error=str(exc))
-            failure = self._failure(exc, str(job.job_id), chunk)
+            failure = await self._failure(exc, str(job.job_id), chunk)
         ended = self.live.job_ended(
             live_job.job_id, chunk, live_job.memory_id, ok=ok, now=self.clock(), gpu_s=gpu_s,
             made_by=str(job.job_id),
@@ -194,16 +193,16 @@ class JobTasks:
         else:
             await self._persist(self._persist_failure, job, str(failure))
 
-    def _failure(self, exc: Exception, job_id: str, chunk: str) -> Exception:
+    async def _failure(self, exc: Exception, job_id: str, chunk: str) -> Exception:
         """What waiters get: 503 ``database_unavailable`` (Retry-After) when the database broke
-        the job, else 502 ``generation_failed`` naming the attempt."""
+        the job, else 502 ``generation_failed`` naming the attempt. An error that may also come
+        from storage (an ``OSError``) counts as the database's only if a fresh probe fails."""
         cause = exc.__cause__ if isinstance(exc, GenerationFailed) else exc
-        if cause is not None and is_database_error(cause):
-            supervisor = self.db.supervisor
-            if supervisor is not None:
+        supervisor = self.db.supervisor
+        if cause is not None and is_database_error(cause) and supervisor is not None:
+            if not isinstance(cause, AMBIGUOUS) or not await supervisor.probe():
                 supervisor.notice_failure(cause)
                 return supervisor.unavailable()
-            return DatabaseUnavailable(1)
         if isinstance(exc, GenerationFailed):
             return exc
         return GenerationFailed(job_id, chunk, f"{type(exc).__name__}: {exc}")
