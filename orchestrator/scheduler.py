@@ -53,8 +53,8 @@ __all__ = ["Scheduler", "SchedulerConfig", "ServedChunk"]
 log = structlog.get_logger(__name__)
 
 _TICK_S = 1.0  # re-plan at least this often: idle timeouts and the bucket move with time
-_COALESCE_S = 0.01  # wake-ups within this window share one plan
-_OFF_LOOP_SESSIONS = 2000  # plan() in a worker thread above this many sessions (> ~5 ms)
+_COALESCE_S = 0.05  # wake-ups within this window share one plan (small against any G)
+_OFF_LOOP_SESSIONS = 300  # plan() in a worker thread above this many sessions (> ~5 ms)
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
