@@ -52,16 +52,19 @@ def _free_port() -> int:
 
 
 class Server:
-    """A ``rewind serve`` subprocess; its output goes to ``log`` (shown when a test fails)."""
+    """A ``rewind serve`` subprocess; its output goes to ``log`` (shown when a test fails).
 
-    def __init__(self, database_url: str, data_dir: Path, log: Path) -> None:
+    It runs as a user runs it: in ``folder`` as the working directory, on the default relative
+    data folder ``.rewind/`` (so blobs live under ``folder/.rewind/blobs``).
+    """
+
+    def __init__(self, database_url: str, folder: Path, log: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
-            "REWIND_SERVER__DATA_DIR": str(data_dir),
             "REWIND_GENERATION__FRAMES": str(FRAMES),
             "REWIND_GENERATION__WIDTH": str(WIDTH),
             "REWIND_GENERATION__HEIGHT": str(HEIGHT),
@@ -73,11 +76,13 @@ class Server:
             "REWIND_LOG__LEVEL": "warning",
         }
         env.pop("REWIND_CONFIG", None)
+        env.pop("REWIND_SERVER__DATA_DIR", None)
+        self.data_dir = folder / ".rewind"
         self._out = log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "serve", "--port", str(self.port)],
             env=env,
-            cwd=ROOT,
+            cwd=folder,
             stdout=self._out,
             stderr=subprocess.STDOUT,
         )
@@ -111,7 +116,7 @@ class Server:
 
 @pytest.fixture
 def server(database_url: str, data_dir: Path, tmp_path: Path) -> Iterator[Server]:
-    """The service on the test's database, stopped (SIGINT) after the test."""
+    """The service on the test's database and default data folder, stopped after the test."""
     srv = Server(database_url, data_dir, tmp_path / "serve.log")
     try:
         yield srv
