@@ -24,7 +24,7 @@ from orchestrator.core.profile import GenerationProfile
 from orchestrator.core.types import JobKind
 from orchestrator.db import Database
 from orchestrator.errors import ApiError
-from orchestrator.queries import Conn
+from orchestrator.queries import Conn, query
 from orchestrator.storage import BlobStore, frame_key, original_key, video_key
 
 log = structlog.get_logger(__name__)
@@ -108,6 +108,23 @@ class JobRunner:
             return await self.store.get("originals", original_key(str(memory_id)))
         return await self.store.get("frames", frame_key(str(memory_id), str(parent_id)))
 
+    async def world_inputs(
+        self, job: ActiveJob, image: bytes
+    ) -> tuple[bytes | None, tuple[str, ...]]:
+        """The memory's photo and the ancestors' poses (root first), for a pool that renders
+        every chunk from the photo (``renders_from_origin``, the local one); else ``(None, ())``.
+
+        ``image`` is the chunk's input frame (for a root chunk: the photo itself).
+        """
+        if not getattr(self.pool, "renders_from_origin", False):
+            return None, ()
+        if job.parent_id is None:
+            return image, ()
+        origin = await self.store.get("originals", original_key(str(job.memory_id)))
+        async with self.db.pool.acquire() as conn:
+            rows = await conn.fetch(query("chunk_ancestor_poses"), job.parent_id)
+        return origin, tuple(str(r["pose"]) for r in rows)
+
     async def run(self, job: ActiveJob) -> tuple[GenerationResult, float]:
         """Generate and store ``job``'s chunk; return the result and wall seconds it took.
 
@@ -116,6 +133,7 @@ class JobRunner:
             asyncio.CancelledError: cancelled; the caller records the cancellation.
         """
         image = await self.input_frame(job.memory_id, job.parent_id)
+        origin, history = await self.world_inputs(job, image)
         tries = 1 + (self.demand_retries if job.kind == "demand" else 0)
         started = time.monotonic()
         last_error = "no attempt ran"
@@ -137,7 +155,7 @@ class JobRunner:
                         finally:
                             job.row_written.set()
                     job.attempts += 1
-                    result = await self._attempt(job, image)
+                    result = await self._attempt(job, image, origin, history)
         except GenerationError as exc:
             last_error = str(exc)
             raise GenerationFailed(str(job.job_id), str(job.chunk_id), last_error) from exc
@@ -159,7 +177,13 @@ class JobRunner:
             arm=job.arm,
         )
 
-    async def _attempt(self, job: ActiveJob, image: bytes) -> GenerationResult:
+    async def _attempt(
+        self,
+        job: ActiveJob,
+        image: bytes,
+        origin: bytes | None = None,
+        history: tuple[str, ...] = (),
+    ) -> GenerationResult:
         async with self.db.pool.acquire() as conn:
             await repo.start_job(conn, job.job_id)
         p = self.profile
@@ -175,6 +199,8 @@ class JobRunner:
             seed=p.seed,
             model=p.model,
             prompt=p.prompt,
+            origin_png=origin,
+            history=history,
         )
         t0 = time.monotonic()
         try:
