@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from orchestrator import repo
+from orchestrator.access_log import note
 from orchestrator.errors import NotFound
 from orchestrator.memories import b64, create_memory, request_next_chunk
 from orchestrator.scene import AnchorPoint, SceneInfo
@@ -75,6 +76,7 @@ def _scene(row: repo.Row) -> SceneInfo | None:
 async def post_memory(body: CreateMemory, svc: Svc, inline: Inline = True) -> MemoryCreated:
     """Start a memory from a photo: scene, root chunk (pose w-31) and soundscape (seed)."""
     created = await create_memory(svc, body.image_base64, body.prompt)
+    note(outcome="root", memory_id=str(created.memory_id), wait_ms=round(created.served.wait_ms))
     audio = created.audio
     return MemoryCreated(
         memory_id=created.memory_id,
@@ -97,6 +99,7 @@ async def post_chunk(
     served, session_id = await request_next_chunk(
         svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id
     )
+    note(outcome=served.outcome, chunk_id=str(served.chunk["id"]), wait_ms=round(served.wait_ms))
     return ChunkCreated(chunk=await _chunk_out(svc, served, inline), session_id=session_id)
 
 

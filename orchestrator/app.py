@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.access_log import AccessLog
 from orchestrator.api import router
 from orchestrator.api_admin import router as admin_router
 from orchestrator.api_events import router as events_router
@@ -67,11 +67,6 @@ def create_app(
     async def request_context(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            request_id=request_id, method=request.method, path=request.url.path
-        )
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body:
             err = ApiError(
@@ -83,9 +78,10 @@ def create_app(
             response: Response = JSONResponse(err.to_json(), status_code=413)
         else:
             response = await call_next(request)
-        response.headers["x-request-id"] = request_id
-        log.info("request", status=response.status_code)
         return response
+
+    # Outermost: request ids, one access line per request with its duration (access_log.py).
+    app.add_middleware(AccessLog)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

