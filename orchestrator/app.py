@@ -17,11 +17,13 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.access_log import AccessLog
 from orchestrator.api import router
 from orchestrator.api_admin import router as admin_router
+from orchestrator.api_docs import install_openapi
 from orchestrator.api_events import router as events_router
 from orchestrator.api_web import router as web_router
 from orchestrator.config import Settings
@@ -54,7 +56,15 @@ def create_app(
             if owned:
                 await svc.close()
 
-    app = FastAPI(title="Rewind orchestrator", version="0.1.0", lifespan=lifespan)
+    # FastAPIOffline: /docs and /redoc with Swagger UI and ReDoc served from the package, no CDN.
+    app = FastAPIOffline(
+        title="Rewind orchestrator",
+        version=_version(),
+        description="Speculative branch-prefetching orchestrator: a photo in, a walkable video "
+        "world out, one chunk at a time. Errors are JSON `{error, detail, field}`.",
+        lifespan=lifespan,
+    )
+    install_openapi(app)
     if service is not None:
         app.state.service = service
     app.include_router(router)
@@ -112,6 +122,15 @@ def create_app(
         )
 
     return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rewind-orchestrator")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
 
 
 def _install_sighup(svc: Service) -> None:

@@ -87,10 +87,15 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"rewind serve: {exc}", err=True)
         raise typer.Exit(2) from None
+    # What /api/admin/config reports is where the server really listens (--host/--port win).
+    listen = settings.server.model_copy(
+        update={"host": host or settings.server.host, "port": port or settings.server.port}
+    )
+    settings = settings.model_copy(update={"server": listen})
     uvicorn.run(
         create_app(settings, config_path=config),
-        host=host or settings.server.host,
-        port=port or settings.server.port,
+        host=listen.host,
+        port=listen.port,
         log_config=None,
         access_log=False,  # orchestrator.access_log writes one JSON line per request instead
     )
