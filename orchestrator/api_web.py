@@ -27,6 +27,7 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 
 _STATIC: dict[str, str] = {
     "player.js": "text/javascript; charset=utf-8",
+    "playback.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
