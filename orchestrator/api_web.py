@@ -29,6 +29,7 @@ _STATIC: dict[str, str] = {
     "player.js": "text/javascript; charset=utf-8",
     "playback.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
+    "timeseries.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 # Revalidate every time (FileResponse sends an ETag), so a new release is never half-cached.

@@ -26,6 +26,7 @@ from orchestrator.api_admin import router as admin_router
 from orchestrator.api_docs import install_openapi
 from orchestrator.api_events import router as events_router
 from orchestrator.api_sessions import router as sessions_router
+from orchestrator.api_timeseries import router as timeseries_router
 from orchestrator.api_web import router as web_router
 from orchestrator.config import Settings
 from orchestrator.errors import ApiError
@@ -71,6 +72,7 @@ def create_app(
     app.include_router(router)
     app.include_router(events_router)
     app.include_router(sessions_router)
+    app.include_router(timeseries_router)
     app.include_router(admin_router)
     app.include_router(web_router)
     max_body = settings.limits.max_image_bytes * 4 // 3 + _BODY_SLACK
