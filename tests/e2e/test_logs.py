@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,20 @@ def _lines(text: str) -> list[dict[str, Any]]:
     return out
 
 
-def test_serve_logs_json_only_with_one_access_line_per_request(tmp_path: Path) -> None:
+@pytest.fixture
+def user_folder() -> Iterator[Path]:
+    """A folder outside pytest's basetemp: that one is root-only (0700), and the embedded
+    PostgreSQL (which runs as its own user when started by root) could not reach a data folder
+    under it; a user's home folder is reachable."""
+    folder = Path(tempfile.mkdtemp(prefix="rewind-test-logs-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_serve_logs_json_only_with_one_access_line_per_request(user_folder: Path) -> None:
+    tmp_path = user_folder
     env = {"REWIND_LOG__LEVEL": "info", "REWIND_SPECULATION__THINK_S": "0.3"}
     server = Server(None, tmp_path, tmp_path / "serve.log", extra_env=env)
     try:
