@@ -133,7 +133,6 @@ class JobRunner:
             asyncio.CancelledError: cancelled; the caller records the cancellation.
         """
         image = await self.input_frame(job.memory_id, job.parent_id)
-        origin, history = await self.world_inputs(job, image)
         tries = 1 + (self.demand_retries if job.kind == "demand" else 0)
         started = time.monotonic()
         last_error = "no attempt ran"
@@ -155,7 +154,7 @@ class JobRunner:
                         finally:
                             job.row_written.set()
                     job.attempts += 1
-                    result = await self._attempt(job, image, origin, history)
+                    result = await self._attempt(job, image)
         except GenerationError as exc:
             last_error = str(exc)
             raise GenerationFailed(str(job.job_id), str(job.chunk_id), last_error) from exc
@@ -177,15 +176,12 @@ class JobRunner:
             arm=job.arm,
         )
 
-    async def _attempt(
-        self,
-        job: ActiveJob,
-        image: bytes,
-        origin: bytes | None = None,
-        history: tuple[str, ...] = (),
-    ) -> GenerationResult:
+    async def _attempt(self, job: ActiveJob, image: bytes) -> GenerationResult:
         async with self.db.pool.acquire() as conn:
             await repo.start_job(conn, job.job_id)
+        # After the row says running, as before the world renderer's inputs existed: a cancel
+        # arriving meanwhile finds the same state it always did.
+        origin, history = await self.world_inputs(job, image)
         p = self.profile
         request = GenerationRequest(
             job_id=str(job.job_id),
