@@ -109,20 +109,20 @@ class JobRunner:
         return await self.store.get("frames", frame_key(str(memory_id), str(parent_id)))
 
     async def world_inputs(
-        self, job: ActiveJob, image: bytes
+        self, job: ActiveJob, image: bytes, conn: Conn
     ) -> tuple[bytes | None, tuple[str, ...]]:
         """The memory's photo and the ancestors' poses (root first), for a pool that renders
         every chunk from the photo (``renders_from_origin``, the local one); else ``(None, ())``.
 
-        ``image`` is the chunk's input frame (for a root chunk: the photo itself).
+        ``image`` is the chunk's input frame (for a root chunk: the photo itself); ``conn`` is
+        the connection the attempt already holds.
         """
         if not getattr(self.pool, "renders_from_origin", False):
             return None, ()
         if job.parent_id is None:
             return image, ()
+        rows = await conn.fetch(query("chunk_ancestor_poses"), job.parent_id)
         origin = await self.store.get("originals", original_key(str(job.memory_id)))
-        async with self.db.pool.acquire() as conn:
-            rows = await conn.fetch(query("chunk_ancestor_poses"), job.parent_id)
         return origin, tuple(str(r["pose"]) for r in rows)
 
     async def run(self, job: ActiveJob) -> tuple[GenerationResult, float]:
@@ -179,9 +179,8 @@ class JobRunner:
     async def _attempt(self, job: ActiveJob, image: bytes) -> GenerationResult:
         async with self.db.pool.acquire() as conn:
             await repo.start_job(conn, job.job_id)
-        # After the row says running, as before the world renderer's inputs existed: a cancel
-        # arriving meanwhile finds the same state it always did.
-        origin, history = await self.world_inputs(job, image)
+            # On the same connection, after the row says running: no second wait for the pool.
+            origin, history = await self.world_inputs(job, image, conn)
         p = self.profile
         request = GenerationRequest(
             job_id=str(job.job_id),
