@@ -26,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from gpu.protocol import GenerationError, GenerationRequest, GenerationResult
 from gpu.render import RenderOutput, render_chunk
+from gpu.world import render_world_chunk
 
 
 class RenderRejected(Exception):
@@ -37,10 +38,21 @@ class RenderRejected(Exception):
 
 
 def _render_in_worker(
-    image_png: bytes, pose: str, frames: int, width: int, height: int, fps: int
+    image_png: bytes,
+    pose: str,
+    frames: int,
+    width: int,
+    height: int,
+    fps: int,
+    origin_png: bytes | None = None,
+    history: tuple[str, ...] = (),
 ) -> RenderOutput:
-    """``render_chunk`` with input errors turned into a picklable ``RenderRejected``."""
+    """The chunk from the memory's photo along the walked path when ``origin_png`` is given
+    (``gpu.world``: sharp however far one walks), else from ``image_png`` alone
+    (``gpu.render``); input errors become a picklable ``RenderRejected``."""
     try:
+        if origin_png is not None:
+            return render_world_chunk(origin_png, history, pose, frames, width, height, fps)
         return render_chunk(image_png, pose, frames, width, height, fps)
     except ValueError as exc:  # PoseError is a ValueError
         raise RenderRejected(f"{type(exc).__name__}: {exc}") from None
@@ -66,6 +78,8 @@ class LocalGpuPool:
     """
 
     name = "local"
+    renders_from_origin = True
+    """Every chunk is rendered from the memory's photo (``GenerationRequest.origin_png``)."""
 
     def __init__(self, slots: int = 2, delay_s: float = 0.0, workers: int | None = None) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
@@ -167,6 +181,8 @@ class LocalGpuPool:
                 request.width,
                 request.height,
                 request.fps,
+                request.origin_png,
+                request.history,
             )
         except RenderRejected as exc:
             raise GenerationError(f"job {request.job_id}: {exc}", transient=False) from None

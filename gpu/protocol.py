@@ -35,6 +35,11 @@ class GenerationRequest:
         seed: generator seed.
         model: model variant.
         prompt: text prompt ("" when none).
+        origin_png: the memory's photo, for backends that render every chunk from it (the local
+            renderer, ``gpu.world``); None: render from ``image_png`` alone. HY-WorldPlay
+            conditions on ``image_png`` and ignores it.
+        history: poses of the chunk's ancestors, root first (empty for a root chunk): where the
+            camera already is, for backends that use ``origin_png``.
     """
 
     job_id: str
@@ -48,6 +53,8 @@ class GenerationRequest:
     seed: int = 0
     model: str = "local-cpu"
     prompt: str = ""
+    origin_png: bytes | None = None
+    history: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,10 +298,27 @@ def render_chunk(
     parsed = parse_pose(pose, frames)
     t0 = time.perf_counter()
     fitted = fit_image(image_png, width, height)
-    render_s = time.perf_counter() - t0
+    fit_s = time.perf_counter() - t0
+    return encode_chunk(render_frames(fitted, parsed, frames), frames, width, height, fps, fit_s)
+
+
+def encode_chunk(
+    frame_iter: Iterator[npt.NDArray[np.uint8]],
+    frames: int,
+    width: int,
+    height: int,
+    fps: int,
+    setup_s: float = 0.0,
+) -> RenderOutput:
+    """Encode ``frames`` frames from ``frame_iter`` (``height x width x 3`` uint8) as an MP4.
+
+    ``setup_s`` (seconds spent preparing the frames' source) is added to the ``render`` timing.
+    The last frame's PNG is taken from the rendered pixels, never by decoding the MP4.
+    """
+    render_s = setup_s
     encode_s = 0.0
     store = bytearray()
-    last = fitted
+    last: npt.NDArray[np.uint8] | None = None
     t0 = time.perf_counter()
     # The mp4 muxer re-opens its output to move the moov atom forward (+faststart); io_open hands
     # it a second cursor over the same in-memory buffer instead of a file path.
@@ -322,7 +339,6 @@ def render_chunk(
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = GOP_FRAMES
         encode_s += time.perf_counter() - t0
-        frame_iter = render_frames(fitted, parsed, frames)
         for index in range(frames):
             t0 = time.perf_counter()
             last = next(frame_iter)
@@ -336,6 +352,7 @@ def render_chunk(
         t0 = time.perf_counter()
         container.mux(stream.encode(None))
     encode_s += time.perf_counter() - t0
+    assert last is not None  # frames >= 5 (validate_profile)
     t0 = time.perf_counter()
     png = io.BytesIO()
     Image.fromarray(last).save(png, format="PNG", compress_level=PNG_LEVEL)

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from orchestrator import repo
 from orchestrator.abandon import client_watch
+from orchestrator.access_log import note
 from orchestrator.auth import Principal
 from orchestrator.db_supervisor import is_database_error
 from orchestrator.errors import NotFound
@@ -98,6 +99,7 @@ async def post_memory(
         created = await create_memory(svc, body.image_base64, body.prompt, caller.user_id)
         if created.served.request_id is not None:
             watch.note_request(created.served.request_id)
+    note(outcome="root", memory_id=str(created.memory_id), wait_ms=round(created.served.wait_ms))
     audio = created.audio
     sign = svc.gate.signer.sign
     mid = created.memory_id
@@ -132,6 +134,7 @@ async def post_chunk(
         )
         if served.outcome != "hit" and served.request_id is not None:
             watch.note_request(served.request_id)  # its row is durable: it waited
+    note(outcome=served.outcome, chunk_id=str(served.chunk_id), wait_ms=round(served.wait_ms))
     return ChunkCreated(chunk=await _chunk_out(svc, served, inline, caller), session_id=session_id)
 
 

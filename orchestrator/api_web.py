@@ -29,7 +29,9 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 _STATIC: dict[str, str] = {
     "auth.js": "text/javascript; charset=utf-8",
     "player.js": "text/javascript; charset=utf-8",
+    "playback.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
+    "timeseries.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 # Revalidate every time (FileResponse sends an ETag), so a new release is never half-cached.

@@ -30,8 +30,23 @@ def _add_subcommands() -> None:
     app.command()(simulate)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"rewind {version('rewind-orchestrator')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _quiet_by_default() -> None:
+def _quiet_by_default(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
     """Command-line tools log warnings only, to stderr; ``serve`` reconfigures from settings."""
     configure_logging("warning", json_output=False)
 
@@ -59,8 +74,8 @@ def _settings(config: Path | None) -> Settings:
 @app.command()
 def serve(
     config: ConfigOpt = None,
-    host: Annotated[str | None, typer.Option(help="listen address ([server] host)")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port ([server] port)")] = None,
+    host: Annotated[str | None, typer.Option(help="listen address (\\[server] host)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (\\[server] port)")] = None,
 ) -> None:
     """Run the HTTP API. With no DATABASE_URL it starts an embedded PostgreSQL under .rewind/."""
     from orchestrator.app import create_app
@@ -74,11 +89,17 @@ def serve(
         raise typer.Exit(2) from None
     from orchestrator.http_server import uvicorn_options
 
+    # What /api/admin/config reports is where the server really listens (--host/--port win).
+    listen = settings.server.model_copy(
+        update={"host": host or settings.server.host, "port": port or settings.server.port}
+    )
+    settings = settings.model_copy(update={"server": listen})
     uvicorn.run(
         create_app(settings, config_path=config),
-        host=host or settings.server.host,
-        port=port or settings.server.port,
+        host=listen.host,
+        port=listen.port,
         log_config=None,
+        access_log=False,  # orchestrator.access_log writes one JSON line per request instead
         **uvicorn_options(settings),
     )
 
@@ -144,6 +165,9 @@ def demo(
     overrides: dict[str, dict[str, object]] = {}
     if small:
         overrides["generation"] = {"frames": 33, "width": 320, "height": 180}
+    from rich.console import Console
+
+    console = Console(stderr=True)  # the spinner on stderr; the walk's lines on stdout
     try:
         asyncio.run(
             run_demo(
@@ -156,6 +180,7 @@ def demo(
                 database_url=os.environ.get("DATABASE_URL"),
                 overrides=overrides,
                 watch=watch,
+                status=lambda text: console.status(text),
             )
         )
     finally:

@@ -15,7 +15,10 @@ traces_app = typer.Typer(help="Make traces: synthetic ones, or real traffic from
 
 
 def simulate(
-    trace: Annotated[Path, typer.Option(help="trace file, JSON Lines (DESIGN.md 'Traces')")],
+    trace: Annotated[
+        Path,
+        typer.Option(help="trace file, JSON Lines, one session a line (orchestrator/sim/trace.py)"),
+    ],
     policy: Annotated[
         str, typer.Option(help="comma-separated policies; none and oracle are always added")
     ] = "none,uniform,markov,lookahead,oracle",

@@ -121,7 +121,8 @@ class GenerationConfig(_Section):
     """``[generation]``: the generation profile (everything that changes the pixels).
 
     Defaults from the seed: 125 frames at 24 fps (~5.2 s), 480p (854 x 480), 30 inference steps,
-    root pose ``w-31``.
+    root pose ``w-31``. When ``root_pose`` is not given it follows ``frames``: ``w-<(frames-1)/4>``
+    (``w-8`` for 33 frames), so changing the chunk length alone stays a valid profile.
     """
 
     frames: int = Field(125, ge=5)
@@ -147,6 +148,16 @@ class GenerationConfig(_Section):
         if v % 2:
             raise ValueError("width and height must be even (H.264 yuv420p)")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _root_pose_follows_frames(cls, data: object) -> object:
+        # A pose's steps must sum to (frames-1)/4; a default of w-31 fits 125 frames only.
+        if isinstance(data, dict) and "root_pose" not in data and "frames" in data:
+            frames = data["frames"]
+            if isinstance(frames, int | str) and str(frames).isdigit() and int(frames) > 1:
+                return {**data, "root_pose": f"w-{(int(frames) - 1) // 4}"}
+        return data
 
 
 class GpuConfig(_Section):

@@ -88,7 +88,9 @@ async def open_database(
     if dsn is None:
         embedded = EmbeddedPostgres(data_dir / "pg")
         dsn = await asyncio.to_thread(embedded.start)
-        log.info("embedded_postgres_started", pgdata=str(embedded.pgdata))
+        log.info(
+            "embedded_postgres_started", pgdata=str(embedded.pgdata), log=str(embedded.log_file)
+        )
     try:
         pool = await asyncpg.create_pool(
             dsn,

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import random
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.memories import create_memory, request_next_chunk
 from orchestrator.queries import query
 from orchestrator.service import Service
+from orchestrator.tables import new_table, table_text
 
 SAMPLE_PHOTO = Path(__file__).resolve().parent / "assets" / "astronaut.jpg"
 """NASA portrait of astronaut Eileen Collins (public domain), as shipped by scikit-image."""
@@ -62,12 +65,15 @@ async def run_demo(
     overrides: dict[str, dict[str, Any]],
     watch: bool,
     emit: Callable[[str], None] = print,
+    status: Callable[[str], AbstractContextManager[object]] | None = None,
 ) -> list[DemoStep]:
     """Run the demo walk and return its steps (also emitted as lines via ``emit``).
 
     ``think_s`` is the viewer's thinking time (seconds) after each chunk; with ``watch`` the
-    viewer also watches each chunk for its duration (frames / fps) before thinking.
+    viewer also watches each chunk for its duration (frames / fps) before thinking. ``status``
+    shows what the demo waits for (the CLI passes a rich spinner); by default nothing.
     """
+    waiting = status or (lambda _text: contextlib.nullcontext())
     sections: dict[str, dict[str, Any]] = {
         "server": {"data_dir": data_dir},
         "database": {"url": database_url},
@@ -78,12 +84,14 @@ async def run_demo(
     for name, values in overrides.items():
         sections[name] = {**sections.get(name, {}), **values}
     settings = load_settings(None, use_file=True, **sections)
-    svc = await Service.start(settings)
+    with waiting("starting the service (embedded PostgreSQL on a first run)"):
+        svc = await Service.start(settings)
     steps: list[DemoStep] = []
     speculated: list[str] = []
     try:
         image = base64.b64encode(photo.read_bytes()).decode()
-        created = await create_memory(svc, image, "demo walk")
+        with waiting("rendering the root chunk from the photo"):
+            created = await create_memory(svc, image, "demo walk")
         memory_id, session_id = created.memory_id, created.session_id
         parent = created.served.chunk_id
         emit(
@@ -91,39 +99,65 @@ async def run_demo(
             f"chunk={svc.profile.frames} frames {svc.profile.width}x{svc.profile.height}"
         )
         emit(f"root chunk ready in {created.served.wait_ms / 1000:.1f}s")
-        emit(f"{'step':>4}  {'action':<8} {'outcome':<9} {'wait':>7}  {'GPU-s':>7}  speculated")
         async with svc.events.subscribe(str(memory_id)) as queue:
             for i, action in enumerate(path, start=1):
                 pause = think_s + (svc.profile.duration_s if watch else 0.0)
-                await asyncio.sleep(pause)
+                with waiting(f"step {i}/{len(path)}: the viewer thinks for {pause:.1f} s"):
+                    await asyncio.sleep(pause)
                 while not queue.empty():
                     event = queue.get_nowait()
                     if event["type"] == "speculation_started":
                         speculated.append(f"{event['action'] or event['pose']}@d{event['depth']}")
-                served, _ = await request_next_chunk(
-                    svc, memory_id, parent, None, action, session_id
-                )
+                with waiting(f"step {i}/{len(path)}: {action} requested, waiting for its chunk"):
+                    served, _ = await request_next_chunk(
+                        svc, memory_id, parent, None, action, session_id
+                    )
                 gpu = await _gpu_seconds(svc, memory_id)
                 step = DemoStep(
                     i, action, served.outcome, served.wait_ms / 1000, gpu, tuple(speculated)
                 )
                 steps.append(step)
                 emit(
-                    f"{i:>4}  {action:<8} {served.outcome:<9} {step.wait_s:>6.2f}s  "
-                    f"{gpu:>7.1f}  {', '.join(speculated) or '-'}"
+                    f"step {i}: {action} -> {served.outcome}, waited {step.wait_s:.2f} s, "
+                    f"{gpu:.1f} GPU-s so far; speculated meanwhile: {', '.join(speculated) or '-'}"
                 )
                 speculated.clear()
                 parent = served.chunk_id
-        hits = sum(s.outcome == "hit" for s in steps)
-        inflight = sum(s.outcome == "inflight" for s in steps)
-        mean_wait = sum(s.wait_s for s in steps) / max(1, len(steps))
-        emit(
-            f"summary: {hits} hits, {inflight} in-flight, {len(steps) - hits - inflight} misses; "
-            f"mean wait {mean_wait:.2f}s; GPU-seconds {steps[-1].gpu_s_total if steps else 0:.1f}"
-        )
+        emit(steps_table(steps))
+        emit(summary(steps))
     finally:
         await svc.close()
     return steps
+
+
+def steps_table(steps: list[DemoStep]) -> str:
+    """The walk as a rich table: step, action, outcome, wait (s), GPU-s so far, speculated."""
+    table = new_table(
+        "the walk",
+        ["step", "action", "outcome", "wait (s)", "GPU-s so far", "speculated meanwhile"],
+        numeric_from=3,
+        numeric_to=5,
+    )
+    for s in steps:
+        table.add_row(
+            str(s.step), s.action, s.outcome, f"{s.wait_s:.2f}", f"{s.gpu_s_total:.1f}",
+            ", ".join(s.speculated) or "-",
+        )  # fmt: skip
+    return table_text(table)
+
+
+def summary(steps: list[DemoStep]) -> str:
+    """One line: hit / in-flight / miss counts and shares (%), mean wait (s), GPU-seconds."""
+    n = max(1, len(steps))
+    hits = sum(s.outcome == "hit" for s in steps)
+    inflight = sum(s.outcome == "inflight" for s in steps)
+    misses = len(steps) - hits - inflight
+    mean_wait = sum(s.wait_s for s in steps) / n
+    return (
+        f"summary: {hits} hits ({100 * hits / n:.0f}%), {inflight} in-flight "
+        f"({100 * inflight / n:.0f}%), {misses} misses ({100 * misses / n:.0f}%); "
+        f"mean wait {mean_wait:.2f} s; {steps[-1].gpu_s_total if steps else 0:.1f} GPU-seconds"
+    )
 
 
 async def _gpu_seconds(svc: Service, memory_id: Any) -> float:

@@ -13,7 +13,15 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
+
 Event = dict[str, Any]
+
+log = structlog.get_logger("orchestrator.events")
+
+LOGGED = frozenset({"chunk_served", "chunk_ready", "speculation_started", "speculation_cancelled"})
+"""Event types also written to the service log at info (hit / miss / in-flight is the
+``outcome`` of ``chunk_served``), so the log tells what speculation did without the SSE stream."""
 
 
 class EventBus:
@@ -24,8 +32,13 @@ class EventBus:
         self._subs: dict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
 
     def publish(self, memory_id: str, event_type: str, **data: Any) -> None:
-        """Send ``{"type", "memory_id", "at" (unix seconds), **data}`` to subscribers."""
+        """Send ``{"type", "memory_id", "at" (unix seconds), **data}`` to subscribers.
+
+        Types in ``LOGGED`` are also logged at info, as event ``event_type`` with ``data``.
+        """
         event: Event = {"type": event_type, "memory_id": memory_id, "at": time.time(), **data}
+        if event_type in LOGGED:
+            log.info(event_type, memory_id=memory_id, **data)
         for queue in list(self._subs.get(memory_id, ())):
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):

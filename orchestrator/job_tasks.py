@@ -199,8 +199,9 @@ class JobTasks:
         from storage (an ``OSError``) counts as the database's only if a fresh probe fails."""
         cause = exc.__cause__ if isinstance(exc, GenerationFailed) else exc
         supervisor = self.db.supervisor
-        if cause is not None and is_database_error(cause) and supervisor is not None:
-            if not isinstance(cause, AMBIGUOUS) or not await supervisor.probe():
+        if cause is not None and supervisor is not None and is_database_error(cause):
+            ambiguous = isinstance(cause, AMBIGUOUS)
+            if not ambiguous or not await supervisor.probe():
                 supervisor.notice_failure(cause)
                 return supervisor.unavailable()
         if isinstance(exc, GenerationFailed):

@@ -26,7 +26,7 @@ from orchestrator.core.prompt import FALLBACK_PROMPT, chunk_prompt
 from orchestrator.core.types import JobKind
 from orchestrator.db import Database
 from orchestrator.errors import ApiError
-from orchestrator.queries import Conn
+from orchestrator.queries import Conn, query
 from orchestrator.storage import BlobStore, frame_key, original_key, video_key
 
 log = structlog.get_logger(__name__)
@@ -113,6 +113,23 @@ class JobRunner:
             return await self.store.get("originals", original_key(str(memory_id)))
         return await self.store.get("frames", frame_key(str(memory_id), str(parent_id)))
 
+    async def world_inputs(
+        self, job: ActiveJob, image: bytes, conn: Conn
+    ) -> tuple[bytes | None, tuple[str, ...]]:
+        """The memory's photo and the ancestors' poses (root first), for a pool that renders
+        every chunk from the photo (``renders_from_origin``, the local one); else ``(None, ())``.
+
+        ``image`` is the chunk's input frame (for a root chunk: the photo itself); ``conn`` is
+        the connection the attempt already holds.
+        """
+        if not getattr(self.pool, "renders_from_origin", False):
+            return None, ()
+        if job.parent_id is None:
+            return image, ()
+        rows = await conn.fetch(query("chunk_ancestor_poses"), job.parent_id)
+        origin = await self.store.get("originals", original_key(str(job.memory_id)))
+        return origin, tuple(str(r["pose"]) for r in rows)
+
     async def run(self, job: ActiveJob) -> tuple[GenerationResult, float]:
         """Generate and store ``job``'s chunk; return the result and wall seconds it took.
 
@@ -185,6 +202,8 @@ class JobRunner:
     async def _attempt(self, job: ActiveJob, image: bytes) -> GenerationResult:
         async with self.db.pool.acquire() as conn:
             await repo.start_job(conn, job.job_id)
+            # On the same connection, after the row says running: no second wait for the pool.
+            origin, history = await self.world_inputs(job, image, conn)
         p = self.profile
         prompt = await self.prompt_for(job)
         request = GenerationRequest(
@@ -199,6 +218,8 @@ class JobRunner:
             seed=p.seed,
             model=p.model,
             prompt=prompt,
+            origin_png=origin,
+            history=history,
         )
         t0 = time.monotonic()
         resume = getattr(self.pool, "resume", None)

@@ -183,6 +183,9 @@ async def stitch(
     """
     if not inputs:
         raise ValueError("nothing to stitch")
+    # Absolute paths: ffmpeg resolves a concat list's relative entries against the list's own
+    # folder, not the working directory, so the default relative data folder (.rewind/) broke.
+    inputs = [p.resolve() for p in inputs]
     infos = await asyncio.to_thread(lambda: [probe_video(p) for p in inputs])
     copy = can_stream_copy(infos)
     workdir = out.parent
@@ -196,7 +199,7 @@ async def stitch(
             args += ["-i", str(p)]
     audio_index = 1 if copy else len(inputs)
     if audio is not None:
-        args += ["-stream_loop", "-1", "-i", str(audio)]
+        args += ["-stream_loop", "-1", "-i", str(audio.resolve())]
     if copy:
         args += ["-map", "0:v:0", "-c:v", "copy"]
     else:

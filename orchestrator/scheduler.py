@@ -317,7 +317,9 @@ class Scheduler:
     ) -> ServedChunk:  # fmt: skip
         labels = {"policy": res.policy or "", "arm": res.arm or ""}
         self.metrics.requests.labels(outcome=res.outcome, **labels).inc()
-        self.metrics.wait.labels(outcome=res.outcome).observe(wait_ms / 1000.0)
+        self.metrics.wait.labels(outcome=res.outcome, policy=res.policy or "").observe(
+            wait_ms / 1000.0
+        )
         self.events.publish(str(memory_id), "chunk_served", chunk_id=res.chunk_id,
                             outcome=res.outcome, wait_ms=round(wait_ms, 1))  # fmt: skip
         node = self.live.node(str(memory_id), res.chunk_id)

@@ -16,24 +16,27 @@ from typing import Any
 __all__ = ["COLUMNS", "format_table", "plot_tradeoff"]
 
 COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("hit_rate", "hit", "pct"),
-    ("inflight_rate", "infl", "pct"),
-    ("miss_rate", "miss", "pct"),
-    ("wait_mean_s", "wait", "s"),
-    ("wait_p50_s", "p50", "s"),
-    ("wait_p95_s", "p95", "s"),
-    ("wait_p99_s", "p99", "s"),
-    ("gpu_s_per_served_chunk", "gpu/chunk", "s"),
-    ("gpu_s_total", "gpu total", "s"),
-    ("waste_ratio", "waste", "pct"),
-    ("usd_per_viewer_hour", "$/view-h", "usd"),
-    ("vs_none.wait_mean_s", "wait/none", "x"),
-    ("vs_oracle.wait_mean_s", "wait/orc", "x"),
-    ("vs_none.gpu_s_total", "gpu/none", "x"),
-    ("vs_oracle.gpu_s_total", "gpu/orc", "x"),
-    ("oracle_reduction_share", "of orc", "pct"),
+    ("hit_rate", "hit (%)", "pct"),
+    ("inflight_rate", "in-flight (%)", "pct"),
+    ("miss_rate", "miss (%)", "pct"),
+    ("wait_mean_s", "mean wait (s)", "s"),
+    ("wait_p50_s", "p50 wait (s)", "s"),
+    ("wait_p95_s", "p95 wait (s)", "s"),
+    ("wait_p99_s", "p99 wait (s)", "s"),
+    ("gpu_s_per_served_chunk", "GPU-s per served chunk", "s"),
+    ("gpu_s_total", "GPU-s total", "s"),
+    ("waste_ratio", "wasted GPU (%)", "pct"),
+    ("usd_per_viewer_hour", "USD per viewer-hour", "usd"),
+    ("vs_none.wait_mean_s", "mean wait vs none (x)", "x"),
+    ("vs_oracle.wait_mean_s", "mean wait vs oracle (x)", "x"),
+    ("vs_none.gpu_s_total", "GPU-s vs none (x)", "x"),
+    ("vs_oracle.gpu_s_total", "GPU-s vs oracle (x)", "x"),
+    ("oracle_reduction_share", "of oracle's wait saving (%)", "pct"),
 )
-"""(metric key, column title, format) of the printed table; dotted keys read nested dicts."""
+"""(metric key, column title with its unit, format) of the printed table; dotted keys read
+nested dicts. "vs none" / "vs oracle" are ratios to the no-speculation baseline and to the oracle
+(which knows every viewer's next action); "of oracle's wait saving" is the share of the oracle's
+mean-wait reduction (over none) that the policy achieves."""
 
 
 def _get(metrics: Mapping[str, Any], key: str) -> Any:
@@ -57,22 +60,17 @@ def _fmt(value: Any, kind: str) -> str:
     return f"{value:.1f}" if abs(value) < 1e4 else f"{value:.0f}"
 
 
-def format_table(per_policy: Mapping[str, Mapping[str, Any]], title: str = "") -> str:
-    """A fixed-width text table, one row per policy, columns ``COLUMNS``."""
-    header = ["policy", *(title_ for _, title_, _ in COLUMNS)]
-    rows = [header]
-    for name, metrics in per_policy.items():
-        rows.append([name, *(_fmt(_get(metrics, k), kind) for k, _, kind in COLUMNS)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [title] if title else []
-    for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def format_table(
+    per_policy: Mapping[str, Mapping[str, Any]], title: str = "", width: int | None = None
+) -> str:
+    """A rich text table: one row per metric of ``COLUMNS`` (its title carries its unit), one
+    column per policy (16 metrics side by side would not fit a terminal)."""
+    from orchestrator.tables import new_table, table_text
+
+    table = new_table(title, ["metric", *per_policy], numeric_from=1)
+    for key, label, kind in COLUMNS:
+        table.add_row(label, *(_fmt(_get(m, key), kind) for m in per_policy.values()))
+    return table_text(table, width)
 
 
 def _points(

@@ -5,6 +5,7 @@
 //   GET /api/analytics/waste?group_by=...       waste ratio, GPU-seconds, USD
 //   GET /api/health                             gpu.busy_by_kind, gpu.slots, queued demands, policy
 //   GET /api/admin/config                       the active configuration
+//   GET /api/analytics/timeseries               per-bucket hit rate, waits, GPU-s; headline totals
 "use strict";
 
 (() => {
@@ -366,7 +367,8 @@
       `backend ${gpu.backend || "?"}, ${gpu.status || "?"}`;
   }
 
-  function totalsCard(rates, waits, waste) {
+  // The headline: steps after each walk's root chunk (GET /api/analytics/timeseries totals).
+  function totalsCard(series, waste) {
     const dl = $("totals");
     dl.textContent = "";
     const add = (term, value, cls) => {
@@ -375,25 +377,23 @@
       div.appendChild(el("dd", {}, value));
       dl.appendChild(div);
     };
-    if (!rates.ok) {
+    if (!series.ok) {
       dl.dataset.state = "error";
-      add("requests", "–");
-      dl.appendChild(el("p", { class: "chart-message error" }, rates.status === 404
+      add("steps", "–");
+      dl.appendChild(el("p", { class: "chart-message error" }, series.status === 404
         ? "The analytics API is not available on this server (404)."
-        : `Could not load totals: ${rates.detail}`));
+        : `Could not load totals: ${series.detail}`));
       return;
     }
-    const rows = rates.data.request_rates || [];
-    const sum = (k) => rows.reduce((s, r) => s + (Number(r[k]) || 0), 0);
-    const requests = sum("requests");
-    dl.dataset.state = requests ? "ok" : "empty";
-    add("requests", String(requests));
-    add("hit", requests ? pct(sum("hits") / requests) : "–", "hit");
-    add("in-flight", requests ? pct(sum("inflight") / requests) : "–", "inflight");
-    add("miss", requests ? pct(sum("misses") / requests) : "–", "miss");
-    const w = waits.ok && (waits.data.rows || [])[0];
-    add("p50 wait", w ? ms(w.p50_ms) : "–");
-    add("p95 wait", w ? ms(w.p95_ms) : "–");
+    const t = series.data.totals;
+    dl.dataset.state = t.requests ? "ok" : "empty";
+    dl.dataset.roots = String(t.roots);
+    add("steps", String(t.requests));
+    add("hit", pct(t.hit_rate), "hit");
+    add("in-flight", pct(t.inflight_rate), "inflight");
+    add("miss", pct(t.miss_rate), "miss");
+    add("p50 wait", ms(t.p50_ms));
+    add("p95 wait", ms(t.p95_ms));
     if (waste.ok) {
       const wr = waste.data.rows || [];
       const spec = wr.reduce((s, r) => s + (Number(r.speculative_gpu_s) || 0), 0);
@@ -464,7 +464,7 @@
       const value = data[name];
       const details = el("details", { class: "config-section", "data-section": name });
       const id = `config:${name}`;
-      details.open = state.openDetails.has(id) || (!state.openDetails.has(`${id}:closed`) && CONFIG_ORDER.includes(name));
+      details.open = state.openDetails.has(id); // collapsed unless the reader opened it
       details.addEventListener("toggle", () => {
         state.openDetails.delete(details.open ? `${id}:closed` : id);
         state.openDetails.add(details.open ? id : `${id}:closed`);
@@ -492,23 +492,26 @@
     clearTimeout(state.timer);
     const since = sinceParam();
     const hit = (g) => getJson(`/api/analytics/hit-rates?group_by=${g}${since}`);
-    const [health, config, byPolicy, byDepth, byAction, waits, waitsAll, waste] = await Promise.all([
+    const [health, config, byPolicy, byAction, waits, waste, series] = await Promise.all([
       getJson("/api/health"),
       getJson("/api/admin/config"),
       hit("policy,arm"),
-      hit("depth"),
       hit("action"),
       getJson(`/api/analytics/waits?group_by=policy${since}`),
-      getJson(`/api/analytics/waits?group_by=${since}`),
       getJson(`/api/analytics/waste?group_by=policy${since}`),
+      getJson(`/api/analytics/timeseries?${since.slice(1)}`),
     ]);
-    const all = [health, config, byPolicy, byDepth, byAction, waits, waitsAll, waste];
+    const all = [health, config, byPolicy, byAction, waits, waste, series];
     gpuCard(health);
-    totalsCard(byPolicy, waitsAll, waste);
+    totalsCard(series, waste);
     policyCard(health, config);
+    for (const [id, kind] of [["chart-hitrate-time", "hitrate"], ["chart-waits-time", "waits"],
+      ["chart-gpu-time", "gpu"]]) {
+      if (series.ok) window.RewindTimeseries.draw($(id), kind, series.data);
+      else failed($(id), series);
+    }
     outcomeChart($("chart-policy"), "policy", byPolicy, "No chunk requests in this window yet.");
     branchChart($("chart-branch"), byPolicy);
-    outcomeChart($("chart-depth"), "depth", byDepth, "No chunk requests in this window yet.");
     outcomeChart($("chart-action"), "action", byAction, "No chunk requests in this window yet.");
     waitsChart($("chart-waits"), waits);
     wasteChart($("chart-waste"), waste);

@@ -39,6 +39,7 @@
     live: $("live-dot"), log: $("step-log"), scene: $("scene-text"),
     journey: $("journey-button"), journeyStatus: $("journey-status"),
     sound: $("sound-button"), audio: $("soundscape"), newButton: $("new-button"),
+    walkStats: $("walk-stats"),
   };
 
   const state = {
@@ -62,6 +63,7 @@
     chord: { move: null, camera: null },
     refetchTimer: null,
     treeVersion: 0,
+    policy: null,         // the session's speculation policy ("none": nothing is prepared)
   };
 
   // ---------------------------------------------------------------- API and errors
@@ -188,7 +190,7 @@
       });
       history.replaceState(null, "", `?memory=${body.memory_id}`);
       await beginWalk(body.memory_id, body.session_id, body.chunk, {
-        scene: body.scene, audioUrl: body.audio_url,
+        scene: body.scene, audioUrl: body.audio_url, policy: body.policy,
       });
     } catch (err) {
       showError(err, "Your photo could not be turned into a memory.");
@@ -214,7 +216,7 @@
       el.videos[0].poster = memory.original_image_url;
       await beginWalk(memoryId, session.session_id, {
         ...root, outcome: null, wait_ms: null,
-      }, { scene: memory.scene, audioUrl: memory.audio_url, tree: memory });
+      }, { scene: memory.scene, audioUrl: memory.audio_url, tree: memory, policy: session.policy });
     } catch (err) {
       showError(err, "That memory could not be opened.");
       history.replaceState(null, "", "/");
@@ -246,6 +248,7 @@
     el.lastWait.textContent = "";
     el.lastAction.textContent = "";
     el.journeyStatus.textContent = "";
+    el.walkStats.textContent = "";
     el.queueNote.hidden = true;
     renderPending();
     el.playerView.hidden = true;
@@ -262,6 +265,7 @@
     state.memoryId = memoryId;
     state.sessionId = sessionId;
     state.cursor = chunk.chunk_id;
+    state.policy = extra.policy || null;
     upsertNode({
       id: chunk.chunk_id, parent: chunk.parent_chunk_id || null, action: chunk.action,
       pose: chunk.pose, index: chunk.chunk_index, state: "ready", kind: "served",
@@ -276,6 +280,27 @@
     openEvents();
     if (extra.tree) applyTree(extra.tree); else refetchTree(0);
     renderTree();
+    refreshWalk();
+  }
+
+  // This walk so far (GET /api/sessions/{id}): hit rate after the root chunk, GPU time, USD.
+  async function refreshWalk() {
+    const sessionId = state.sessionId;
+    if (!sessionId) return;
+    try {
+      const w = await api("GET", `/api/sessions/${sessionId}`);
+      if (sessionId !== state.sessionId) return;
+      el.walkStats.dataset.requests = String(w.requests);
+      el.walkStats.dataset.hits = String(w.hits);
+      el.walkStats.dataset.gpuSeconds = String(w.gpu_seconds);
+      const rate = w.hit_rate === null ? "no steps yet"
+        : `<strong>${Math.round(w.hit_rate * 100)}% hits</strong> (${w.hits} of ${w.requests} steps` +
+          `${w.inflight ? `, ${w.inflight} in-flight` : ""})`;
+      el.walkStats.innerHTML = `This walk: ${rate} · GPU <strong>${w.gpu_seconds.toFixed(1)} s</strong>` +
+        ` ($${w.usd.toFixed(w.usd < 1 ? 4 : 2)}), ${w.speculative_jobs} of ${w.jobs} jobs speculative`;
+    } catch (err) {
+      el.walkStats.textContent = `This walk: statistics unavailable (${err.detail || err.message}).`;
+    }
   }
 
   function showScene(scene) {
@@ -366,6 +391,7 @@
   for (const video of el.videos) {
     video.addEventListener("ended", () => {
       if (video !== el.videos[state.front]) return;
+      renderTree();
       const next = state.queue.shift();
       if (next) swapTo(next);
       preloadNext();
@@ -607,6 +633,7 @@
       play(chunk);
       renderTree();
       refetchTree(200);
+      refreshWalk();
     } catch (err) {
       el.lastAction.textContent = `${actionLabel(action)} failed`;
       if (memoryId === state.memoryId) {
@@ -853,6 +880,7 @@
       const cat = category(n);
       const g = svg("g", {
         class: `node ${cat} ${role}`, "data-chunk-id": n.id, "data-state": cat, "data-role": role,
+        "data-probability": n.probability ?? "",
         transform: `translate(${x},${y})`,
       }, nodes);
       svg("circle", { r }, g);
@@ -890,12 +918,12 @@
       counts[cat] += 1;
       edge(X[1], midY, X[2], cy, cat);
       drawNode(child, X[2], cy, "child", 8);
-      label(actionLabel(child.action), X[2] + 12, cy - 9, "");
+      label(`${actionLabel(child.action)}${pct(child.probability)}`, X[2] + 12, cy - 9, "");
       gs.forEach((g, j) => {
         const gy = top + (slot + j + 0.5) * rowH;
         edge(X[2], cy, X[3], gy, category(g));
         drawNode(g, X[3], gy, "grandchild", 6);
-        label(actionLabel(g.action), X[3] + 10, gy, "small");
+        label(`${actionLabel(g.action)}${pct(g.probability)}`, X[3] + 10, gy, "small");
       });
       slot += span;
     }
@@ -904,13 +932,30 @@
 
     const extra = childrenOf(cursor.id).length - children.length;
     const parts = [`You are at chunk ${cursor.index ?? "?"} (${actionLabel(cursor.action) || cursor.pose}).`];
-    if (!children.length) parts.push("Nothing prepared for the next step yet.");
+    if (!children.length) parts.push(nothingPrepared());
     else {
       const bits = Object.entries(counts).filter(([, v]) => v)
         .map(([k, v]) => `${v} ${k === "gone" ? "cancelled" : k}`);
       parts.push(`Next: ${bits.join(", ")}${extra > 0 ? ` (+${extra} more)` : ""}.`);
     }
     el.treeSummary.textContent = parts.join(" ");
+  }
+
+  // Probability the policy gave a speculated chunk, as " 62%" (empty when unknown).
+  function pct(p) {
+    return p === undefined || p === null ? "" : ` ${Math.round(Number(p) * 100)}%`;
+  }
+
+  // Right after a step the planner has not run yet: say so instead of "nothing prepared".
+  function nothingPrepared() {
+    if (state.policy === "none") {
+      return "Policy none: nothing is prepared ahead; each step is generated when you take it.";
+    }
+    const front = el.videos[state.front];
+    if (front && front.getAttribute("src") && !front.ended) {
+      return "Choosing what to prepare next while this chunk plays…";
+    }
+    return "Nothing prepared for the next step.";
   }
 
   // ---------------------------------------------------------------- service status

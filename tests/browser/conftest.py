@@ -10,18 +10,13 @@ Screenshots and downloads go to ``test-artifacts/browser/`` (gitignored).
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from tests.serverproc import FRAMES, HEIGHT, WIDTH, Server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,89 +31,16 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-FRAMES = 33
-WIDTH, HEIGHT = 320, 180
+__all__ = ["FRAMES", "HEIGHT", "WIDTH", "Server"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives the web pages in headless Chromium")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Server:
-    """A ``rewind serve`` subprocess; its output goes to ``log`` (shown when a test fails)."""
-
-    def __init__(
-        self,
-        database_url: str,
-        data_dir: Path,
-        log: Path,
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REWIND_SERVER__DATA_DIR": str(data_dir),
-            "REWIND_GENERATION__FRAMES": str(FRAMES),
-            "REWIND_GENERATION__WIDTH": str(WIDTH),
-            "REWIND_GENERATION__HEIGHT": str(HEIGHT),
-            "REWIND_GENERATION__ROOT_POSE": "w-8",
-            "REWIND_SPECULATION__POLICY": "markov",
-            "REWIND_SPECULATION__THINK_S": "1.0",
-            "REWIND_GPU__DELAY_S": "0.4",
-            "REWIND_GPU__MAX_CONTAINERS": "3",
-            "REWIND_LOG__LEVEL": "warning",
-            **(extra_env or {}),
-        }
-        env.pop("REWIND_CONFIG", None)
-        self._out = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "serve", "--port", str(self.port)],
-            env=env,
-            cwd=ROOT,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"rewind serve exited early:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"rewind serve did not answer within 60 s:\n{self.tail()}")
-
-    def tail(self, chars: int = 4000) -> str:
-        self._out.flush()
-        return self.log.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._out.close()
-
-
 @pytest.fixture
 def server(database_url: str, data_dir: Path, tmp_path: Path) -> Iterator[Server]:
-    """The service on the test's database, stopped (SIGINT) after the test."""
+    """The service on the test's database and default data folder, stopped after the test."""
     srv = Server(database_url, data_dir, tmp_path / "serve.log")
     try:
         yield srv

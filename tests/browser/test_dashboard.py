@@ -21,7 +21,8 @@ from tests.conftest import photo_jpeg
 
 pytestmark = pytest.mark.browser
 
-CHARTS = ("chart-policy", "chart-branch", "chart-depth", "chart-action", "chart-waits")
+CHARTS = ("chart-policy", "chart-branch", "chart-action", "chart-waits")
+TIME_CHARTS = ("chart-hitrate-time", "chart-waits-time", "chart-gpu-time")
 
 
 def _walk(url: str, actions: tuple[str, ...], think_s: float) -> str:
@@ -53,7 +54,7 @@ async def test_dashboard_draws_the_analytics(page: Any, server: Server, artifact
     _walk(server.url, ("w", "w", "w", "d", "w"), think_s=1.2)
     try:
         await page.goto(server.url + "/dashboard?refresh=1")
-        for chart in (*CHARTS, "chart-waste", "chart-gpu"):
+        for chart in (*CHARTS, *TIME_CHARTS, "chart-waste", "chart-gpu"):
             await page.wait_for_selector(f'#{chart}[data-state="ok"]')
             assert await _rows(page, chart) >= 1, chart
         # Bars are drawn, with the outcome colours; the action chart names the actions walked.
@@ -67,14 +68,38 @@ async def test_dashboard_draws_the_analytics(page: Any, server: Server, artifact
         assert await page.locator("#chart-waste rect.bar.waste").count() >= 1
         assert await page.locator("#chart-gpu rect.bar").count() >= 1
         assert (await page.inner_text("#policy-name")).strip() == "markov"
-        await page.wait_for_selector('#config details[data-section="speculation"]')
-        speculation = await page.inner_text('#config details[data-section="speculation"]')
-        assert "markov" in speculation
+
+        # Over time: points on a real time axis (ISO times within this test's run).
+        started = time.time() - 600
+        for chart, mark in (("chart-hitrate-time", "circle.point.hit"),
+                            ("chart-waits-time", "circle.point.p95"),
+                            ("chart-gpu-time", "rect.bar.demand")):  # fmt: skip
+            assert await page.locator(f"#{chart} {mark}").count() >= 1, chart
+            stamps = await page.locator(f"#{chart} text.tick.time").evaluate_all(
+                "ts => ts.map(t => Date.parse(t.dataset.time) / 1000)"
+            )
+            assert len(stamps) >= 2 and all(started < t < time.time() + 600 for t in stamps)
+            assert stamps == sorted(stamps)
+        assert await page.locator("#chart-gpu-time rect.bar.speculative").count() >= 1
+
+        # The headline counts the 5 steps, not the root chunk the walk started with.
+        series = httpx.get(f"{server.url}/api/analytics/timeseries", timeout=10).json()
+        assert series["totals"]["requests"] == 5 and series["totals"]["roots"] == 1
         await page.wait_for_function(
             "document.querySelector('#totals .stat dd') && "
-            "Number(document.querySelector('#totals .stat dd').textContent) >= 5"
+            "Number(document.querySelector('#totals .stat dd').textContent) === 5"
         )
+        hit = await page.inner_text("#totals .stat.hit dd")
+        assert hit == f"{round(100 * series['totals']['hit_rate'])}%", hit
         before = int(await page.inner_text("#totals .stat dd"))
+
+        # The configuration is collapsed until asked for.
+        assert not await page.eval_on_selector("#config-panel", "d => d.open")
+        assert not await page.is_visible('#config details[data-section="speculation"]')
+        await page.click("#config-panel > summary")
+        await page.click('#config details[data-section="speculation"] > summary')
+        speculation = await page.inner_text('#config details[data-section="speculation"]')
+        assert "markov" in speculation
 
         # Live: a new request shows up without reloading the page.
         _walk(server.url, ("a",), think_s=0)

@@ -97,6 +97,30 @@ async def test_journey_is_the_chunks_back_to_back(service_factory: Callable[...,
                 assert mean_abs_diff(stitched[i * FRAMES + j], own[j]) < 0.5
 
 
+async def test_journey_on_the_default_relative_data_folder(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default data folder is ``.rewind`` relative to the working directory: ffmpeg's concat
+    list (in a temp folder) must still find the chunks (it answered 500 when it named them
+    relatively)."""
+    from orchestrator.config import Settings
+    from orchestrator.service import Service
+    from tests.e2e.conftest import make_settings
+
+    monkeypatch.chdir(tmp_path)
+    assert Settings.model_fields["server"].default.data_dir == Path(".rewind")
+    svc = await Service.start(make_settings(database_url, Path(".rewind")))
+    try:
+        async with client_for(svc) as client:
+            created, *chunks = await _walk(client, ("w", "d"))
+            r = await client.get(f"/api/sessions/{created['session_id']}/journey.mp4")
+            assert r.status_code == 200, r.text
+            assert probe(r.content).frames == FRAMES * len(chunks)
+            assert any((tmp_path / ".rewind" / "blobs" / "videos").rglob("*.mp4"))
+    finally:
+        await svc.close()
+
+
 async def test_journey_muxes_the_soundscape(service_factory: Callable[..., Any]) -> None:
     svc = await service_factory()
     async with client_for(svc) as client:

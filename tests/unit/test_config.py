@@ -52,3 +52,15 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path: Path) -> None:
 def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_root_pose_follows_frames_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `rewind demo --small` (33 frames) crashed with PoseError: w-31 sums to 31, not 8.
+    assert load_settings(None, use_file=False, generation={"frames": 33}).generation.root_pose == (
+        "w-8"
+    )
+    assert Settings().generation.root_pose == "w-31"
+    monkeypatch.setenv("REWIND_GENERATION__FRAMES", "65")
+    assert load_settings(None, use_file=False).generation.root_pose == "w-16"
+    given = load_settings(None, use_file=False, generation={"frames": 33, "root_pose": "a-8"})
+    assert given.generation.root_pose == "a-8"

@@ -125,7 +125,7 @@ def test_simulate_writes_json_table_and_plot(
     assert [p["rate_gpu_s_per_s"] for p in report["sweep"]["markov"]] == [0.0, 4.0, 16.0]
     assert len(report["sweep"]["none"]) == 1
     printed = capsys.readouterr().out
-    assert "markov" in printed and "wait/none" in printed
+    assert "markov" in printed and "mean wait vs none (x)" in printed
 
 
 def test_same_seed_same_json_and_another_seed_differs(tmp_path: Path) -> None:
