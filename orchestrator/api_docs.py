@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 TAGS: tuple[tuple[str, str, str], ...] = (
     # (path prefix, tag, description); the first matching prefix wins.
     ("/api/memories/{memory_id}/chunks", "chunks", "Walk: the next chunk from a parent chunk."),
+    ("/api/memories/{memory_id}/share", "auth", "The caller, read-only sharing of a memory."),
     ("/api/memories/{memory_id}/events", "events", "Server-sent events of a memory."),
     ("/api/memories/{memory_id}/sessions", "sessions", "Viewers' walks through a memory."),
     ("/api/memories/{memory_id}/image", "media", "Photos, chunk videos, frames, audio."),
@@ -36,11 +37,15 @@ TAGS: tuple[tuple[str, str, str], ...] = (
     ("/api/analytics", "analytics", "Hit rates, waits, waste and cost."),
     ("/api/admin", "admin", "The active configuration, live reload."),
     ("/api/health", "health", "Database, storage, GPU pool and backends."),
+    ("/api/me", "auth", "The caller, read-only sharing of a memory."),
     ("/metrics", "metrics", "Prometheus metrics."),
 )
 
 _STATUS_TEXT = {
     401: "Missing or wrong credentials.",
+    403: "Valid credentials without the operator role, or a cross-site request.",
+    429: "Over a per-user limit; `Retry-After` says when to try again.",
+    503: "The database is unavailable (being restarted or reconnected); see `Retry-After`.",
     404: "An id names nothing (or nothing this caller may see); `field` names it.",
     409: "Valid, but the state does not allow it yet (e.g. the parent chunk is not ready).",
     413: "The body or the photo is too large (bytes or pixels).",

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from orchestrator.errors import NotFound
+from orchestrator.gate import User
 from orchestrator.queries import query
 from orchestrator.service import Service
 
@@ -45,9 +46,14 @@ async def _service(request: Request) -> Service:
 
 @router.get("/sessions/{session_id}", response_model=SessionStats)
 async def get_session_stats(
-    session_id: uuid.UUID, svc: Annotated[Service, Depends(_service)]
+    session_id: uuid.UUID, svc: Annotated[Service, Depends(_service)], caller: User
 ) -> SessionStats:
-    """The session's steps by outcome (hit rate after the root chunk) and its GPU cost."""
+    """The session's steps by outcome (hit rate after the root chunk) and its GPU cost.
+
+    Only the session's owner (or an operator) gets it; anyone else gets the unknown-id 404.
+    """
+    await svc.gate.ownership.own_session(svc.db.pool, caller, session_id)
+    await svc.scheduler.writer.flush()  # hits are written behind: count every one so far
     async with svc.db.pool.acquire() as conn:
         row = await conn.fetchrow(query("session_stats"), session_id)
     if row is None:

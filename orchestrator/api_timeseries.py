@@ -18,14 +18,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from orchestrator import analytics
 from orchestrator.api import Svc
 from orchestrator.errors import InvalidInput
+from orchestrator.gate import require_operator
 from orchestrator.queries import Conn, query
 
-router = APIRouter(prefix="/api/analytics")
+# Operators only, as every analytics route (issue 14).
+router = APIRouter(prefix="/api/analytics", dependencies=[Depends(require_operator)])
 
 BUCKETS_S = (10, 30, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400)
 """Bucket widths chosen automatically, seconds."""
@@ -114,5 +116,6 @@ async def get_timeseries(
         )
     if t0 is not None and t1 is not None and t1 <= t0:
         raise InvalidInput("invalid_time", "until must be after since", field="until")
+    await svc.scheduler.writer.flush()  # hits are written behind: count every one so far
     async with svc.db.pool.acquire() as conn:
         return await timeseries(conn, t0, t1, bucket_s)
