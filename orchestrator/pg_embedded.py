@@ -109,6 +109,17 @@ def shm_attached(shmid: int) -> int:
     return 0
 
 
+class _LogFile(logging.FileHandler):
+    """The wheel's log file; a line whose folder is gone (a removed data folder) is dropped
+    rather than raised into whatever the wheel was doing (stopping a server, say)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except OSError:
+            pass
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server owned by this process, data kept under ``pgdata``.
 
@@ -132,7 +143,7 @@ class EmbeddedPostgres:
         for old in [h for h in wheel_log.handlers if getattr(h, "_rewind", False)]:
             wheel_log.removeHandler(old)
             old.close()
-        handler = logging.FileHandler(self.log_file, encoding="utf-8")
+        handler = _LogFile(self.log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handler._rewind = True  # type: ignore[attr-defined]  # ours, to replace on restart
         wheel_log.addHandler(handler)
