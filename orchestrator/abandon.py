@@ -101,3 +101,16 @@ async def client_watch(request: Request, db: Database) -> AsyncIterator[ClientWa
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher
         await mark_abandoned(db, watch)
+
+
+async def mark_if_gone(request: Request, db: Database, request_id: uuid.UUID) -> bool:
+    """After a request that waited: if its client has gone meanwhile, mark its row abandoned
+    (at the time this is noticed, the answer's). The cheap path for chunk requests: a hit,
+    the common case, never waits, so no watcher task is spent on it. Returns True if gone."""
+    if not await request.is_disconnected():
+        return False
+    watch = ClientWatch(gone_at=dt.datetime.now(dt.UTC), request_ids=[request_id])
+    log.info("client_gone")
+    await mark_abandoned(db, watch)
+    return True
+

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from orchestrator import repo
-from orchestrator.abandon import client_watch
+from orchestrator.abandon import client_watch, mark_if_gone
 from orchestrator.access_log import note
 from orchestrator.auth import Principal
 from orchestrator.db_supervisor import is_database_error
@@ -128,12 +128,11 @@ async def post_chunk(
     """Generate (or serve from cache) the next chunk from the parent's last frame (seed)."""
     await svc.gate.usage.fresh(svc.db.pool)
     svc.gate.usage.check_demand(caller)
-    async with client_watch(request, svc.db) as watch:  # a viewer who left: abandoned
-        served, session_id = await request_next_chunk(
-            svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id, caller
-        )
-        if served.outcome != "hit" and served.request_id is not None:
-            watch.note_request(served.request_id)  # its row is durable: it waited
+    served, session_id = await request_next_chunk(
+        svc, memory_id, body.parent_chunk_id, body.pose, body.action, body.session_id, caller
+    )
+    if served.outcome != "hit" and served.request_id is not None:
+        await mark_if_gone(request, svc.db, served.request_id)  # a viewer who left: abandoned
     note(outcome=served.outcome, chunk_id=str(served.chunk_id), wait_ms=round(served.wait_ms))
     return ChunkCreated(chunk=await _chunk_out(svc, served, inline, caller), session_id=session_id)
 

@@ -19,6 +19,7 @@ run on one data folder.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -114,10 +115,8 @@ class _LogFile(logging.FileHandler):
     rather than raised into whatever the wheel was doing (stopping a server, say)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        with contextlib.suppress(OSError):
             super().emit(record)
-        except OSError:
-            pass
 
 
 class EmbeddedPostgres:
