@@ -18,7 +18,7 @@ import contextlib
 import functools
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -497,13 +497,25 @@ class Service:
     async def close(self) -> None:
         """Stop planning (running jobs become resumable), then the pool, the integrations'
         connections, the blob store and the database."""
-        with contextlib.suppress(Exception):
-            await self.scheduler.close()
-        await self.pool.close()
-        await _close(self.scene, "scene")
-        await _close(self.soundscape, "soundscape")
-        await _close(self.store, "storage")
-        await self.db.close()
+        await _bounded(self.scheduler.close(), 20.0, "scheduler")
+        await _bounded(self.pool.close(), 20.0, "gpu")
+        await _bounded(_close(self.scene, "scene"), 5.0, "scene")
+        await _bounded(_close(self.soundscape, "soundscape"), 5.0, "soundscape")
+        await _bounded(_close(self.store, "storage"), 5.0, "storage")
+        await _bounded(self.db.close(), 20.0, "database")
+
+
+async def _bounded(step: Coroutine[Any, Any, object], seconds: float, name: str) -> None:
+    """Run one shutdown step for at most ``seconds``: a part that hangs (or ignores
+    cancellation) is left behind with a warning, so a stop always finishes (issue 12)."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.warning("close_timed_out", part=name, timeout_s=seconds)
+    elif not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        log.warning("close_failed", part=name, error=f"{type(exc).__name__}: {exc}")
 
 
 def _report_submissions(pool: GpuPool, db: Database) -> None:
