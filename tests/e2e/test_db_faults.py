@@ -88,7 +88,13 @@ def test_killed_postmaster_gives_json_503_then_heals_itself(serve_dir: Path) -> 
             time.sleep(0.1)
         assert seen_503 > 0, "the outage was never visible"
         assert recovered_at is not None, "the service did not heal by itself"
-        health = httpx.get(f"{svc.url}/api/health", timeout=5).json()["database"]
+        # The restart is counted once pg_ctl returns, which may be just after the first query
+        # on the new server succeeded: give the count a moment.
+        for _ in range(50):
+            health = httpx.get(f"{svc.url}/api/health", timeout=5).json()["database"]
+            if health["restarts"] >= 1:
+                break
+            time.sleep(0.1)
         assert health["status"] == "ok" and health["restarts"] >= 1 and health["outages"] >= 1
         # New work runs on the restarted server.
         r = httpx.post(
