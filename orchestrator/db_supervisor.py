@@ -59,6 +59,25 @@ def is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, DB_ERRORS)
 
 
+async def outage_error(
+    supervisor: DatabaseSupervisor | None, exc: BaseException
+) -> DatabaseUnavailable | None:
+    """The 503 to answer for ``exc``, or None when the database is fine (another fault).
+
+    An ambiguous error (``AMBIGUOUS``: OSError, asyncpg's interface errors) is the database's
+    only when a fresh probe fails as well: storage and ffmpeg raise OSError too.
+    """
+    if not is_database_error(exc):
+        return None
+    ambiguous = isinstance(exc, AMBIGUOUS)
+    if supervisor is None:
+        return None if ambiguous else DatabaseUnavailable(1)
+    if ambiguous and await supervisor.probe():
+        return None
+    supervisor.notice_failure(exc)
+    return supervisor.unavailable()
+
+
 @dataclass(frozen=True, slots=True)
 class Supervision:
     """Probe and back-off settings (``[database]``), all in seconds."""

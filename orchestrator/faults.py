@@ -22,7 +22,7 @@ import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from orchestrator.db_supervisor import AMBIGUOUS, DB_ERRORS, is_database_error
+from orchestrator.db_supervisor import DB_ERRORS, is_database_error, outage_error
 from orchestrator.errors import DatabaseUnavailable
 from orchestrator.redact import redact_paths
 
@@ -45,16 +45,7 @@ async def database_unavailable(
     An ambiguous error (``db_supervisor.AMBIGUOUS``: OSError, asyncpg's interface errors) is
     the database's only when a fresh probe fails as well: storage and ffmpeg raise OSError too.
     """
-    if not is_database_error(exc):
-        return None
-    ambiguous = isinstance(exc, AMBIGUOUS)
-    supervisor = svc.db.supervisor if svc is not None else None
-    if supervisor is None:
-        return None if ambiguous else DatabaseUnavailable(1)
-    if ambiguous and await supervisor.probe():
-        return None
-    supervisor.notice_failure(exc)
-    return supervisor.unavailable()
+    return await outage_error(svc.db.supervisor if svc is not None else None, exc)
 
 
 def _json(status: int, error: str, detail: str, headers: dict[str, str] | None) -> JSONResponse:

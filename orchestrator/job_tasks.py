@@ -20,7 +20,7 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 from orchestrator import repo
 from orchestrator.core.types import JobKind
 from orchestrator.db import Database
-from orchestrator.db_supervisor import AMBIGUOUS, is_database_error
+from orchestrator.db_supervisor import is_database_error, outage_error
 from orchestrator.events import EventBus
 from orchestrator.jobs import ActiveJob, GenerationFailed, JobRunner
 from orchestrator.live import CancelledJob, Claim, Ended, LiveJob, LiveState, Resolution, StartedJob
@@ -198,12 +198,9 @@ class JobTasks:
         the job, else 502 ``generation_failed`` naming the attempt. An error that may also come
         from storage (an ``OSError``) counts as the database's only if a fresh probe fails."""
         cause = exc.__cause__ if isinstance(exc, GenerationFailed) else exc
-        supervisor = self.db.supervisor
-        if cause is not None and supervisor is not None and is_database_error(cause):
-            ambiguous = isinstance(cause, AMBIGUOUS)
-            if not ambiguous or not await supervisor.probe():
-                supervisor.notice_failure(cause)
-                return supervisor.unavailable()
+        outage = await outage_error(self.db.supervisor, cause) if cause is not None else None
+        if outage is not None:
+            return outage
         if isinstance(exc, GenerationFailed):
             return exc
         return GenerationFailed(job_id, chunk, f"{type(exc).__name__}: {exc}")
