@@ -45,6 +45,7 @@ from orchestrator.scene import OfflineSceneAnalyzer, SceneAnalyzer, SceneInfo
 from orchestrator.scheduler import Scheduler, SchedulerConfig
 from orchestrator.soundscape import Audio, NoSoundscape, Soundscape
 from orchestrator.storage import BlobStore, Bucket, LocalBlobStore
+from orchestrator.warm_control import WarmController, warm_controller
 
 if TYPE_CHECKING:  # imported lazily: anthropic alone takes seconds to import
     from orchestrator.claude_scene import ClaudeSceneAnalyzer
@@ -380,6 +381,7 @@ class Service:
     root_pose: str
     config_source: Callable[[], Settings] = field(default=lambda: load_settings())
     gate: Gate = field(init=False)
+    warm: WarmController | None = None
 
     def __post_init__(self) -> None:
         # Built from [auth], which is never reloaded live (a change needs a restart).
@@ -463,6 +465,7 @@ class Service:
             root_pose=root_pose,
             config_source=lambda: load_settings(config_path),
         )
+        service.warm = _warm_control(settings, pool, scheduler)
         service.gate.log_mode()
         service.scheduler.live.speculation_allowed = (
             service.gate.usage.allow_speculation_for_session
@@ -497,6 +500,8 @@ class Service:
     async def close(self) -> None:
         """Stop planning (running jobs become resumable), then the pool, the integrations'
         connections, the blob store and the database."""
+        if self.warm is not None:
+            await _bounded(self.warm.close(), 5.0, "warm-pool")
         await _bounded(self.scheduler.close(), 20.0, "scheduler")
         await _bounded(self.pool.close(), 20.0, "gpu")
         await _bounded(_close(self.scene, "scene"), 5.0, "scene")
@@ -518,12 +523,21 @@ async def _bounded(step: Coroutine[Any, Any, object], seconds: float, name: str)
         log.warning("close_failed", part=name, error=f"{type(exc).__name__}: {exc}")
 
 
+def _warm_control(settings: Settings, pool: GpuPool, scheduler: Scheduler) -> WarmController | None:
+    """The warm-pool loop for pools with containers (Modal), from ``[gpu]`` (issue 13 item 7)."""
+    gpu = settings.gpu
+    return warm_controller(
+        pool, scheduler.live, scheduler.clock, enabled=gpu.warm_pool,
+        idle_timeout_s=settings.speculation.idle_timeout_s, cold_start_s=gpu.cold_start_s,
+        horizon_s=gpu.scaledown_window_s, interval_s=gpu.warm_interval_s,
+    )  # fmt: skip
+
+
 def _report_submissions(pool: GpuPool, db: Database) -> None:
     """Store each remote call's id (Modal FunctionCall id) in ``gpu_jobs.external_id``.
 
     Only pools with an ``on_submitted`` hook (ModalGpuPool) have remote calls. The id is kept for
-    operators and for re-attaching after a restart, which the scheduler does not do yet (a
-    restart resubmits: see docs/deploy.md).
+    operators and for re-attaching after a restart (``ModalGpuPool.resume``).
     """
     if not hasattr(pool, "on_submitted"):
         return
