@@ -5,8 +5,9 @@
 - ``synth_traces(out, **knobs)``: write a synthetic trace (``orchestrator.sim.synth``).
 - ``run_policies`` / ``budget_sweep``: the building blocks, used by ``benchmarks/policies.py``.
 
-``none`` and ``oracle`` are always run (added when not asked for): every metric is reported as a
-ratio to both.
+``none``, ``oracle`` and the two bounds of ``orchestrator.sim.bound`` (``clairvoyant``, the
+honest oracle's schedule, and ``serial-chain``, the lower bound) are always run (added when not
+asked for): every metric is reported as a ratio to none and to the honest oracle.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.frontier import expected_gpu_s
+from orchestrator.sim.bound import CLAIRVOYANT, SERIAL_CHAIN, clairvoyant, serial_chain
 from orchestrator.sim.engine import Simulation
 from orchestrator.sim.metrics import add_comparisons, summarize
 from orchestrator.sim.regime import Regime, apply_budget_overrides, load_regime
@@ -40,7 +42,10 @@ __all__ = [
     "synth_traces",
 ]
 
-BASELINES = ("none", "oracle")
+BASELINES = ("none", "oracle", CLAIRVOYANT, SERIAL_CHAIN)
+SWEEP_KEYS = ("gpu_s_total", "gpu_s_billed", "wait_mean_s", "hit_rate", "inflight_rate")
+BOUNDS = {CLAIRVOYANT: clairvoyant, SERIAL_CHAIN: serial_chain}
+"""Runs that are schedules over the whole trace, not policies (``orchestrator.sim.bound``)."""
 
 
 def resolve_regime(
@@ -76,7 +81,8 @@ def parse_budget_overrides(text: str | None) -> dict[str, float]:
 
 
 def policy_names(policies: Sequence[str]) -> list[str]:
-    """The requested policies (comma-separated items allowed) plus ``none`` and ``oracle``."""
+    """The requested policies (comma-separated items allowed) plus the baselines (``none``,
+    ``oracle``, ``clairvoyant``, ``serial-chain``)."""
     names: list[str] = []
     for item in policies:
         for part in item.split(","):
@@ -100,7 +106,10 @@ def build_policy(name: str, regime: Regime, trace: Trace) -> Policy:
 
 
 def run_one(trace: Trace, regime: Regime, name: str, seed: int) -> dict[str, Any]:
-    """Simulate ``trace`` under policy ``name``; its metrics (``metrics.summarize``)."""
+    """Simulate ``trace`` under policy ``name`` (or compute bound ``name``, ``BOUNDS``); its
+    metrics (``metrics.summarize``)."""
+    if name in BOUNDS:
+        return summarize(BOUNDS[name](trace, regime, seed), regime)
     policy = build_policy(name, regime, trace)
     result = Simulation(trace, regime, policy, seed).run()
     return summarize(result, regime)
@@ -136,11 +145,13 @@ def budget_sweep(
 ) -> dict[str, list[dict[str, Any]]]:
     """The trade-off curve: for each rate in ``regime.sweep_rates`` (``sweep_regime``), each
     policy's GPU-seconds, mean wait and hit rate. ``none`` spends the same at every rate, so it
-    is run once. Returns policy -> points sorted by rate."""
+    and the bounds do not depend on the budget, so they are run once. Returns policy -> points
+    sorted by rate."""
     jobs: list[tuple[Trace, Regime, str, int]] = []
     labels: list[tuple[str, float, float]] = []
     for name in names:
-        for rate in regime.sweep_rates[:1] if name == "none" else regime.sweep_rates:
+        once = name == "none" or name in BOUNDS
+        for rate in regime.sweep_rates[:1] if once else regime.sweep_rates:
             swept = sweep_regime(regime, rate)
             jobs.append((trace, swept, name, seed))
             labels.append((name, rate, swept.budget.burst_gpu_s))
@@ -150,7 +161,7 @@ def budget_sweep(
             {
                 "rate_gpu_s_per_s": rate,
                 "burst_gpu_s": burst,
-                **{k: m[k] for k in ("gpu_s_total", "wait_mean_s", "hit_rate", "inflight_rate")},
+                **{k: m[k] for k in SWEEP_KEYS},
             }
         )
     return out

@@ -84,8 +84,10 @@ def test_parse_budget_overrides() -> None:
 
 
 def test_policy_names_add_the_baselines() -> None:
-    assert policy_names(["markov,uniform", "Markov"]) == ["markov", "uniform", "none", "oracle"]
-    assert policy_names(["oracle", "none"]) == ["oracle", "none"]
+    bounds = ["clairvoyant", "serial-chain"]
+    assert policy_names(["markov,uniform", "Markov"]) == ["markov", "uniform", "none", "oracle",
+                                                          *bounds]  # fmt: skip
+    assert policy_names(["oracle", "none"]) == ["oracle", "none", *bounds]
 
 
 def test_percentile_interpolates_like_numpy() -> None:
@@ -116,14 +118,19 @@ def test_simulate_writes_json_table_and_plot(
     )  # fmt: skip
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     assert png.stat().st_size > 1000
-    assert list(report["policies"]) == ["markov", "none", "oracle"]
+    assert list(report["policies"]) == ["markov", "none", "oracle", "clairvoyant", "serial-chain"]
     assert report["budget"]["max_depth"] == 1 and report["trace"]["sessions"] == 5
     markov = report["policies"]["markov"]
     for key in ("hit_rate", "wait_p99_s", "gpu_s_per_served_chunk", "usd_per_viewer_hour"):
         assert key in markov and key in markov["vs_none"] and key in markov["vs_oracle"]
     assert report["policies"]["none"]["vs_none"]["wait_mean_s"] == 1.0
     assert [p["rate_gpu_s_per_s"] for p in report["sweep"]["markov"]] == [0.0, 4.0, 16.0]
-    assert len(report["sweep"]["none"]) == 1
+    assert len(report["sweep"]["none"]) == len(report["sweep"]["clairvoyant"]) == 1
+    # the honest oracle is at least as good as the oracle policy, the lower bound better still
+    waits = {n: report["policies"][n]["wait_mean_s"] for n in report["policies"]}
+    reference = report["policies"]["markov"]["oracle_reference"]
+    assert waits[reference] == min(waits["oracle"], waits["clairvoyant"])
+    assert waits["serial-chain"] <= waits[reference] + 1e-9
     printed = capsys.readouterr().out
     assert "markov" in printed and "mean wait vs none (x)" in printed
 
