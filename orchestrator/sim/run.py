@@ -21,6 +21,7 @@ from typing import Any
 
 from orchestrator.core.frontier import expected_gpu_s
 from orchestrator.sim.bound import CLAIRVOYANT, SERIAL_CHAIN, clairvoyant, serial_chain
+from orchestrator.sim.calibration import RecordingPolicy, pretrain, summarize_calibration
 from orchestrator.sim.engine import Simulation
 from orchestrator.sim.metrics import add_comparisons, summarize
 from orchestrator.sim.regime import Regime, apply_budget_overrides, load_regime
@@ -28,6 +29,7 @@ from orchestrator.sim.report import format_table, plot_tradeoff
 from orchestrator.sim.synth import knobs_from, write_synthetic
 from orchestrator.sim.trace import Trace, future_actions, read_trace
 from policies import Policy, make_policy
+from policies.registry import time_free
 
 __all__ = [
     "budget_sweep",
@@ -105,22 +107,44 @@ def build_policy(name: str, regime: Regime, trace: Trace) -> Policy:
     return make_policy(name, params)
 
 
-def run_one(trace: Trace, regime: Regime, name: str, seed: int) -> dict[str, Any]:
+def run_one(
+    trace: Trace, regime: Regime, name: str, seed: int, train: Trace | None = None
+) -> dict[str, Any]:
     """Simulate ``trace`` under policy ``name`` (or compute bound ``name``, ``BOUNDS``); its
-    metrics (``metrics.summarize``)."""
+    metrics (``metrics.summarize``) plus ``calibration`` (``sim.calibration``: the policy's
+    next-action predictions scored against the viewers' actions).
+
+    Args:
+        train: other viewers the policy learns from before the run (``calibration.pretrain``),
+            so that the predictions scored are on held-out viewers; None: it starts cold.
+    """
     if name in BOUNDS:
         return summarize(BOUNDS[name](trace, regime, seed), regime)
     policy = build_policy(name, regime, trace)
-    result = Simulation(trace, regime, policy, seed).run()
-    return summarize(result, regime)
+    if train is not None:
+        pretrain(policy, train)
+    recorder = RecordingPolicy(policy)
+    result = Simulation(trace, regime, recorder, seed, cache_proposals=time_free(policy)).run()
+    metrics = summarize(result, regime)
+    metrics["calibration"] = summarize_calibration(recorder.predictions, recorder.unscored)
+    metrics["pretrained_on"] = None if train is None else train.source
+    return metrics
 
 
-def run_many(jobs: Sequence[tuple[Trace, Regime, str, int]], workers: int) -> list[dict[str, Any]]:
-    """``run_one`` for each (trace, regime, policy, seed), spread over ``workers`` processes."""
+Job = tuple[Trace, Regime, str, int] | tuple[Trace, Regime, str, int, Trace | None]
+"""(trace, regime, policy or bound name, seed[, training trace]): one ``run_one``."""
+
+
+def _run_job(job: Job) -> dict[str, Any]:
+    return run_one(*job)
+
+
+def run_many(jobs: Sequence[Job], workers: int) -> list[dict[str, Any]]:
+    """``run_one`` for each job, spread over ``workers`` processes (results in job order)."""
     if workers <= 1 or len(jobs) <= 1:
-        return [run_one(*job) for job in jobs]
+        return [_run_job(job) for job in jobs]
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        return list(pool.map(run_one, *zip(*jobs, strict=True)))
+        return list(pool.map(_run_job, jobs))
 
 
 def run_policies(
@@ -147,7 +171,7 @@ def budget_sweep(
     policy's GPU-seconds, mean wait and hit rate. ``none`` spends the same at every rate, so it
     and the bounds do not depend on the budget, so they are run once. Returns policy -> points
     sorted by rate."""
-    jobs: list[tuple[Trace, Regime, str, int]] = []
+    jobs: list[Job] = []
     labels: list[tuple[str, float, float]] = []
     for name in names:
         once = name == "none" or name in BOUNDS
