@@ -280,7 +280,8 @@ def synth_traces(out: Path, regime: str | None = None, **knobs: Any) -> int:
         regime: take the defaults from this regime's ``[synth]`` table (else ``SynthKnobs()``).
         **knobs: ``SynthKnobs`` fields (sessions, sessions_per_memory, arrival_rate_per_s,
             steps_min, steps_max, persistence, turn_bias, combo_share, memory_affinity,
-            think_mean_s, think_cv, uniform_actions, seed); None values keep the default.
+            think_mean_s, think_cv, uniform_actions, seed, viewer, forward_share, turn_share,
+            think_min_s, think_max_s); None values keep the default.
 
     Raises:
         ValueError: an unknown knob or a value out of range.
