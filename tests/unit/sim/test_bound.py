@@ -84,3 +84,14 @@ def test_bounds_order_on_synthetic_traces(name: str, seed: int) -> None:
     reference = honest_oracle(per)
     assert per["markov" if "markov" in per else "none"]["oracle_reference"] == reference
     assert summarize(bound, r)["gpu_s_total"] == pytest.approx(per["none"]["gpu_s_total"])
+
+
+def test_when_chunks_are_short_waiting_for_a_warm_container_beats_a_boot() -> None:
+    # one warm container, G = 2 s, a boot 100 s: the second viewer's chunks wait for the warm
+    # container (seconds) rather than boot a second one (a 100 s cold start)
+    trace = Trace((viewer("w w", think=1.0, sid="s1", memory="m1"),
+                   viewer("d d", think=1.0, sid="s2", memory="m2")))  # fmt: skip
+    reg = regime(g=2.0, think=1.0, slots=2, warm=1, cold=100.0, scaledown=1e9)
+    result = clairvoyant(trace, reg, 0)
+    assert result.cold_starts == 0
+    assert max(r.wait_s for r in result.requests) <= 4.0
