@@ -82,10 +82,11 @@ def format_table(
 def _points(
     name: str, metrics: Mapping[str, Any], sweep: Mapping[str, Sequence[Mapping[str, Any]]]
 ) -> list[tuple[float, float, float, float]]:
-    """(billed GPU-s, mean wait, hit rate, hit + in-flight rate) per sweep point, by GPU-s."""
+    """(billed GPU-s, mean wait, hit rate, hit + in-flight rate) per sweep point, in the sweep's
+    order (rising refill rate: the curve is parametric in the budget, GPU-s need not rise)."""
     rows = list(sweep.get(name, ())) or [metrics]
-    return sorted((p.get("gpu_s_billed", p["gpu_s_total"]), p["wait_mean_s"], p["hit_rate"],
-                   p["hit_rate"] + p["inflight_rate"]) for p in rows)  # fmt: skip
+    return [(p.get("gpu_s_billed", p["gpu_s_total"]), p["wait_mean_s"], p["hit_rate"],
+             p["hit_rate"] + p["inflight_rate"]) for p in rows]  # fmt: skip
 
 
 def plot_tradeoff(
