@@ -16,6 +16,12 @@ Definitions (times in seconds, GPU time in GPU-seconds, money in USD):
 - ``gpu_s_speculative``: jobs started speculatively (promoted ones included); such a job is
   *used* when a request found it running or its chunk ready. ``waste_ratio`` = speculative
   GPU-seconds of unused jobs / all speculative GPU-seconds (0 when nothing was speculated).
+- ``lead``: for each request, when the job that produced its chunk started, relative to the
+  viewer: ``before_arrival`` (another viewer's chunk, or one started for a viewer not yet
+  there: only foresight across viewers gets it), ``steps_2_plus`` (before the viewer asked
+  for the chunk two steps earlier: deeper than depth 2 from the cursor), ``step_1`` (while the
+  viewer watched or waited for the step before) and ``on_request`` (at or after the request):
+  shares of requests.
 - ``usd_per_viewer_hour`` = gpu_s_total x price / viewing hours, viewing = chunks served x chunk
   duration (the same for every policy on one trace, so it compares spending directly).
 - Comparisons: ``vs_none`` / ``vs_oracle`` hold ratios metric / baseline's metric for
@@ -79,6 +85,33 @@ def _r(value: float) -> float:
     return float(f"{value:.12g}")
 
 
+def _lead(result: SimResult) -> dict[str, float]:
+    """The ``lead`` shares of the module doc."""
+    made: dict[str, float] = {}
+    for j in result.jobs:  # the job that completed the chunk (cancelled ones end early)
+        if j.ended_at is not None and j.cancel_reason is None and j.ended_at >= j.ends_at - 1e-9:
+            made.setdefault(j.chunk_id, j.started_at)
+    asked = {(r.session_id, r.step): r.requested_at for r in result.requests}
+    counts: Counter[str] = Counter()
+    for r in result.requests:
+        started = made.get(r.chunk_id)
+        if r.step < 0 or started is None:
+            continue
+        arrival = asked.get((r.session_id, -1), r.requested_at)
+        two_back = asked.get((r.session_id, r.step - 2))
+        if started < arrival:
+            counts["before_arrival"] += 1
+        elif two_back is not None and started < two_back:
+            counts["steps_2_plus"] += 1
+        elif started < r.requested_at:
+            counts["step_1"] += 1
+        else:
+            counts["on_request"] += 1
+    n = sum(counts.values())
+    keys = ("before_arrival", "steps_2_plus", "step_1", "on_request")
+    return {k: _r(_share(counts[k], n)) for k in keys}
+
+
 def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
     """The metrics of one run (module doc), as a JSON-ready dict."""
     steps = [r for r in result.requests if r.step >= 0]
@@ -129,6 +162,7 @@ def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
         "usd_total": _r(usd),
         "viewer_hours": _r(viewer_hours),
         "usd_per_viewer_hour": _r(_share(usd, viewer_hours)),
+        "lead": _lead(result),
         "peak_running": result.peak_running,
         "peak_speculative": result.peak_speculative,
         "plans": result.plans,

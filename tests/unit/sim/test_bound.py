@@ -39,6 +39,8 @@ def test_a_later_viewer_hits_what_an_earlier_one_needed() -> None:
     result = clairvoyant(Trace((first, later)), regime(g=10.0, think=2.0, slots=2), 0)
     assert step_waits(result, "s2") == [0.0, 0.0]
     assert len(result.jobs) == 3  # root, w, w/d: shared, generated once
+    lead = summarize(result, regime(g=10.0, think=2.0, slots=2))["lead"]
+    assert lead == {"before_arrival": 0.5, "steps_2_plus": 0.0, "step_1": 0.5, "on_request": 0.0}
 
 
 def test_clairvoyant_starts_a_future_viewers_branch_before_they_arrive() -> None:
