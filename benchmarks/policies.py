@@ -178,7 +178,7 @@ def _main_table(name: str, scenario: str, per: dict[str, dict[str, Any]]) -> str
     ref = next(iter(per.values())).get("oracle_reference", "?")
     table = new_table(f"{name} / {scenario} (honest oracle = {ref})",
                       ["run", "mean wait s", "p95 s", "hit", "in-flight", "billed GPU-s",
-                       "idle warm GPU-s", "cold starts", "started before arrival",
+                       "idle warm GPU-s", "cold starts (spec)", "started before arrival",
                        "% of oracle saving",
                        "% of oracle policy's", "GPU / oracle", "GPU / none"],
                       numeric_from=1)  # fmt: skip
@@ -186,7 +186,8 @@ def _main_table(name: str, scenario: str, per: dict[str, dict[str, Any]]) -> str
         table.add_row(
             p, f"{m['wait_mean_s']:.1f}", f"{m['wait_p95_s']:.1f}", _pct(m["hit_rate"]),
             _pct(m["inflight_rate"]), f"{m['gpu_s_billed']:.0f}", f"{m['gpu_s_idle_warm']:.0f}",
-            str(m["cold_starts"]), _pct(m["lead"]["before_arrival"]),
+            f"{m['cold_starts']} ({m.get('cold_starts_speculative', 0)})",
+            _pct(m["lead"]["before_arrival"]),
             _pct(m.get("oracle_reduction_share")),
             _pct(m.get("oracle_policy_reduction_share")),
             _x(m.get("vs_oracle", {}).get("gpu_s_billed")),

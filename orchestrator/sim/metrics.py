@@ -9,7 +9,8 @@ Definitions (times in seconds, GPU time in GPU-seconds, money in USD):
   interpolation between order statistics (numpy's default).
 - ``gpu_s_total``: every job's slot time (root, demand and speculative; cancelled jobs up to the
   cancel), cold-start load included (``gpu_s_cold_start``: the startup seconds of jobs on a
-  booting container). ``gpu_s_idle_warm``: billed seconds of containers up and idle
+  booting container; ``cold_starts_speculative`` counts the boots speculative jobs caused).
+  ``gpu_s_idle_warm``: billed seconds of containers up and idle
   (``GpuPool.close``). ``gpu_s_billed`` = gpu_s_total + gpu_s_idle_warm: what Modal charges,
   the GPU figure the ratios and targets use. ``gpu_s_per_served_chunk`` = gpu_s_total /
   (requests + root requests).
@@ -159,6 +160,7 @@ def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
         "cancelled_jobs": sum(reasons.values()),
         "cancel_reasons": dict(sorted(reasons.items())),
         "cold_starts": result.cold_starts,
+        "cold_starts_speculative": sum(1 for j in spec if j.cold),
         "usd_total": _r(usd),
         "viewer_hours": _r(viewer_hours),
         "usd_per_viewer_hour": _r(_share(usd, viewer_hours)),
