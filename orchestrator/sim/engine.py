@@ -4,7 +4,9 @@ The simulator is a shell like ``orchestrator.scheduler.Scheduler``: it drives th
 ``orchestrator.live.LiveState`` (request resolution, cursor moves, proposals, the core's input,
 job outcomes, eviction), the same core and the same policies. Only what the service does with
 hardware is simulated here: the GPU pool (``orchestrator.sim.pool``: generation times, warm
-containers, cold starts) and the viewers (``orchestrator.sim.trace``). What the shell adds:
+containers, scale-down, cold starts, the idle bill; ``GpuPool.warm_idle(now)`` is the count of
+idle warm containers a live state can be told, as the service reads it from Modal) and the
+viewers (``orchestrator.sim.trace``). What the shell adds:
 
 - a session arrives at ``start_s``: the shell loads the memory's stored chunks into the live
   state (as the service loads them from the database) and requests the root chunk (no history);
