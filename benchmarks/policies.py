@@ -80,6 +80,13 @@ TRAIN_SEED_OFFSET = 1000  # held-out viewers: the training trace's seed is seed 
 SHARE_TARGET, GPU_TARGET, RANDOM_TARGET, ECE_TARGET = 0.9, 1.5, 1.05, 0.05
 
 
+def _include(policy: str) -> None:
+    """Run a default policy that is not one of the built-in four like the learned ones."""
+    global POLICIES, LEARNED, SWEPT
+    if policy not in (*POLICIES, *BOUNDS):
+        POLICIES, LEARNED, SWEPT = (*POLICIES, policy), (*LEARNED, policy), (*SWEPT, policy)
+
+
 def _trace(regime: Regime, label: str, **knobs: Any) -> Trace:
     return Trace(tuple(synthesize(replace(regime.synth, **knobs))), source=label)
 
@@ -271,11 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="world and trace seed")
     parser.add_argument("--default-policy", default=Settings().speculation.policy,
                         help="the policy the verdicts are headed by (default: the built-in "
-                             "[speculation] policy)")  # fmt: skip
+                             "[speculation] policy; run like the learned ones if it is not "
+                             "one of them)")  # fmt: skip
     parser.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated")
     parser.add_argument("--out", type=Path, default=RESULTS / "policies.json")
     parser.add_argument("--plot", type=Path, default=RESULTS / "policies.png")
     args = parser.parse_args(argv)
+    _include(args.default_policy)
     started = time.perf_counter()
     regimes = {name: load_regime(name) for name in args.regimes.split(",")}
     jobs, keys = _jobs(regimes, args.seed)
