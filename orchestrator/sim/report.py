@@ -89,6 +89,10 @@ def _points(
              p["hit_rate"] + p["inflight_rate"]) for p in rows]  # fmt: skip
 
 
+_MARKERS = {"none": ("X", 9), "clairvoyant": ("*", 12), "serial-chain": ("P", 9)}
+"""Single points that must stay visible under the curves: the baseline and the two bounds."""
+
+
 def plot_tradeoff(
     panels: Mapping[str, tuple[Mapping[str, Mapping[str, Any]], Mapping[str, Any]]],
     path: Path | str,
@@ -113,10 +117,11 @@ def plot_tradeoff(
         for name, metrics in per_policy.items():
             pts = _points(name, metrics, sweep)
             gpu = [p[0] / 3600 for p in pts]
-            style = "o-" if len(pts) > 1 else "o"
-            line = ax_wait.plot(gpu, [p[1] for p in pts], style, label=name, markersize=4)
+            mark, ms = _MARKERS.get(name, ("o", 4))
+            style = f"{mark}-" if len(pts) > 1 else mark
+            line = ax_wait.plot(gpu, [p[1] for p in pts], style, label=name, markersize=ms)
             color = line[0].get_color()
-            ax_hit.plot(gpu, [100 * p[2] for p in pts], style, color=color, label=name, ms=4)
+            ax_hit.plot(gpu, [100 * p[2] for p in pts], style, color=color, label=name, ms=ms)
             ax_hit.plot(gpu, [100 * p[3] for p in pts], style.replace("-", "--"), color=color,
                         ms=3, alpha=0.6)  # fmt: skip
         ax_wait.set_title(f"{title}: mean wait")
