@@ -184,10 +184,9 @@ def _x(x: float | None) -> str:
 def _main_table(name: str, scenario: str, per: dict[str, dict[str, Any]]) -> str:
     ref = next(iter(per.values())).get("oracle_reference", "?")
     table = new_table(f"{name} / {scenario} (honest oracle = {ref})",
-                      ["run", "mean wait s", "p95 s", "hit", "in-flight", "billed GPU-s",
-                       "idle warm GPU-s", "cold starts (spec)", "started before arrival",
-                       "% of oracle saving",
-                       "% of oracle policy's", "GPU / oracle", "GPU / none"],
+                      ["run", "wait s", "p95 s", "hit", "in-flight", "GPU-s billed",
+                       "idle warm", "cold (spec)", "pre-arrival", "% oracle",
+                       "% oracle policy", "GPU/oracle", "GPU/none"],
                       numeric_from=1)  # fmt: skip
     for p, m in per.items():
         table.add_row(
@@ -200,7 +199,7 @@ def _main_table(name: str, scenario: str, per: dict[str, dict[str, Any]]) -> str
             _x(m.get("vs_oracle", {}).get("gpu_s_billed")),
             _x(m.get("vs_none", {}).get("gpu_s_billed")),
         )  # fmt: skip
-    return table_text(table, 160)
+    return table_text(table, 170)
 
 
 def _calibration_table(name: str, block: dict[str, Any]) -> str:
