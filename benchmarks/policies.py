@@ -2,7 +2,8 @@
 
 Usage::
 
-    uv run python benchmarks/policies.py [--workers 2] [--seed 0] [--default-policy NAME]
+    uv run python benchmarks/policies.py [--workers 2] [--seed 0] [--seeds 3]
+        [--default-policy NAME] [--regimes a100,short,crowd]
         [--out benchmarks/results/policies.json] [--plot benchmarks/results/policies.png]
 
 For each shipped regime (``regimes/a100.toml``, ``short.toml``, ``crowd.toml``: realistic pools
@@ -38,9 +39,14 @@ Targets (issue 11), checked per policy and regime, and printed as verdicts:
 3. on random viewers <= 1.05x none's billed GPU-seconds;
 4. expected calibration error (over the proposed probabilities) <= 0.05 on held-out viewers.
 
+Every run is repeated on ``--seeds`` seeds (default 3: traces and worlds 0, 1, 2) and the runs
+are pooled as one larger experiment (``metrics.pool_runs``: counts and GPU-seconds summed, mean
+waits over all requests, reliability tables summed); ``per_seed`` in the JSON keeps each seed's
+mean wait, bill and share, since one 30-viewer trace moves a share by tens of points.
+
 Writes the JSON (every metric, sweep, calibration table and verdict), a PNG (mean wait and hit
 rate against billed GPU-hours per regime, one line per policy) and prints the tables. Not a
-test: nothing is asserted.
+test: nothing is asserted. About 3 minutes on 2 cores with ``--workers 2``.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from orchestrator.config import Settings  # noqa: E402
 from orchestrator.sim.bound import CLAIRVOYANT, SERIAL_CHAIN  # noqa: E402
-from orchestrator.sim.metrics import add_comparisons  # noqa: E402
+from orchestrator.sim.metrics import add_comparisons, pool_runs  # noqa: E402
 from orchestrator.sim.regime import Regime, load_regime  # noqa: E402
 from orchestrator.sim.report import plot_tradeoff  # noqa: E402
 from orchestrator.sim.run import SWEEP_KEYS, Job, run_many, sweep_regime  # noqa: E402
@@ -115,32 +121,69 @@ def _interp(points: list[tuple[float, float]], x: float) -> float:
     return points[-1][1]
 
 
-def _jobs(regimes: dict[str, Regime], seed: int) -> tuple[list[Job], list[tuple[str, ...]]]:
+def _jobs(regimes: dict[str, Regime], seeds: range) -> tuple[list[Job], list[tuple[str, ...]]]:
+    """Every run of the benchmark; each key is (regime, scenario, policy[, rate], seed)."""
     jobs: list[Job] = []
     keys: list[tuple[str, ...]] = []
-
-    def add(key: tuple[str, ...], job: Job) -> None:
-        keys.append(key)
-        jobs.append(job)
-
-    for name, r in regimes.items():
-        trace = _trace(r, f"{name} seed {seed}", seed=seed)
-        train = _trace(r, f"{name} seed {seed + TRAIN_SEED_OFFSET}", seed=seed + TRAIN_SEED_OFFSET)
-        human, human_train = _human(r, seed), _human(r, seed + TRAIN_SEED_OFFSET)
-        noise = _trace(r, f"{name} random seed {seed}", seed=seed, uniform_actions=True)
-        for p in (*POLICIES, *BOUNDS):
-            add((name, "default", p), (trace, r, p, seed))
-            add((name, "human", p), (human, r, p, seed))
-            add((name, "ideal", p), (trace, _ideal(r), p, seed))
-        for p in ("none", *LEARNED):
-            add((name, "random", p), (noise, r, p, seed))
-        for p in LEARNED:
-            add((name, "heldout", p), (trace, r, p, seed, train))
-            add((name, "heldout-human", p), (human, r, p, seed, human_train))
-        for p in SWEPT:
-            for rate in r.sweep_rates:
-                add((name, "sweep", p, str(rate)), (trace, sweep_regime(r, rate), p, seed))
+    for seed in seeds:
+        for name, r in regimes.items():
+            for key, job in _regime_jobs(name, r, seed):
+                keys.append((*key, str(seed)))
+                jobs.append(job)
     return jobs, keys
+
+
+def _regime_jobs(name: str, r: Regime, seed: int) -> list[tuple[tuple[str, ...], Job]]:
+    out: list[tuple[tuple[str, ...], Job]] = []
+    trace = _trace(r, f"{name} seed {seed}", seed=seed)
+    train = _trace(r, f"{name} seed {seed + TRAIN_SEED_OFFSET}", seed=seed + TRAIN_SEED_OFFSET)
+    human, human_train = _human(r, seed), _human(r, seed + TRAIN_SEED_OFFSET)
+    noise = _trace(r, f"{name} random seed {seed}", seed=seed, uniform_actions=True)
+    for p in (*POLICIES, *BOUNDS):
+        out.append(((name, "default", p), (trace, r, p, seed)))
+        out.append(((name, "human", p), (human, r, p, seed)))
+        out.append(((name, "ideal", p), (trace, _ideal(r), p, seed)))
+    for p in ("none", *LEARNED):
+        out.append(((name, "random", p), (noise, r, p, seed)))
+    for p in LEARNED:
+        out.append(((name, "heldout", p), (trace, r, p, seed, train)))
+        out.append(((name, "heldout-human", p), (human, r, p, seed, human_train)))
+    for p in SWEPT:
+        for rate in r.sweep_rates:
+            out.append(((name, "sweep", p, str(rate)), (trace, sweep_regime(r, rate), p, seed)))
+    return out
+
+
+def _pooled(
+    keys: list[tuple[str, ...]], results: list[dict[str, Any]]
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    """Runs of the same key over the seeds, pooled (``metrics.pool_runs``)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for key, metrics in zip(keys, results, strict=True):
+        groups.setdefault(key[:-1], []).append(metrics)
+    return {key: pool_runs(runs) for key, runs in groups.items()}
+
+
+def _per_seed(
+    name: str, keys: list[tuple[str, ...]], results: list[dict[str, Any]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per scenario (default, human) and seed: each run's mean wait, billed GPU-seconds and
+    share of the honest oracle's reduction (the spread the pooled figures hide)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for scenario in ("default", "human"):
+        by_seed: dict[str, dict[str, dict[str, Any]]] = {}
+        for key, m in zip(keys, results, strict=True):
+            if key[0] == name and key[1] == scenario:
+                by_seed.setdefault(key[-1], {})[key[2]] = dict(m)
+        for table in by_seed.values():
+            add_comparisons(table)
+        out[scenario] = {
+            seed: {p: {k: m.get(k) for k in ("wait_mean_s", "gpu_s_billed",
+                                             "oracle_reduction_share")}
+                   for p, m in table.items()}
+            for seed, table in by_seed.items()
+        }  # fmt: skip
+    return out
 
 
 def _verdicts(block: dict[str, Any], policy: str) -> dict[str, Any]:
@@ -274,7 +317,9 @@ def _summary(report: dict[str, Any], default_policy: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="world and trace seed")
+    parser.add_argument("--seed", type=int, default=0, help="first world and trace seed")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="seeds seed..seed+N-1, pooled (default 3)")  # fmt: skip
     parser.add_argument("--default-policy", default=Settings().speculation.policy,
                         help="the policy the verdicts are headed by (default: the built-in "
                              "[speculation] policy; run like the learned ones if it is not "
@@ -286,13 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     _include(args.default_policy)
     started = time.perf_counter()
     regimes = {name: load_regime(name) for name in args.regimes.split(",")}
-    jobs, keys = _jobs(regimes, args.seed)
+    seeds = range(args.seed, args.seed + max(1, args.seeds))
+    jobs, keys = _jobs(regimes, seeds)
     results = run_many(jobs, args.workers)
+    pooled = _pooled(keys, results)
 
-    report: dict[str, Any] = {"seed": args.seed, "platform": platform.platform(), "regimes": {}}
+    report: dict[str, Any] = {"seeds": list(seeds), "platform": platform.platform(),
+                              "regimes": {}}  # fmt: skip
     panels = {}
     for name, r in regimes.items():
-        got = {k: m for k, m in zip(keys, results, strict=True) if k[0] == name}
+        got = {k: m for k, m in pooled.items() if k[0] == name}
         block: dict[str, Any] = {"regime": {
             "source": r.source, "generation_mean_gpu_s": r.generation.mean,
             "chunk_duration_s": r.chunk_duration_s, "think_s": r.timing.think_s,
@@ -313,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             sweep[p] = [{"rate_gpu_s_per_s": None, **once}]
         block["sweep"] = sweep
         block["verdicts"] = {p: _verdicts(block, p) for p in LEARNED}
+        block["per_seed"] = _per_seed(name, keys, results)
         report["regimes"][name] = block
         panels[name] = (block["default"], sweep)
         for scenario in ("default", "human", "ideal", "random"):

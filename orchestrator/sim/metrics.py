@@ -47,7 +47,7 @@ from orchestrator.sim.bound import SERIAL_CHAIN, honest_oracle
 from orchestrator.sim.engine import SimResult
 from orchestrator.sim.regime import Regime
 
-__all__ = ["RATIO_KEYS", "add_comparisons", "percentile", "summarize"]
+__all__ = ["RATIO_KEYS", "add_comparisons", "percentile", "pool_runs", "summarize"]
 
 RATIO_KEYS: tuple[str, ...] = (
     "hit_rate",
@@ -203,3 +203,92 @@ def add_comparisons(per_policy: Mapping[str, dict[str, Any]]) -> None:
             if base is not None:
                 best = none["wait_mean_s"] - base["wait_mean_s"]
                 metrics[label] = _r(reduction / best) if best > 1e-3 else None
+
+
+_SUMMED = ("requests", "hits", "inflight", "misses", "root_requests", "served_chunks",
+           "gpu_s_total", "gpu_s_demand", "gpu_s_speculative", "gpu_s_wasted", "gpu_s_cold_start",
+           "gpu_s_idle_warm", "gpu_s_billed", "jobs", "speculative_jobs", "speculative_used",
+           "cancelled_jobs", "cold_starts", "cold_starts_speculative", "usd_total",
+           "viewer_hours", "plans")  # fmt: skip
+_AVERAGED = ("wait_p50_s", "wait_p95_s", "wait_p99_s")  # percentiles do not pool: their mean
+_MAXED = ("wait_max_s", "peak_running", "peak_speculative", "sim_end_s")
+
+
+def _weighted(runs: Sequence[Mapping[str, Any]], key: str, weight: str) -> float:
+    total = sum(m[weight] for m in runs)
+    return _share(sum(m[key] * m[weight] for m in runs), total)
+
+
+def _pool_calibration(cals: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    scored = [c for c in cals if c.get("scored")]
+    out: dict[str, Any] = {"scored": sum(c.get("scored", 0) for c in cals),
+                           "unscored": sum(c.get("unscored", 0) for c in cals)}  # fmt: skip
+    if not scored:
+        return out
+    bins: dict[float, dict[str, float]] = {}
+    for c in scored:
+        for row in c["reliability"]:
+            b = bins.setdefault(row["lo"], {"lo": row["lo"], "hi": row["hi"], "n": 0,
+                                            "p": 0.0, "seen": 0.0})  # fmt: skip
+            b["n"] += row["n"]
+            b["p"] += row["n"] * row["predicted"]
+            b["seen"] += row["n"] * row["realised"]
+    table = [
+        {"lo": b["lo"], "hi": b["hi"], "n": int(b["n"]), "predicted": round(b["p"] / b["n"], 6),
+         "realised": round(b["seen"] / b["n"], 6)}
+        for _, b in sorted(bins.items())
+    ]  # fmt: skip
+    n = sum(row["n"] for row in table)
+    gap = sum(row["n"] * abs(row["predicted"] - row["realised"]) for row in table)
+    out.update({"reliability": table, "ece": round(gap / n, 6) if n else None})
+    for key in (
+        "ece_all_actions",
+        "ece_top_label",
+        "log_loss_nats",
+        "uniform_log_loss_nats",
+        "brier",
+        "top1_accuracy",
+        "mean_top_probability",
+        "proposed_per_request",
+    ):
+        out[key] = round(_weighted(scored, key, "scored"), 6)  # pooled by requests scored
+    return out
+
+
+def pool_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One run's metrics from several (e.g. seeds) of the same policy and scenario, pooled as
+    one larger experiment: counts and GPU-seconds summed, rates and mean waits recomputed over
+    all requests, percentiles averaged over the runs (they do not pool), the reliability table
+    summed bin by bin and the ECE recomputed from it; other calibration scores are weighted by
+    requests scored. ``pooled_runs`` says how many were pooled.
+
+    Raises:
+        ValueError: no runs.
+    """
+    if not runs:
+        raise ValueError("pool_runs needs at least one run")
+    out: dict[str, Any] = {k: sum(m[k] for m in runs) for k in _SUMMED if k in runs[0]}
+    out.update({k: _r(sum(m[k] for m in runs) / len(runs)) for k in _AVERAGED})
+    out.update({k: max(m[k] for m in runs) for k in _MAXED})
+    n, served = out["requests"], out["served_chunks"]
+    for rate, count in (
+        ("hit_rate", "hits"),
+        ("inflight_rate", "inflight"),
+        ("miss_rate", "misses"),
+    ):
+        out[rate] = _r(_share(out[count], n))
+    out["wait_mean_s"] = _r(_weighted(runs, "wait_mean_s", "requests"))
+    out["root_wait_mean_s"] = _r(_weighted(runs, "root_wait_mean_s", "root_requests"))
+    out["gpu_s_per_served_chunk"] = _r(_share(out["gpu_s_total"], served))
+    out["waste_ratio"] = _r(_share(out["gpu_s_wasted"], out["gpu_s_speculative"]))
+    out["usd_per_viewer_hour"] = _r(_share(out["usd_total"], out["viewer_hours"]))
+    reasons: Counter[str] = Counter()
+    for m in runs:
+        reasons.update(m.get("cancel_reasons", {}))
+    out["cancel_reasons"] = dict(sorted(reasons.items()))
+    out["lead"] = {k: _r(_weighted([{**m["lead"], "requests": m["requests"]} for m in runs], k,
+                                   "requests")) for k in runs[0]["lead"]}  # fmt: skip
+    if "calibration" in runs[0]:
+        out["calibration"] = _pool_calibration([m["calibration"] for m in runs])
+    out["pooled_runs"] = len(runs)
+    return out

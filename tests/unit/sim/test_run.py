@@ -155,3 +155,26 @@ def test_proposal_cache_changes_nothing(policy: str) -> None:
         for cache in (True, False)
     ]
     assert results[0] == results[1]
+
+
+def test_pooled_runs_weigh_waits_by_requests_and_sum_the_bill() -> None:
+    from orchestrator.sim.metrics import pool_runs
+    from orchestrator.sim.run import run_one
+    from tests.unit.sim.test_engine import regime, viewer
+
+    reg = regime(g=10.0, think=2.0, slots=2)
+    one = run_one(Trace((viewer("w", think=2.0),)), reg, "markov", 0)
+    three = run_one(Trace((viewer("w d d", think=2.0),)), reg, "markov", 0)
+    pooled = pool_runs([one, three])
+    assert pooled["requests"] == 4 and pooled["pooled_runs"] == 2
+    assert pooled["wait_mean_s"] == pytest.approx(
+        (one["wait_mean_s"] * 1 + three["wait_mean_s"] * 3) / 4
+    )
+    assert pooled["gpu_s_billed"] == pytest.approx(one["gpu_s_billed"] + three["gpu_s_billed"])
+    cal = pooled["calibration"]
+    assert cal["scored"] == 4
+    assert sum(row["n"] for row in cal["reliability"]) == sum(
+        row["n"] for m in (one, three) for row in m["calibration"]["reliability"]
+    )
+    with pytest.raises(ValueError, match="at least one"):
+        pool_runs([])
