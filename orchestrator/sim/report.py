@@ -36,13 +36,17 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("oracle_reduction_share", "of oracle's wait saving (%)", "pct"),
     ("oracle_policy_reduction_share", "of oracle policy's saving (%)", "pct"),
     ("serial_chain_reduction_share", "of serial-chain bound's saving (%)", "pct"),
+    ("calibration.ece", "calibration: ECE of proposed P", "f3"),
+    ("calibration.ece_top_label", "calibration: top-label ECE", "f3"),
+    ("calibration.log_loss_nats", "calibration: log-loss (nats)", "f3"),
 )
 """(metric key, column title with its unit, format) of the printed table; dotted keys read
 nested dicts. "vs none" / "vs oracle" are ratios to the no-speculation baseline and to the honest
 oracle (``orchestrator.sim.bound``: a schedule knowing every viewer's whole future); "of oracle's
 wait saving" is the share of the honest oracle's mean-wait reduction (over none) that the run
 achieves, "of oracle policy's" the same against the per-cursor ``oracle`` policy, "of
-serial-chain bound's" against the lower bound (unlimited slots)."""
+serial-chain bound's" against the lower bound (unlimited slots); the calibration rows score the
+policy's next-action probabilities against what the viewers did (``sim.calibration``)."""
 
 
 def _get(metrics: Mapping[str, Any], key: str) -> Any:
@@ -63,6 +67,8 @@ def _fmt(value: Any, kind: str) -> str:
         return f"{value:.2f}"
     if kind == "x":
         return f"{value:.2f}x"
+    if kind == "f3":
+        return f"{value:.3f}"
     return f"{value:.1f}" if abs(value) < 1e4 else f"{value:.0f}"
 
 
