@@ -5,7 +5,7 @@ Given each session's complete action sequence (from the trace the simulator repl
 viewer's cursor, within ``max_depth`` and the budget like any policy. It is not the physical
 limit: on a shared memory a chunk another viewer will need can start long before that viewer
 arrives, and a per-cursor policy never proposes it (in the crowd regime a schedule knowing every
-viewer's future cuts the mean wait ~10x more than this policy does). The honest bounds are
+viewer's future cuts the mean wait 10x as much as this policy does, or more). The honest bounds are
 ``orchestrator.sim.bound`` (``clairvoyant`` and ``serial-chain``); the simulator reports shares
 of the better of ``clairvoyant`` and this policy. A live service has no future to give it, hence
 ``make_policy("oracle")`` without ``future`` fails.
