@@ -149,8 +149,9 @@ class Planner:
         for s in self._sessions.values():
             proposals.extend(self._propose(s, now, picked))
         for job in self._running.values():
-            picked.extend(self._memories[job.memory_id].tree.ancestors(job.chunk_id,
-                                                                       budget.max_depth))
+            picked.extend(
+                self._memories[job.memory_id].tree.ancestors(job.chunk_id, budget.max_depth)
+            )
         for d in self._demands.values():
             tree = self._memories[d.memory_id].tree
             if d.parent_id is not None:
@@ -166,9 +167,7 @@ class Planner:
             warm_idle=warm_idle,
         )  # fmt: skip
 
-    def _propose(
-        self, s: LiveSession, now: float, picked: list[KnownNode]
-    ) -> tuple[Proposal, ...]:
+    def _propose(self, s: LiveSession, now: float, picked: list[KnownNode]) -> tuple[Proposal, ...]:
         v, budget = s.view, self.budget
         if is_idle(v, now, budget) or v.policy == "none":
             return ()  # idle or gone (``viewers``): the core cancels what runs only for it
@@ -290,4 +289,3 @@ class Planner:
         self._running[node.chunk_id] = job
         self._job_chunk[job.job_id] = node.chunk_id
         return job, claim
-

@@ -48,9 +48,7 @@ def shrunk_mean(stats: ThinkStats, prior_s: float, prior_n: float) -> float:
     return (stats.total_s + prior_n * prior_s) / (stats.n + prior_n)
 
 
-def think_observation(
-    gap_s: float, chunk_duration_s: float, idle_timeout_s: float
-) -> float | None:
+def think_observation(gap_s: float, chunk_duration_s: float, idle_timeout_s: float) -> float | None:
     """Think seconds one request reveals: ``gap - chunk duration`` clamped at 0; None when the
     gap is negative or longer than ``idle_timeout_s`` (a pause, not a decision)."""
     if not 0.0 <= gap_s <= idle_timeout_s:
