@@ -19,9 +19,9 @@ once ``PlanInput.warm_idle`` is used up); ``S = chunk_duration_s + think_s`` the
    one), so ``saved(l) = max(0, min(E, l - C))`` seconds of wait.
 2. The alternative to starting now is not "never" but "at the next decision point": for d = 1
    that is the request itself (a demand: lead 0); for d >= 2 it is the viewer's request of the
-   parent, lead ``L - S``, when the guess is known to be one level better. So
-   ``benefit_s = P * max(0, saved(L) - min(E, max(0, L - S)))`` for d >= 2 (the deferred
-   start valued warm, like the demand) and ``P * saved(L)`` for d = 1: a grandchild is worth
+   parent, after which the lead is ``min(L, S)``, and the guess is known one level better. So
+   ``benefit_s = P * max(0, saved(L) - min(E, L, S))`` for d >= 2 (the deferred start valued
+   warm, like the demand) and ``P * saved(L)`` for d = 1: a grandchild is worth
    starting now only for the lead time it gains over waiting one
    step. When ``E <= S`` (short chunks) that gain is ~0 and speculation stays one level deep;
    when ``E >> S`` (A100) each level gains a full ``S``. This is how depth follows (G, W).
@@ -209,11 +209,15 @@ def value(p: float, lead: float, depth: int, step: float, e: float, cold: float 
     if not saved > 0.0:
         saved = 0.0
     if depth >= 2:
-        later = lead - step  # the deferred start is valued warm, as the demand is
+        # Deferred to the parent's request: then the lead is one step (or what is left of it);
+        # the deferred start is valued warm, as the demand is.
+        later = step if step < lead else lead
         if later > e:
             later = e
         if later > 0.0:
             saved -= later
+        if not saved > 0.0:
+            saved = 0.0
     benefit = p * saved if saved > 0.0 else 0.0
     run = cold + e
     if lead < run:

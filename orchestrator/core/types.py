@@ -198,12 +198,14 @@ class Budget:
         idle_timeout_s: a session idle this long gets no speculation.
         min_benefit_per_gpu_s: the one admission threshold: expected seconds of viewer wait
             saved per expected *wasted* GPU-second (``frontier`` module doc). A candidate is
-            started only when ``benefit_s / waste_gpu_s`` exceeds it. Default 0.25: spend at
-            most 4 wasted GPU-seconds (~$0.003 on an A100 at Modal's $0.000694/GPU-s) to save a
-            viewer one second of waiting, in every regime. For a depth-1 guess on a warm
-            container the ratio is the odds P / (1 - P), so 0.25 admits P > 0.2; deeper guesses
-            and cold starts need more (their saving over waiting for the next step is smaller).
-            0 admits anything that saves any wait.
+            started only when ``benefit_s / waste_gpu_s`` exceeds it. Default 0.15: spend at
+            most ~6.7 wasted GPU-seconds (~$0.0046 on an A100 at Modal's $0.000694/GPU-s, the
+            price in rewind.example.toml) to save a viewer one second of waiting, in every
+            regime (a judgement: about $17 per viewer-hour of waiting). For a depth-1 guess on a
+            warm container the ratio is the odds P / (1 - P), so 0.15 admits P > 0.13; deeper
+            guesses and cold starts need more (their saving over waiting for the next step is
+            smaller). Measured on uniformly random viewers it keeps GPU-seconds within 1.03x of
+            on-demand (issue 11). 0 admits anything that saves any wait.
         gone_after_gaps: a session inactive for this many of its usual gaps between requests
             (watching + thinking, per-session estimate) is considered gone and its speculation
             is cancelled (default 3: a judgement; think times with a CV of 0.6 exceed 3x their
@@ -218,7 +220,7 @@ class Budget:
     per_session_inflight: int = 4
     min_probability: float = 0.05
     idle_timeout_s: float = 120.0
-    min_benefit_per_gpu_s: float = 0.25
+    min_benefit_per_gpu_s: float = 0.15
     gone_after_gaps: float = 3.0
 
 

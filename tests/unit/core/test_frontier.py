@@ -197,9 +197,10 @@ def test_ranking_by_score_then_probability_then_key() -> None:
     assert [c.action for c in cs] == ["a", "d", "w"]  # d-31 < w-31 on the pose tie-break
 
 
-def test_default_threshold_admits_odds_above_a_quarter() -> None:
-    # Budget().min_benefit_per_gpu_s = 0.25: a depth-1 guess needs P / (1 - P) > 0.25, P > 0.2.
-    props = (Proposal("s1", ("w",), 0.21), Proposal("s1", ("a",), 0.19))
+def test_default_threshold_admits_odds_above_its_value() -> None:
+    # Budget().min_benefit_per_gpu_s = 0.15: a depth-1 guess needs P / (1 - P) > 0.15, P > 0.13.
+    assert Budget().min_benefit_per_gpu_s == 0.15
+    props = (Proposal("s1", ("w",), 0.14), Proposal("s1", ("a",), 0.12))
     assert [c.action for c in cands(inp((ROOT,), (session(),), props))] == ["w"]
 
 
