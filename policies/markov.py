@@ -33,13 +33,14 @@ Notation:
    N = 0). ``D = n1 / (n1 + 2 n2)`` is estimated from the global table (n1, n2: how many
    (context, action) counts are exactly 1 and 2; clamped to [0.3, 0.95]): unpredictable
    traffic (many singletons) backs off hard, repetitive traffic trusts its counts.
-   Global chain over contexts: ``G_{-1} = B``; for each context level n with any global
-   evidence (general to specific) ``G_n = shrink(N_g(c_n), G_{n-1}, k_n)`` with ``k_n = alpha``
-   for n = 0 and ``kappa`` after.
-3. Memory, shrunk toward the global estimate of the same context:
-   ``M_n = shrink(N_m(c_n), G_n, beta)``.
-4. Session, shrunk toward the memory's: ``S_n = shrink(N_s(c_n), M_n, beta)``. The scopes are
-   chained at every level; ``P_raw = S_L`` at the most specific level L.
+   One chain through context levels and scopes, general to specific: ``S_{-1} = B``; for each
+   context level n with any global evidence,
+   ``G_n = shrink(N_g(c_n), S_{n-1}, k_n)`` (``k_n = alpha`` for n = 0, ``kappa`` after),
+3. ``M_n = shrink(N_m(c_n), G_n, beta)`` (memory, toward the global estimate),
+4. ``S_n = shrink(N_s(c_n), M_n, beta)`` (session, toward the memory's). ``P_raw = S_L`` at the
+   most specific level L. So what the viewer and their memory showed in a shorter context is
+   the prior of a longer one (a lone viewer's own habit is learned at every level), and a
+   longer context with plenty of evidence elsewhere overrides it.
 5. Calibration (``calibrate``, on by default; histogram binning, Zadrozny & Elkan 2001, online):
    every observed event's forecasts, made before it is counted, are added to bins of p (edges
    0, .02, .05, .1, .2, ..., .9): predicted mass ``PM_b`` (sum of p) and realised mass ``RM_b``
@@ -250,7 +251,9 @@ class MarkovPolicy:
             n_all, n_mem, n_ses = row(self._global, c), row(memory, c), row(session, c)
             other_mem = [a - b for a, b in zip(n_all, n_mem, strict=True)]
             other_ses = [a - b for a, b in zip(n_mem, n_ses, strict=True)]
-            g = _shrink(other_mem, g, self.alpha if n == 0 else self.kappa, d)
+            # The previous level's session estimate is this level's global prior: what the
+            # viewer and their memory showed in a shorter context carries into a longer one.
+            g = _shrink(other_mem, s, self.alpha if n == 0 else self.kappa, d)
             m = _shrink(other_ses, g, self.beta, d)
             s = _shrink(n_ses, m, self.beta, d)
         return s
