@@ -110,9 +110,11 @@ class Candidate(NamedTuple):
         """The chunk key (memory_id, parent_id, pose)."""
         return (self.memory_id, self.parent_id, self.pose)
 
-    def sort_key(self) -> tuple[float, float, str, str, str]:
-        """Ranking: score desc, then P desc, then memory, parent, pose (total order)."""
-        return (-self.score, -self.probability, self.memory_id, self.parent_id, self.pose)
+    def sort_key(self) -> tuple[float, float, float, str, str, str]:
+        """Ranking: score desc, then benefit desc (candidates that waste nothing all score inf:
+        the one saving more wait goes first), then P desc, then memory, parent, pose."""
+        return (-self.score, -self.benefit_s, -self.probability, self.memory_id, self.parent_id,
+                self.pose)  # fmt: skip
 
 
 def idle_after_s(session: SessionView, budget: Budget) -> float:
@@ -526,28 +528,28 @@ def ranked(
     now, budget = inp.now, inp.budget
     min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
     e = warm_gpu_s(inp)
-    heap: list[tuple[float, float, Key, _Vote | dict[str, _Vote]]] = []
+    heap: list[tuple[float, float, float, Key, _Vote | dict[str, _Vote]]] = []
     for key, v in votes.items():
         if isinstance(v, tuple):
             p, depth, need, step = v[1], v[2], v[3], v[5]
             if p < min_p:
                 continue
-            score = value(p, need - now, depth, step, e)[3]
+            benefit, _, _, score = value(p, need - now, depth, step, e)
         else:
             c = _combine(key, v, inp, e)
-            p, score = c.probability, c.score
+            p, score, benefit = c.probability, c.score, c.benefit_s
             if p < min_p:
                 continue
         if score > min_score:
-            heap.append((-score, -p, key, v))
+            heap.append((-score, -benefit, -p, key, v))
     heapq.heapify(heap)
     existing: Mapping[Key, TreeNode] | None = None
     while heap:
-        _, _, key, v = heapq.heappop(heap)
+        _, _, _, key, v = heapq.heappop(heap)
         if key in taken:
             continue
         if existing is None:  # one lookup for this key and every key the heap may still yield
-            existing = index.by_keys(itertools.chain((key,), (item[2] for item in heap)))
+            existing = index.by_keys(itertools.chain((key,), (item[3] for item in heap)))
         node = existing.get(key)
         if node is not None and node.state != "failed":
             continue  # generated or being generated: de-duplication
