@@ -123,6 +123,13 @@ class Planner:
         self.plans_skipped += 1
         return False
 
+    def next_wake(self) -> float:
+        """When a plan could next decide something new with no event in between (seconds on the
+        caller's clock; inf if never): the earliest moment an active session goes idle or is
+        considered gone (its speculation is then cancelled), or the bucket pays the cheapest
+        guess it refused. A shell that plans only on events should also wake then."""
+        return min(self._next_idle_at, self._bucket_at)
+
     def schedule(self, now: float, *, warm_idle: int | None = None) -> Scheduled:
         """Plan and apply: ``apply(plan(prepare(now, warm_idle=warm_idle)), now)``."""
         return self.apply(plan(self.prepare(now, warm_idle=warm_idle)), now)

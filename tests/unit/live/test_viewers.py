@@ -97,6 +97,8 @@ def test_live_state_learns_a_quick_viewer_and_declares_them_gone() -> None:
     gone = s.view.idle_after_s
     assert gone is not None and gone == pytest.approx(3.0 * (5.0 + s.view.think_s))
     # Silent for longer than that: no proposals, the plan wakes up for it.
+    state.schedule(now)
+    assert state.next_wake() == pytest.approx(now + gone)
     assert state.needs_plan(now + gone + 0.1)
     assert state.prepare(now + gone + 0.1).proposals == ()
 
