@@ -14,7 +14,7 @@ from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal, SessionView
 from policies.base import NextActionModel, Policy
 from policies.calibration import Calibration, calibration
-from policies.markov import MarkovPolicy
+from policies.markov import BASE_SINGLE, MarkovPolicy
 
 
 def make_ctx(
@@ -73,11 +73,16 @@ def test_protocols() -> None:
     assert policy.name == "markov"
 
 
-def test_fresh_model_is_uniform_over_ctx_actions() -> None:
+def test_fresh_model_is_the_base_prior_over_ctx_actions() -> None:
     policy = MarkovPolicy()
     dist = policy.next_action_probabilities(make_ctx(), ())
     assert list(dist) == list(ACTION_NAMES)
-    assert all(p == f(Fraction(1, 24)) for p in dist.values())
+    assert dist == {a: f(p) for a, p in uniform().items()}
+    assert max(dist, key=dist.__getitem__) == "w"  # viewers mostly walk forward
+    assert min(dist.values()) == f(Fraction(1, 48))  # every action keeps some mass
+    # Offered only a few actions, the prior is renormalised to them.
+    few = policy.next_action_probabilities(make_ctx(actions=("w", "w+right")), ())
+    assert few == {a: f(p) for a, p in uniform(("w", "w+right")).items()}
 
 
 def shrink(counts: dict[str, int], prior: dict[str, Fraction], strength: Fraction,
@@ -95,7 +100,10 @@ def shrink(counts: dict[str, int], prior: dict[str, Fraction], strength: Fractio
 
 
 def uniform(actions: Sequence[str] = ACTION_NAMES) -> dict[str, Fraction]:
-    return {a: Fraction(1, len(actions)) for a in actions}
+    """The base prior B of step 1: half uniform, half BASE_SINGLE renormalised to ``actions``."""
+    single = {a: Fraction(str(BASE_SINGLE.get(a, 0.0))) for a in actions}
+    total = sum(single.values())
+    return {a: Fraction(1, 2 * len(actions)) + single[a] / (2 * total) for a in actions}
 
 
 def test_worked_example_from_the_docstring() -> None:
@@ -116,9 +124,7 @@ def test_worked_example_from_the_docstring() -> None:
     # at the session scope) and stay uniform; the session shrinks its counts toward them.
     dist = policy.next_action_probabilities(make_ctx(W3R), W3R)
     expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(4), d)
-    assert dist["w"] == f(expect["w"]) and expect["w"] == Fraction(211, 672)
-    assert dist["right"] == f(Fraction(43, 672))
-    assert dist["left"] == f(Fraction(19, 672))
+    assert dist == {a: f(p) for a, p in expect.items()}
     assert sum(dist.values()) == pytest.approx(1.0, abs=1e-12)
 
 
@@ -126,10 +132,12 @@ def test_propose_returns_top_k_with_ties_in_ctx_action_order() -> None:
     policy = MarkovPolicy(calibrate=False)
     walk(policy, "s1", "m1", W3R)
     proposals = policy.propose(make_ctx(W3R))
-    assert [p.path for p in proposals] == [("w",), ("right",), ("s",), ("a",)]
+    # right, then left (the base prior's next), then a and d tied: ctx.actions order.
+    assert [p.path for p in proposals] == [("w",), ("right",), ("left",), ("a",)]
     assert all(p.session_id == "s1" for p in proposals)
-    assert proposals[0].probability == f(Fraction(211, 672))
-    assert proposals[2].probability == f(Fraction(19, 672))
+    expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(4), Fraction(5, 7))
+    assert proposals[0].probability == f(expect["w"])
+    assert proposals[3].probability == f(expect["a"]) == f(expect["d"])
 
 
 def test_context_chain_shrinks_each_longer_context_toward_the_shorter() -> None:
@@ -164,7 +172,8 @@ def test_new_session_on_same_memory_inherits_memory_statistics() -> None:
     walk(policy, "s1", "m1", W3R)
     dist = policy.next_action_probabilities(make_ctx(session_id="s2"), W3R)
     # s1's events are the other sessions' evidence at the memory scope: s2 starts there.
-    assert dist["w"] == f(Fraction(211, 672))
+    expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(4), Fraction(5, 7))
+    assert dist["w"] == f(expect["w"])
 
 
 def test_new_memory_inherits_global_statistics() -> None:
@@ -172,7 +181,7 @@ def test_new_memory_inherits_global_statistics() -> None:
     walk(policy, "s1", "m1", W3R)
     dist = policy.next_action_probabilities(make_ctx(session_id="s9", memory_id="m9"), W3R)
     expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(1), Fraction(5, 7))
-    assert dist["w"] == f(expect["w"]) and expect["w"] == Fraction(401, 840)
+    assert dist["w"] == f(expect["w"])
 
 
 def test_one_event_is_evidence_once() -> None:
@@ -205,11 +214,10 @@ def test_session_evidence_outweighs_memory_and_global() -> None:
 def test_counts_outside_ctx_actions_are_ignored() -> None:
     policy = MarkovPolicy(order=0, calibrate=False)
     walk(policy, "s1", "m1", ["w", "w", "up", "up", "up"])
-    # A = {w, left}: the ups do not count. Session {w: 2}, D = 0.75 (no count is 1):
-    # (2 - 0.75 + 4.75 / 2) / 6 = 29/48.
+    # A = {w, left}: the ups do not count. Session {w: 2}, D = 0.75 (no count is 1).
     dist = policy.next_action_probabilities(make_ctx(actions=("w", "left")), ())
-    assert dist["w"] == f(Fraction(29, 48))
-    assert dist["left"] == f(Fraction(19, 48))
+    expect = shrink({"w": 2}, uniform(("w", "left")), Fraction(4), Fraction(3, 4))
+    assert dist == {a: f(p) for a, p in expect.items()}
 
 
 def test_recalibration_improves_held_out_calibration_on_unpredictable_viewers() -> None:
