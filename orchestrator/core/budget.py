@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 from orchestrator.core.types import BucketState, Budget
+from orchestrator.core.warm import cold_start_of_next
 
 
 def refill(bucket: BucketState, budget: Budget, now: float) -> BucketState:
@@ -92,8 +93,6 @@ def cold_start_s(warm_idle: int | None, starting_before: int, cold_s: float) -> 
     ``warm_idle`` None (unknown / unlimited): 0, every start is warm. Otherwise the first
     ``warm_idle`` starts of the plan (``starting_before`` counts the ones before this one) land
     on idle warm containers (0 s) and later ones wait a container boot (``cold_s``, clamped to
-    >= 0). Same rule as ``warm.cold_start_of_next``.
+    >= 0): ``warm.cold_start_of_next``.
     """
-    if warm_idle is None or starting_before < max(0, warm_idle):
-        return 0.0
-    return max(0.0, cold_s)
+    return 0.0 if warm_idle is None else cold_start_of_next(warm_idle, starting_before, cold_s)
