@@ -1,7 +1,8 @@
 """Speculation end to end through HTTP with the real local GPU pool.
 
 The viewer thinks longer than a chunk takes to generate, so a policy that predicts the viewer's
-next action has the chunk ready before it is asked for: with markov every request is a hit; with none every request is a miss (the seed's on-demand baseline).
+next action has the chunk ready before it is asked for: with markov every request is a hit;
+with none every request is a miss (the seed's on-demand baseline).
 """
 
 from __future__ import annotations
