@@ -19,12 +19,14 @@ once ``PlanInput.warm_idle`` is used up); ``S = chunk_duration_s + think_s`` the
    one), so ``saved(l) = max(0, min(E, l - C))`` seconds of wait.
 2. The alternative to starting now is not "never" but "at the next decision point": for d = 1
    that is the request itself (a demand: lead 0); for d >= 2 it is the viewer's request of the
-   parent, after which the lead is ``min(L, S)``, and the guess is known one level better. So
-   ``benefit_s = P * max(0, saved(L) - min(E, L, S))`` for d >= 2 (the deferred start valued
-   warm, like the demand) and ``P * saved(L)`` for d = 1: a grandchild is worth
-   starting now only for the lead time it gains over waiting one
-   step. When ``E <= S`` (short chunks) that gain is ~0 and speculation stays one level deep;
-   when ``E >> S`` (A100) each level gains a full ``S``. This is how depth follows (G, W).
+   parent, after which the lead is ``min(L, S)``, and the guess is known one level better.
+   Waiting is worth only what it can reveal, so the deferred saving is weighted by ``1 - P``
+   (a certain chunk, P = 1, starts as early as the serial chain allows):
+   ``benefit_s = P * max(0, saved(L) - (1 - P) * min(E, L, S))`` for d >= 2 (the deferred start
+   valued warm, like the demand) and ``P * saved(L)`` for d = 1. An uncertain grandchild is
+   worth starting now mostly for the lead time it gains over waiting one step: when
+   ``E <= S`` (short chunks) that gain is ~0 and speculation stays one level deep; when
+   ``E >> S`` (A100) each level gains a full ``S``. This is how depth follows (G, W).
 3. The real extra cost: a correct guess would have been generated on demand anyway, so only a
    wrong one is waste, and it is cancelled when the viewer's choice reveals it (the core's
    reachability rule): it runs ``run = min(C + E, L)`` before its fate is known. The cold
@@ -217,7 +219,7 @@ def value(p: float, lead: float, depth: int, step: float, e: float, cold: float 
         if later > e:
             later = e
         if later > 0.0:
-            saved -= later
+            saved -= (1.0 - p) * later  # waiting is worth only what it can reveal
         if not saved > 0.0:
             saved = 0.0
     benefit = p * saved if saved > 0.0 else 0.0
