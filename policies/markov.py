@@ -37,7 +37,9 @@ Notation:
    traffic (many singletons) backs off hard, repetitive traffic trusts its counts.
    One chain through context levels and scopes, general to specific: ``S_{-1} = B``; for each
    context level n with any global evidence,
-   ``G_n = shrink(N_g(c_n), S_{n-1}, k_n)`` (``k_n = alpha`` for n = 0, ``kappa`` after),
+   ``G_n = shrink(N_g(c_n), S_{n-1}, kappa)``, except ``G_0 = shrink(N_g(c_0), B, alpha)`` with
+   D = 0 (plain additive smoothing: the base prior fades after a few dozen events however
+   they spread over the actions),
 3. ``M_n = shrink(N_m(c_n), G_n, beta)`` (memory, toward the global estimate),
 4. ``S_n = shrink(N_s(c_n), M_n, beta)`` (session, toward the memory's). ``P_raw = S_L`` at the
    most specific level L. So what the viewer and their memory showed in a shorter context is
@@ -47,7 +49,7 @@ Notation:
    every observed event's forecasts, made before it is counted, are added to bins of p (edges
    0, .02, .05, .1, .2, ..., .9): predicted mass ``PM_b`` (sum of p) and realised mass ``RM_b``
    (how many came true). Then ``P(a | h) = P_raw(a) * f_b / sum_x P_raw(x) * f_b(x)`` with
-   ``f_b = (RM_b + 5) / (PM_b + 5)`` for the bin of ``P_raw(a)``: a bin whose forecasts came
+   ``f_b = (RM_b + 2) / (PM_b + 2)`` for the bin of ``P_raw(a)``: a bin whose forecasts came
    true less often than predicted is scaled down. It corrects what the smoothing gets wrong
    for the traffic at hand (a viewer's own streak is in their session counts and in the
    context both, which makes the raw top forecast overconfident), without an operator knob.
@@ -255,7 +257,12 @@ class MarkovPolicy:
             other_ses = [a - b for a, b in zip(n_mem, n_ses, strict=True)]
             # The previous level's session estimate is this level's global prior: what the
             # viewer and their memory showed in a shorter context carries into a longer one.
-            g = _shrink(other_mem, s, self.alpha if n == 0 else self.kappa, d)
+            # c0 globally: additive (no discount), so the base prior fades as traffic arrives
+            # even when that traffic spreads over every action.
+            if n:
+                g = _shrink(other_mem, s, self.kappa, d)
+            else:
+                g = _shrink(other_mem, s, self.alpha, 0.0)
             m = _shrink(other_ses, g, self.beta, d)
             s = _shrink(n_ses, m, self.beta, d)
         return s
@@ -342,7 +349,7 @@ def _base(keys: list[str]) -> list[float]:
 
 _EDGES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Lower edges of the recalibration bins of p (finer near 0, where most forecasts are)."""
-_BIN_PRIOR = 5.0
+_BIN_PRIOR = 2.0
 """Pseudo-mass (in forecasts' worth of probability) holding each bin's factor near 1."""
 _DEFAULT_KEYS = tuple(action_key(a) for a in ACTION_NAMES)
 

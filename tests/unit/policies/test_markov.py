@@ -145,7 +145,7 @@ def test_context_chain_shrinks_each_longer_context_toward_the_shorter() -> None:
     walk(policy, "s1", "m1", W3R)
     d = Fraction(5, 7)
     # A viewer on another memory: every count is exclusive evidence at the global level.
-    g0 = shrink({"w": 3, "right": 1}, uniform(), Fraction(1), d)
+    g0 = shrink({"w": 3, "right": 1}, uniform(), Fraction(1), Fraction(0))  # c0: no discount
     g1 = shrink({"w": 2, "right": 1}, g0, Fraction(4), d)
     g2 = shrink({"w": 1, "right": 1}, g1, Fraction(4), d)
     dist = policy.next_action_probabilities(make_ctx(session_id="s9", memory_id="m9"), ("w", "w"))
@@ -180,7 +180,7 @@ def test_new_memory_inherits_global_statistics() -> None:
     policy = MarkovPolicy(calibrate=False)
     walk(policy, "s1", "m1", W3R)
     dist = policy.next_action_probabilities(make_ctx(session_id="s9", memory_id="m9"), W3R)
-    expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(1), Fraction(5, 7))
+    expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(1), Fraction(0))
     assert dist["w"] == f(expect["w"])
 
 
@@ -202,7 +202,7 @@ def test_session_evidence_outweighs_memory_and_global() -> None:
     walk(policy, "s3", "m2", ["a"] * 6)
     actions = ("w", "a", "left")  # |A| = 3
     d = Fraction(3, 4)  # no count is exactly 1: the default discount
-    p_g = shrink({"a": 6}, uniform(actions), Fraction(1), d)  # other memories than m1
+    p_g = shrink({"a": 6}, uniform(actions), Fraction(1), Fraction(0))  # other memories than m1
     p_m = shrink({"w": 2}, p_g, Fraction(2), d)  # other sessions on m1 than s1
     p_s = shrink({"left": 4}, p_m, Fraction(2), d)
     dist = policy.next_action_probabilities(make_ctx(actions=actions), ())
