@@ -195,7 +195,7 @@ class GpuConfig(_Section):
 class SpeculationConfig(_Section):
     """``[speculation]``: the policy and the budget it runs under (enforced by the core)."""
 
-    policy: str = "none"
+    policy: str = "lookahead"
     policy_params: dict[str, object] = Field(default_factory=dict)
     speculative_share: float = Field(0.75, ge=0.0, le=1.0)
     rate_gpu_s_per_s: float = Field(2.0, ge=0.0)
@@ -204,7 +204,8 @@ class SpeculationConfig(_Section):
     per_session_inflight: int = Field(4, ge=0)
     min_probability: float = Field(0.05, ge=0.0, le=1.0)
     idle_timeout_s: float = Field(120.0, gt=0.0)
-    min_benefit_per_gpu_s: float = Field(0.0, ge=0.0)
+    min_benefit_per_gpu_s: float = Field(0.15, ge=0.0)
+    gone_after_gaps: float = Field(3.0, ge=0.0)
     think_s: float = Field(2.0, ge=0.0)
 
 

@@ -1,9 +1,12 @@
-"""``markov``: an online n-gram model over actions, backing off session -> memory -> global.
+"""``markov``: an online n-gram model over actions, shrunk session -> memory -> global.
 
 Viewers repeat themselves (someone walking forward tends to keep walking forward) and viewers of
 the same photo tend to head for the same things in it. The model counts, for every context (the
-last few actions), which action came next, at three scopes: this session, every session on this
-memory, every session anywhere. It learns only from ``observe`` events.
+last few actions, and how long the last one has been held), which action came next, at three
+scopes: this session, the other sessions on this memory, the sessions on other memories. It
+learns only from ``observe`` events. Issue 11 measured the previous version overconfident at the
+top (predicted 0.94, realised 0.70) and underconfident in the tails (0.14 -> 0.26); this one is
+built so that each piece of evidence counts once and every estimate is shrunk toward a wider one.
 
 The formula, exactly (so an analyst can recompute any probability by hand)
 --------------------------------------------------------------------------
@@ -12,50 +15,66 @@ Notation:
 
 - ``A``: the distinct actions of ``ctx.actions`` (``|A|`` of them; 24 by default).
 - ``h``: the history the prediction is for: ``ctx.session.history``, extended by the path so far
-  when chaining deeper. ``c_n`` = the last ``n`` actions of ``h`` (``c_0`` = the empty context).
-- ``N_x(c, a)``: how many observed events at scope ``x`` had an action history ending in ``c``
-  and then action ``a``. Scope ``s`` = this session id, ``m`` = this memory id, ``g`` = all events
-  (so every event counts once in each of its three scopes, and ``N_s <= N_m <= N_g``).
-  ``N_x(c) = sum over a in A of N_x(c, a)``: actions outside ``A`` are ignored.
-- Parameters ``order``, ``alpha``, ``min_count``, ``beta`` (see ``MarkovPolicy``).
+  when chaining deeper. Its contexts, general to specific: ``c_0 = ()``, ``c_n`` = the last n
+  actions for n = 1..order, and, when order >= 2 and the last action has been repeated k >= 3
+  times, ``c_streak = ("*", last, min(k, 6))`` (a held key is held a little longer each time).
+- ``N_x(c, a)``: observed events at scope x whose history ends in context c, followed by a.
+  Every event is counted once per scope it belongs to; the estimate uses *exclusive* counts so
+  that no event is evidence twice: ``g`` = events on other memories (``N_all - N_memory``),
+  ``m`` = other sessions on this memory (``N_memory - N_session``), ``s`` = this session.
+  ``N_x(c) = sum over a in A of N_x(c, a)``.
+- Parameters ``alpha``, ``kappa``, ``beta`` (see ``MarkovPolicy``).
 
-1. Context (back-off over length):
-   ``n* = max { n : 1 <= n <= min(order, len(h)), N_g(c_n) >= min_count }``, or 0 when no n
-   qualifies. ``c = c_{n*}``. All three scopes are read at this one context.
-2. Global, add-alpha (Laplace) prior over ``A``:
-   ``P_g(a) = (N_g(c, a) + alpha) / (N_g(c) + alpha * |A|)``
-3. Memory, with the global estimate as a prior worth ``beta`` observations:
-   ``P_m(a) = (N_m(c, a) + beta * P_g(a)) / (N_m(c) + beta)``
-4. Session, with the memory estimate as its prior:
-   ``P_s(a) = (N_s(c, a) + beta * P_m(a)) / (N_s(c) + beta)``
-5. ``P(a | h) = P_s(a)``. Each level sums to 1 over ``A``. Equivalently each level is a mix of its
-   own frequencies and the level above, weighted by evidence: ``P_s = l * N_s(c, a) / N_s(c) +
-   (1 - l) * P_m`` with ``l = N_s(c) / (N_s(c) + beta)``. A new session on a known memory thus
-   starts at the memory's statistics (``N_s = 0`` -> ``P_s = P_m``), a new memory at the global
-   ones, and a new service at the uniform ``1 / |A|``.
+1. Base: ``B(a) = 0.5 / |A| + 0.5 * BASE_SINGLE(a)`` (renormalised over ``A``): half uniform,
+   half a judgement that viewers mostly walk forward and look sideways (``BASE_SINGLE``), worth
+   ``alpha`` pseudo-observations in all (not one per action: the old prior of one per action
+   over all 24 made every thin context almost uniform). Data overrides it within a few events.
+2. Shrinkage is interpolated absolute discounting (Kneser-Ney style; Ney, Essen & Kneser 1994):
+   for counts ``n_a`` (total N, T actions seen) and a prior q,
+   ``shrink(n, q, s)(a) = (max(n_a - D, 0) + (D * T + s) * q(a)) / (N + s)`` (q itself when
+   N = 0). ``D = n1 / (n1 + 2 n2)`` is estimated from the global table (n1, n2: how many
+   (context, action) counts are exactly 1 and 2; clamped to [0.3, 0.95]): unpredictable
+   traffic (many singletons) backs off hard, repetitive traffic trusts its counts.
+   One chain through context levels and scopes, general to specific: ``S_{-1} = B``; for each
+   context level n with any global evidence,
+   ``G_n = shrink(N_g(c_n), S_{n-1}, kappa)``, except ``G_0 = shrink(N_g(c_0), B, alpha)`` with
+   D = 0 (plain additive smoothing: the base prior fades after a few dozen events however
+   they spread over the actions),
+3. ``M_n = shrink(N_m(c_n), G_n, beta)`` (memory, toward the global estimate),
+4. ``S_n = shrink(N_s(c_n), M_n, beta)`` (session, toward the memory's). ``P_raw = S_L`` at the
+   most specific level L. So what the viewer and their memory showed in a shorter context is
+   the prior of a longer one (a lone viewer's own habit is learned at every level), and a
+   longer context with plenty of evidence elsewhere overrides it.
+5. Calibration (``calibrate``, on by default; histogram binning, Zadrozny & Elkan 2001, online):
+   every observed event's forecasts, made before it is counted, are added to bins of p (edges
+   0, .02, .05, .1, .2, ..., .9): predicted mass ``PM_b`` (sum of p) and realised mass ``RM_b``
+   (how many came true). Then ``P(a | h) = P_raw(a) * f_b / sum_x P_raw(x) * f_b(x)`` with
+   ``f_b = (RM_b + 2) / (PM_b + 2)`` for the bin of ``P_raw(a)``: a bin whose forecasts came
+   true less often than predicted is scaled down. It corrects what the smoothing gets wrong
+   for the traffic at hand (a viewer's own streak is in their session counts and in the
+   context both, which makes the raw top forecast overconfident), without an operator knob.
+
+Each level sums to 1 over ``A``. A new session on a known memory starts at the memory's
+statistics, a new memory at the other memories', a new service at ``B``.
 
 A path's probability is the product of its steps, each predicted on the history extended by the
 steps before it (the counts do not change): ``P(a1, a2 | h) = P(a1 | h) * P(a2 | h + (a1,))``.
-
-Worked example (order 2, alpha 1, min_count 2, beta 4, ``|A|`` = 24): one session observed
-``w, w, w, right``. Its history is ``(w, w, w, right)``; ``c_2 = (w, right)`` and ``c_1 = (right,)``
-were never seen, ``c_0`` was seen 4 times (w: 3, right: 1), so ``n* = 0`` and
-``P_g(w) = 4/28 = 1/7``, ``P_m(w) = (3 + 4/7) / 8 = 25/56``, ``P_s(w) = (3 + 100/56) / 8 =
-67/112 ~ 0.598``. Another session on the same memory with the same history gets ``P_m(w) = 25/56``.
 
 ``ctx.memory_history`` is deliberately not used: the same actions arrive as ``observe`` events,
 and reading both would count them twice. Action names are compared after
 ``orchestrator.core.poses.normalize_action`` (``"right+w"`` is ``"w+right"``).
 
 State grows with the number of distinct (scope, context, action) triples seen: at most
-``(order + 1)`` counter increments per scope per observed action.
+``order + 2`` counter increments per scope per observed action.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Iterable
 
+from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from policies.base import action_key, sort_proposals, unique_actions
 
@@ -79,25 +98,46 @@ def _positive_float(name: str, value: object) -> float:
     return float(value)
 
 
+_STREAK_MIN, _STREAK_MAX = 3, 6
+
+
+def contexts(history: tuple[str, ...], order: int) -> list[tuple[str, ...]]:
+    """The contexts of ``history`` (normalised actions), general to specific (module doc)."""
+    out: list[tuple[str, ...]] = [()]
+    for n in range(1, min(order, len(history)) + 1):
+        out.append(history[len(history) - n :])
+    if order >= 2 and history:
+        last, k = history[-1], 0
+        for a in reversed(history):
+            if a != last:
+                break
+            k += 1
+        if k >= _STREAK_MIN:
+            out.append(("*", last, str(min(k, _STREAK_MAX))))
+    return out
+
+
 class MarkovPolicy:
-    """Online n-gram predictor with session -> memory -> global back-off (formula: module doc).
+    """Online n-gram predictor shrunk session -> memory -> global (formula: module doc).
 
     Args:
-        order: longest context, in actions (default 2: the last two choices, ~10 s of viewing;
-            with 24 actions there are 576 two-action contexts, which a few hundred steps of
-            traffic start to fill, whereas 13,824 three-action contexts would stay sparse).
-        alpha: Laplace pseudo-count added to every action of ``ctx.actions`` at the global level
-            (default 1.0: Laplace's rule of succession). Larger = flatter predictions. Must be > 0.
-        min_count: global observations a context needs before it is used rather than backing off
-            to a shorter one (default 2: one occurrence is an anecdote, two show a repetition).
-        beta: prior strength, in observations, of the more general scope when estimating the more
-            specific one (default 4.0, a judgement call: a session's own habit outweighs its
-            memory's once it has more than 4 observations in that context). Must be > 0.
-        top_k: actions proposed per level (default 4: the top of the seed's "2-4 branches"; the
-            core drops those below its ``min_probability`` anyway).
+        order: longest n-gram context, in actions (default 2: the last two choices, ~10 s of
+            viewing; with 24 actions there are 576 two-action contexts). With order >= 2 a held
+            key's streak length is one more context level.
+        alpha: strength of the uniform base, in pseudo-observations in all (default 1.0).
+            Must be > 0.
+        min_count: kept for configuration compatibility: a context level whose global count
+            (all scopes) is below it is skipped (default 1: the chain's shrinkage already
+            keeps a thin context near the shorter one).
+        beta: extra prior strength, in observations, of the wider scope when estimating the
+            narrower one, on top of the discount (default 4.0, a judgement call). Must be > 0.
+        top_k: actions proposed per level (default 4; the core admits only those whose value
+            clears its threshold, ``Budget.min_benefit_per_gpu_s``).
         depth: levels proposed (default 1); deeper paths chain the model on the hypothetical
-            history, ``top_k`` children per proposed path (``top_k ** d`` paths at level d), capped
-            by ``ctx.max_depth``. ``policies.lookahead`` is the better tool for deep expansion.
+            history, ``top_k`` children per proposed path, capped by ``ctx.max_depth``.
+            ``policies.lookahead`` is the better tool for deep expansion.
+        kappa: extra strength of a shorter context when estimating a longer one (default 4.0).
+        calibrate: recalibrate online (step 5; default True).
 
     Raises:
         ValueError: a parameter out of range (the message names it).
@@ -109,10 +149,12 @@ class MarkovPolicy:
         self,
         order: int = 2,
         alpha: float = 1.0,
-        min_count: int = 2,
+        min_count: int = 1,
         beta: float = 4.0,
         top_k: int = 4,
         depth: int = 1,
+        kappa: float = 4.0,
+        calibrate: bool = True,
     ) -> None:
         self.order = _positive_int("order", order, 0)
         self.alpha = _positive_float("alpha", alpha)
@@ -120,24 +162,53 @@ class MarkovPolicy:
         self.beta = _positive_float("beta", beta)
         self.top_k = _positive_int("top_k", top_k, 1)
         self.depth = _positive_int("depth", depth, 1)
+        self.kappa = _positive_float("kappa", kappa)
+        if not isinstance(calibrate, bool):
+            raise ValueError(f"calibrate must be true or false (got {calibrate!r})")
+        self.calibrate = calibrate
+        # step 5: per probability bin, predicted mass and realised mass of past forecasts
+        self._bins: list[list[float]] = [[0.0, 0.0] for _ in _EDGES]
         self._global: _Counts = defaultdict(dict)
         self._memory: dict[str, _Counts] = defaultdict(lambda: defaultdict(dict))
         self._session: dict[str, _Counts] = defaultdict(lambda: defaultdict(dict))
+        self._seen: set[str] = set()  # every normalised action observed (the calibration's A)
+        self._n1 = self._n2 = 0  # global (context, action) counts equal to 1 and to 2
         self.observed = 0  # events observed so far: lets a host or analyst see it is being fed
 
     # -- learning ---------------------------------------------------------------------------
 
     def observe(self, event: ActionObserved) -> None:
-        """Count ``event.action`` after every context length 0..order of ``event.history``."""
+        """Learn the temperature on this event (predicted first), then count it once per scope
+        at every context of ``event.history``."""
         history = tuple(action_key(a) for a in event.history)
         action = action_key(event.action)
+        if self.calibrate:
+            self._learn_calibration(history, action, event.memory_id, event.session_id)
         scopes = (self._global, self._memory[event.memory_id], self._session[event.session_id])
-        for n in range(min(self.order, len(history)) + 1):
-            context = history[len(history) - n :]
+        for context in contexts(history, self.order):
             for counts in scopes:
                 row = counts[context]
                 row[action] = row.get(action, 0) + 1
+            seen = self._global[context][action]  # count-of-counts for the discount
+            if seen == 1:
+                self._n1 += 1
+            elif seen == 2:
+                self._n1, self._n2 = self._n1 - 1, self._n2 + 1
+            elif seen == 3:
+                self._n2 -= 1
+        self._seen.add(action)
         self.observed += 1
+
+    def _learn_calibration(
+        self, history: tuple[str, ...], action: str, memory: str, session: str
+    ) -> None:
+        """Step 5: add this event's forecasts (made before it is counted) to the bins."""
+        keys = sorted(self._seen | {action} | set(_DEFAULT_KEYS))
+        raw = self._raw(keys, history, memory, session)
+        for k, p in zip(keys, raw, strict=True):
+            b = _bin(p)
+            self._bins[b][0] += p
+            self._bins[b][1] += 1.0 if k == action else 0.0
 
     def counts(
         self,
@@ -148,7 +219,7 @@ class MarkovPolicy:
     ) -> dict[str, int]:
         """Observed next-action counts after ``context`` (oldest first), for an analyst or a test.
 
-        Global scope by default; ``memory_id`` or ``session_id`` (not both) narrows it. Keys are
+        All scopes by default; ``memory_id`` or ``session_id`` (not both) narrows it. Keys are
         normalised action names; unseen contexts give ``{}``.
         """
         if memory_id is not None and session_id is not None:
@@ -164,10 +235,42 @@ class MarkovPolicy:
 
     # -- prediction -------------------------------------------------------------------------
 
+    def _raw(
+        self, keys: list[str], h: tuple[str, ...], memory_id: str, session_id: str
+    ) -> list[float]:
+        """Steps 1-4 of the module doc for normalised actions ``keys``."""
+        empty: _Counts = {}
+        memory = self._memory.get(memory_id, empty)
+        session = self._session.get(session_id, empty)
+
+        def row(table: _Counts, c: tuple[str, ...]) -> list[int]:
+            found = table.get(c)
+            return [found.get(k, 0) for k in keys] if found else [0] * len(keys)
+
+        g = _base(keys)
+        m = s = g
+        d = ney_discount(self._n1, self._n2)
+        levels = [c for c in contexts(h, self.order) if sum(row(self._global, c)) >= self.min_count]
+        for n, c in enumerate(levels or [()]):
+            n_all, n_mem, n_ses = row(self._global, c), row(memory, c), row(session, c)
+            other_mem = [a - b for a, b in zip(n_all, n_mem, strict=True)]
+            other_ses = [a - b for a, b in zip(n_mem, n_ses, strict=True)]
+            # The previous level's session estimate is this level's global prior: what the
+            # viewer and their memory showed in a shorter context carries into a longer one.
+            # c0 globally: additive (no discount), so the base prior fades as traffic arrives
+            # even when that traffic spreads over every action.
+            if n:
+                g = _shrink(other_mem, s, self.kappa, d)
+            else:
+                g = _shrink(other_mem, s, self.alpha, 0.0)
+            m = _shrink(other_ses, g, self.beta, d)
+            s = _shrink(n_ses, m, self.beta, d)
+        return s
+
     def next_action_probabilities(
         self, ctx: PolicyContext, history: tuple[str, ...]
     ) -> dict[str, float]:
-        """``P(a | history)`` for every distinct action of ``ctx.actions`` (module doc, steps 1-5).
+        """``P(a | history)`` for every distinct action of ``ctx.actions`` (module doc, 1-5).
 
         Scopes are ``ctx.session.session_id`` and ``ctx.session.memory_id``. Keys are spelled as
         in ``ctx.actions``; values sum to 1 (up to rounding), or the dict is empty if no actions.
@@ -177,30 +280,22 @@ class MarkovPolicy:
             return {}
         keys = [action_key(a) for a in actions]
         h = tuple(action_key(a) for a in history)
-        empty: dict[tuple[str, ...], dict[str, int]] = {}
-        memory = self._memory.get(ctx.session.memory_id, empty)
-        session = self._session.get(ctx.session.session_id, empty)
-
-        def row(table: dict[tuple[str, ...], dict[str, int]], c: tuple[str, ...]) -> list[int]:
-            found = table.get(c, {})
-            return [found.get(k, 0) for k in keys]
-
-        # Step 1: the longest context with enough global evidence (restricted to A).
-        context: tuple[str, ...] = ()
-        for n in range(min(self.order, len(h)), 0, -1):
-            candidate = h[len(h) - n :]
-            if sum(row(self._global, candidate)) >= self.min_count:
-                context = candidate
-                break
-
-        # Steps 2-4: Laplace at the global level, then each narrower scope on top of the wider.
-        n_g = row(self._global, context)
-        denom = sum(n_g) + self.alpha * len(keys)
-        probs = [(n + self.alpha) / denom for n in n_g]
-        for counts in (row(memory, context), row(session, context)):
-            total = sum(counts) + self.beta
-            probs = [(n + self.beta * p) / total for n, p in zip(counts, probs, strict=True)]
+        raw = self._raw(keys, h, ctx.session.memory_id, ctx.session.session_id)
+        probs = self._recalibrate(raw) if self.calibrate else raw
         return {a: min(1.0, max(0.0, p)) for a, p in zip(actions, probs, strict=True)}
+
+    def _recalibrate(self, raw: list[float]) -> list[float]:
+        """Step 5: each p times its bin's realised / predicted mass (shrunk to 1), renormalised."""
+        fixed = []
+        for p in raw:
+            predicted, realised = self._bins[_bin(p)]
+            fixed.append(p * (realised + _BIN_PRIOR) / (predicted + _BIN_PRIOR))
+        total = sum(fixed)
+        return [q / total for q in fixed] if total > 0.0 else raw
+
+    def reliability(self) -> list[tuple[float, float, float]]:
+        """The step-5 bins as (lower edge of p, predicted mass, realised mass) (analysts)."""
+        return [(edge, pm, rm) for edge, (pm, rm) in zip(_EDGES, self._bins, strict=True)]
 
     def propose(self, ctx: PolicyContext) -> list[Proposal]:
         """The ``top_k`` most probable next actions, and ``top_k`` children of each proposed path
@@ -228,5 +323,59 @@ class MarkovPolicy:
     def __repr__(self) -> str:
         return (
             f"MarkovPolicy(order={self.order}, alpha={self.alpha}, min_count={self.min_count}, "
-            f"beta={self.beta}, top_k={self.top_k}, depth={self.depth})"
+            f"beta={self.beta}, top_k={self.top_k}, depth={self.depth}, kappa={self.kappa}, "
+            f"calibrate={self.calibrate})"
         )
+
+
+BASE_SINGLE: dict[str, float] = {
+    "w": 0.5, "left": 0.15, "right": 0.15, "a": 0.05, "d": 0.05, "s": 0.04, "up": 0.03,
+    "down": 0.03,
+}  # fmt: skip
+"""The single keys' share of the base prior (step 1). A judgement, not a measurement: walking
+forward is the default motion (the root chunk is ``w-31``, DESIGN.md), then looking sideways;
+human navigation traces are described as mostly forward with 10-15 % turns each side."""
+
+
+def _base(keys: list[str]) -> list[float]:
+    """Step 1: half uniform over ``keys``, half ``BASE_SINGLE`` (renormalised to the keys)."""
+    single = [BASE_SINGLE.get(k, 0.0) for k in keys]
+    total = sum(single)
+    u = 1.0 / len(keys)
+    if total <= 0.0:
+        return [u] * len(keys)
+    return [0.5 * u + 0.5 * w / total for w in single]
+
+
+_EDGES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+"""Lower edges of the recalibration bins of p (finer near 0, where most forecasts are)."""
+_BIN_PRIOR = 2.0
+"""Pseudo-mass (in forecasts' worth of probability) holding each bin's factor near 1."""
+_DEFAULT_KEYS = tuple(action_key(a) for a in ACTION_NAMES)
+
+
+def _bin(p: float) -> int:
+    return max(0, bisect.bisect_right(_EDGES, p) - 1)
+
+
+def _shrink(counts: list[int], prior: list[float], strength: float, discount: float) -> list[float]:
+    """Interpolated absolute discounting toward ``prior`` (module doc, step 2):
+    ``(max(n_a - D, 0) + (D * T + strength) * prior_a) / (n + strength)``, T = actions seen."""
+    total = sum(counts)
+    if total <= 0:
+        return prior
+    seen = sum(1 for n in counts if n > 0)
+    back = discount * seen + strength
+    denom = total + strength
+    return [
+        ((n - discount if n > discount else 0.0) + back * q) / denom
+        for n, q in zip(counts, prior, strict=True)
+    ]
+
+
+def ney_discount(n1: int, n2: int) -> float:
+    """Ney et al.'s estimate ``D = n1 / (n1 + 2 n2)`` from how many (context, action) counts are
+    exactly 1 and exactly 2, clamped to [0.3, 0.95]; 0.75 before any repetition is seen."""
+    if n1 + n2 == 0 or n1 == 0:
+        return 0.75
+    return min(0.95, max(0.3, n1 / (n1 + 2 * n2)))

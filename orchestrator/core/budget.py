@@ -1,13 +1,15 @@
-"""Speculation budget maths: a token bucket of GPU-seconds and the speculative slot cap; pure.
+"""Speculation budget maths: a token bucket of wasted GPU-seconds and the slot cap; pure.
 
-The bucket (``BucketState``) holds speculative GPU-seconds: it refills at
-``Budget.rate_gpu_s_per_s`` up to ``Budget.burst_gpu_s``, and each speculative start pays its
-expected GPU-seconds up front. When the planner cancels a speculative job (abandoned, idle,
-preempted or budget) the part it did not run is given back (``unspent_gpu_s``, ``refund``): a
-wrong guess costs the GPU-seconds it used, not the whole generation it was charged for (in the
-A100 regime ~13 s of a ~210 s charge). Demand jobs never pay: a viewer who waits is always
-served (DESIGN.md, "The decision core"). Separately, speculative jobs may hold at most
-``speculative_slot_cap`` slots at once, so demand always finds room to preempt into.
+The bucket (``BucketState``) meters speculative *waste*: it refills at
+``Budget.rate_gpu_s_per_s`` up to ``Budget.burst_gpu_s``; each speculative start pays up front
+the GPU-seconds it will run before the viewer's choice reveals whether it was wanted
+(``frontier.value``: ``min(C + E, lead)``, ~13 s in the A100 regime rather than the whole
+~210 s generation). A correct guess is not waste (the chunk would have been generated on demand
+anyway), so the live state refunds the whole charge when the chunk is requested; when the
+planner cancels a speculative job (abandoned, idle, preempted or budget) the part of the charge
+it did not run comes back (``unspent_gpu_s``, ``refund``). Demand jobs never pay: a viewer who
+waits is always served (DESIGN.md, "The decision core"). Separately, speculative jobs may hold
+at most ``speculative_slot_cap`` slots at once, so demand always finds room to preempt into.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 
 from orchestrator.core.types import BucketState, Budget
+from orchestrator.core.warm import cold_start_of_next
 
 
 def refill(bucket: BucketState, budget: Budget, now: float) -> BucketState:
@@ -82,3 +85,14 @@ def speculative_slot_cap(budget: Budget) -> int:
     share = min(1.0, max(0.0, budget.speculative_share))
     # A tiny epsilon keeps 0.75 * 4 from flooring to 2 through float error.
     return max(0, math.floor(share * budget.max_containers + 1e-9))
+
+
+def cold_start_s(warm_idle: int | None, starting_before: int, cold_s: float) -> float:
+    """Cold-start seconds the next start of a plan pays.
+
+    ``warm_idle`` None (unknown / unlimited): 0, every start is warm. Otherwise the first
+    ``warm_idle`` starts of the plan (``starting_before`` counts the ones before this one) land
+    on idle warm containers (0 s) and later ones wait a container boot (``cold_s``, clamped to
+    >= 0): ``warm.cold_start_of_next``.
+    """
+    return 0.0 if warm_idle is None else cold_start_of_next(warm_idle, starting_before, cold_s)

@@ -1,33 +1,57 @@
-"""The frontier: candidate chunks from policy proposals, and their value (pure, deterministic).
+"""The frontier: candidate chunks from policy proposals, and their marginal value (pure).
 
 Source: DESIGN.md, "The value of a speculative chunk". A proposal is a path of actions below a
 session's cursor; its last step names one chunk key. The same key proposed by several sessions
 walking the same memory is one candidate whose probability combines as ``1 - prod(1 - p_i)``
 (within one session the larger p counts: its proposals are not independent events).
 
-Value of a candidate x at depth d below its session's cursor (all times in seconds):
+Marginal value of starting candidate x now (``value``; all times in seconds, costs in GPU-s)
+------------------------------------------------------------------------------------------
 
-- ``E = gpu_s_per_chunk + cold_start_s``: expected time from start to ready. A speculative job
-  and a later demand job for x face the same pool, so the cold start is part of both; it is
-  therefore not a saving by itself (a policy gains nothing by starting early what would be
-  requested now).
-- ``need_time(x) = max(now, watch_started_at + d * (chunk_duration_s + think_s))``: the viewer
-  watches the cursor for ``chunk_duration_s``, thinks ``think_s``, requests the depth-1 child,
-  and so on; a depth-d descendant is requested after d such steps (no waits assumed).
-- ``wait_on_demand = E``; ``wait_if_started_now = max(0, now + E - need_time)``.
-- ``benefit_s = P * (wait_on_demand - wait_if_started_now) = P * min(E, need_time - now)``.
-- ``expected_gpu_s = E`` (GPU-seconds charged to the bucket).
-- ``score = benefit_s / expected_gpu_s``: expected seconds of wait saved per GPU-second; 0 when
-  ``E <= 0`` (nothing to save).
+Notation: ``P`` its probability; ``E = expected_gpu_s(timing)`` the generation time;
+``C`` the cold start this very start would pay (0 on a warm container, ``Timing.cold_start_s``
+once ``PlanInput.warm_idle`` is used up); ``S = chunk_duration_s + think_s`` the session's step
+(its own think time when the live state estimated one, ``SessionView.think_s``); depth d;
+``L = need_time - now`` the lead, with ``need_time = max(now, watch_started_at + d * S)``.
 
-For a combined candidate, depth and need time are those of the most urgent session (the
+1. Saving of a chunk started with lead ``l``: it is ready ``C + E`` after the start, a demand
+   job takes ``E`` (the demand lands on the container speculation would have booted, or a warm
+   one), so ``saved(l) = max(0, min(E, l - C))`` seconds of wait.
+2. The alternative to starting now is not "never" but "at the next decision point": for d = 1
+   that is the request itself (a demand: lead 0); for d >= 2 it is the viewer's request of the
+   parent, after which the lead is ``min(L, S)``, and the guess is known one level better.
+   Waiting is worth only what it can reveal, so the deferred saving is weighted by ``1 - P``
+   (a certain chunk, P = 1, starts as early as the serial chain allows):
+   ``benefit_s = P * max(0, saved(L) - (1 - P) * min(E, L, S))`` for d >= 2 (the deferred start
+   valued warm, like the demand) and ``P * saved(L)`` for d = 1. An uncertain grandchild is
+   worth starting now mostly for the lead time it gains over waiting one step: when
+   ``E <= S`` (short chunks) that gain is ~0 and speculation stays one level deep; when
+   ``E >> S`` (A100) each level gains a full ``S``. This is how depth follows (G, W).
+3. The real extra cost: a correct guess would have been generated on demand anyway, so only a
+   wrong one is waste, and it is cancelled when the viewer's choice reveals it (the core's
+   reachability rule): it runs ``run = min(C + E, L)`` before its fate is known. The cold
+   load is paid even by a correct guess (a demand would not have booted a container). So
+   ``waste_gpu_s = (1 - P) * run + P * min(C, L)`` (an upper bound for d >= 2: a viewer who
+   leaves the branch one level up cancels it sooner).
+4. ``score = benefit_s / waste_gpu_s``: expected seconds of wait saved per expected wasted
+   GPU-second; ``inf`` when nothing can be wasted (P = 1, no cold start) but wait is saved, 0
+   when nothing is saved. For d = 1 on a warm container both terms carry ``min(E, L)``, so
+   ``score = P / (1 - P)``, the odds: the threshold ``Budget.min_benefit_per_gpu_s`` = t
+   admits a depth-1 guess with P > t / (1 + t) in every regime, which is the point of having
+   one exchange rate between viewer seconds and GPU-seconds.
+5. ``charge_gpu_s = run`` is taken from the token bucket at the start; the live state gives it
+   back when the chunk is requested (hit or in-flight hit: not waste) and the planner gives
+   back the part not run when it cancels the job. The bucket therefore meters waste, and the
+   default 2 GPU-s/s is a cap on wasted GPU time, not on correct guesses.
+
+For a combined candidate, depth, step and need time are those of the most urgent session (the
 smallest; a conservative benefit) and the job is attributed to the session with the largest p.
 
 Cost: ``collect_votes`` reads every proposal once (O(1) dict work each) and ``ranked`` values
 every key without sorting them: it heapifies the ones that pass the filters and yields them best
-first on demand, so the planner pays O(n + k log n) for the k candidates it looks at. Values are
-computed with the very same float expressions as ``benefit_s`` and ``need_time``, so a lazily
-ranked candidate is bit-identical to the one ``interests`` + ``candidates`` give.
+first on demand, so the planner pays O(n + k log n) for the k candidates it looks at. ``ranked``
+and ``interests`` value through the same ``value`` function, so a lazily ranked candidate is
+bit-identical to the one ``interests`` + ``candidates`` give.
 """
 
 from __future__ import annotations
@@ -59,8 +83,12 @@ class Candidate(NamedTuple):
         depth: levels below the cursor (>= 1), smallest over contributing sessions.
         need_time: when the chunk is expected to be requested (seconds, >= now).
         expected_gpu_s: E, GPU-seconds one generation is expected to cost.
-        benefit_s: expected seconds of wait saved by starting now.
-        score: benefit_s / expected_gpu_s (seconds saved per GPU-second).
+        benefit_s: expected seconds of wait saved by starting now rather than at the next
+            decision point (module doc, step 2).
+        score: benefit_s / waste_gpu_s (seconds saved per expected wasted GPU-second).
+        waste_gpu_s: expected GPU-seconds wasted (module doc, step 3).
+        charge_gpu_s: GPU-seconds the bucket is charged at the start (step 5).
+        step_s: the attributed step S = chunk duration + think time (seconds).
     """
 
     memory_id: str
@@ -75,20 +103,32 @@ class Candidate(NamedTuple):
     expected_gpu_s: float
     benefit_s: float
     score: float
+    waste_gpu_s: float = 0.0
+    charge_gpu_s: float = 0.0
+    step_s: float = 0.0
 
     @property
     def key(self) -> Key:
         """The chunk key (memory_id, parent_id, pose)."""
         return (self.memory_id, self.parent_id, self.pose)
 
-    def sort_key(self) -> tuple[float, float, str, str, str]:
-        """Ranking: score desc, then P desc, then memory, parent, pose (total order)."""
-        return (-self.score, -self.probability, self.memory_id, self.parent_id, self.pose)
+    def sort_key(self) -> tuple[float, float, float, str, str, str]:
+        """Ranking: score desc, then benefit desc (candidates that waste nothing all score inf:
+        the one saving more wait goes first), then P desc, then memory, parent, pose."""
+        return (-self.score, -self.benefit_s, -self.probability, self.memory_id, self.parent_id,
+                self.pose)  # fmt: skip
+
+
+def idle_after_s(session: SessionView, budget: Budget) -> float:
+    """Seconds of inactivity after which the session gets no speculation: the smaller of
+    ``budget.idle_timeout_s`` and the session's own ``idle_after_s`` (viewer gone)."""
+    own = session.idle_after_s
+    return budget.idle_timeout_s if own is None else min(own, budget.idle_timeout_s)
 
 
 def is_idle(session: SessionView, now: float, budget: Budget) -> bool:
-    """True when the session has been inactive longer than ``budget.idle_timeout_s``."""
-    return now - session.last_active_at > budget.idle_timeout_s
+    """True when the session has been inactive longer than ``idle_after_s``."""
+    return now - session.last_active_at > idle_after_s(session, budget)
 
 
 def active_by_id(inp: PlanInput) -> dict[str, SessionView]:
@@ -97,7 +137,7 @@ def active_by_id(inp: PlanInput) -> dict[str, SessionView]:
     The order-free form of ``active_sessions``: one dict pass when ids are unique (the usual
     case), the sort only when some id is duplicated.
     """
-    now, timeout = inp.now, inp.budget.idle_timeout_s
+    now, budget = inp.now, inp.budget
     latest = {s.session_id: s for s in inp.sessions}
     if len(latest) != len(inp.sessions):
         latest = {}
@@ -106,7 +146,7 @@ def active_by_id(inp: PlanInput) -> dict[str, SessionView]:
             key=lambda s: (s.session_id, s.last_active_at, s.watch_started_at, s.cursor_chunk_id),
         ):
             latest[s.session_id] = s
-    return {sid: s for sid, s in latest.items() if not now - s.last_active_at > timeout}
+    return {sid: s for sid, s in latest.items() if not is_idle(s, now, budget)}
 
 
 def active_sessions(inp: PlanInput) -> tuple[SessionView, ...]:
@@ -115,28 +155,99 @@ def active_sessions(inp: PlanInput) -> tuple[SessionView, ...]:
 
 
 def expected_gpu_s(timing: Timing) -> float:
-    """E = gpu_s_per_chunk + cold_start_s (GPU-seconds; never negative)."""
+    """E = gpu_s_per_chunk + cold_start_s (GPU-seconds; never negative).
+
+    The cold start is part of E for callers that do not know which containers are warm
+    (``PlanInput.warm_idle`` None): every start, speculative or demand, is assumed to pay it.
+    """
     return max(0.0, timing.gpu_s_per_chunk + timing.cold_start_s)
+
+
+def warm_gpu_s(inp: PlanInput) -> float:
+    """E of a start on a warm container: ``expected_gpu_s`` when warmth is unknown, else G."""
+    if inp.warm_idle is None:
+        return expected_gpu_s(inp.timing)
+    return max(0.0, inp.timing.gpu_s_per_chunk)
+
+
+def step_s(session: SessionView, timing: Timing) -> float:
+    """S = chunk_duration_s + think time (the session's estimate, else ``timing.think_s``)."""
+    think = timing.think_s if session.think_s is None else session.think_s
+    return timing.chunk_duration_s + max(0.0, think)
 
 
 def need_time(session: SessionView, depth: int, timing: Timing, now: float) -> float:
     """When a depth-``depth`` descendant of the cursor is expected to be requested (seconds).
 
-    ``max(now, watch_started_at + depth * (chunk_duration_s + think_s))``.
+    ``max(now, watch_started_at + depth * step_s(session, timing))``.
     """
-    step = timing.chunk_duration_s + timing.think_s
-    return max(now, session.watch_started_at + depth * step)
+    return max(now, session.watch_started_at + depth * step_s(session, timing))
 
 
-def benefit_s(probability: float, need: float, now: float, timing: Timing) -> float:
-    """Expected seconds of wait saved by starting now: ``P * (E - max(0, now + E - need))``."""
-    e = expected_gpu_s(timing)
-    wait_if_started_now = max(0.0, now + e - need)
-    return max(0.0, probability * (e - wait_if_started_now))
+class Value(NamedTuple):
+    """``value``'s result: seconds saved, GPU-seconds expected wasted and charged, and score."""
+
+    benefit_s: float
+    waste_gpu_s: float
+    charge_gpu_s: float
+    score: float
 
 
-_Vote = tuple[str, float, int, float, str]
-"""(session_id, probability, depth, need_time, action): one session's proposal for a key."""
+def value(p: float, lead: float, depth: int, step: float, e: float, cold: float = 0.0) -> Value:
+    """Marginal value of starting a candidate now (module doc, steps 1-5).
+
+    Args:
+        p: its probability, in [0, 1].
+        lead: ``need_time - now`` (seconds, >= 0).
+        depth: levels below the cursor (>= 1).
+        step: the session's step S (seconds).
+        e: generation time E on a warm container (GPU-seconds).
+        cold: cold-start seconds this start would pay (0 on a warm container).
+
+    Example: P 0.6, depth 1, lead 13 s, E 210: benefit 7.8 s, waste 5.2 GPU-s, charge 13,
+    score 1.5 (= 0.6 / 0.4).
+    """
+    saved = lead - cold
+    if saved > e:
+        saved = e
+    if not saved > 0.0:
+        saved = 0.0
+    if depth >= 2:
+        # Deferred to the parent's request: then the lead is one step (or what is left of it);
+        # the deferred start is valued warm, as the demand is.
+        later = step if step < lead else lead
+        if later > e:
+            later = e
+        if later > 0.0:
+            saved -= (1.0 - p) * later  # waiting is worth only what it can reveal
+        if not saved > 0.0:
+            saved = 0.0
+    benefit = p * saved if saved > 0.0 else 0.0
+    run = cold + e
+    if lead < run:
+        run = lead if lead > 0.0 else 0.0
+    load = cold if cold < run else run
+    waste = (1.0 - p) * run + p * load
+    nothing_wasted = math.inf if benefit > 0.0 else 0.0
+    score = benefit / waste if waste > 0.0 else nothing_wasted
+    return Value(benefit, waste, run, score)
+
+
+def benefit_s(
+    probability: float, need: float, now: float, timing: Timing, depth: int = 1,
+    step: float | None = None,
+) -> float:  # fmt: skip
+    """Expected seconds of wait saved by starting now (``value(...).benefit_s``, warm start).
+
+    With depth 1: ``P * min(E, need - now)`` (0 when the need time has passed).
+    """
+    s = timing.chunk_duration_s + timing.think_s if step is None else step
+    lead = need - now
+    return value(probability, lead if lead > 0.0 else 0.0, depth, s, expected_gpu_s(timing))[0]
+
+
+_Vote = tuple[str, float, int, float, str, float]
+"""(session_id, probability, depth, need_time, action, step_s): one session's proposal."""
 
 Votes = dict[Key, "_Vote | dict[str, _Vote]"]
 """Chunk key -> the one session's vote when a single session proposed it (the usual case), else
@@ -170,7 +281,7 @@ def collect_votes(
     """
     max_depth = inp.budget.max_depth
     now, frames = inp.now, inp.frames
-    step = inp.timing.chunk_duration_s + inp.timing.think_s
+    duration, think = inp.timing.chunk_duration_s, inp.timing.think_s
     pose = _Memo(_pose_or_invalid(index, frames))  # action -> canonical pose, or _INVALID
     # The loop below is the planner's hot path (one pass per proposal, 10^5 with 10^4 sessions):
     # dict reads are bound to locals and the one- and two-step paths are resolved inline, with
@@ -236,11 +347,13 @@ def collect_votes(
             p = 0.0
         elif p >= 1.0:
             p = 1.0
+        own = session.think_s
+        step = duration + (think if own is None else (own if own > 0.0 else 0.0))
         need = session.watch_started_at + depth * step
         if not need > now:
             need = now
         sid = session.session_id
-        vote = (sid, p, depth, need, action)
+        vote = (sid, p, depth, need, action, step)
         old = votes.get(key)
         if old is None:
             votes[key] = vote
@@ -285,6 +398,16 @@ def _no_node(key: Key) -> TreeNode | None:
     return None
 
 
+def revalue(c: Candidate, inp: PlanInput, cold: float) -> Candidate:
+    """``c`` valued again for a start that pays ``cold`` seconds of cold start (``value``)."""
+    if cold <= 0.0:
+        return c
+    e = warm_gpu_s(inp)
+    v = value(c.probability, c.need_time - inp.now, c.depth, c.step_s, e, cold)
+    return c._replace(expected_gpu_s=e + cold, benefit_s=v.benefit_s, score=v.score,
+                      waste_gpu_s=v.waste_gpu_s, charge_gpu_s=v.charge_gpu_s)  # fmt: skip
+
+
 def probability(votes: _Vote | dict[str, _Vote]) -> float:
     """The combined P of one key's votes (``Candidate.probability``)."""
     if isinstance(votes, tuple):
@@ -295,58 +418,58 @@ def probability(votes: _Vote | dict[str, _Vote]) -> float:
     return votes[next(iter(votes))][1] if len(votes) == 1 else 1.0 - miss
 
 
-def _combine(key: Key, votes: dict[str, _Vote], inp: PlanInput, e: float) -> Candidate:
+def _combine(
+    key: Key, votes: dict[str, _Vote], inp: PlanInput, e: float, cold: float = 0.0
+) -> Candidate:
     # Session-id order fixes the float product's order: shuffled input gives bit-identical P.
     best = [votes[sid] for sid in sorted(votes)]
     lead = best[0]
-    miss, need, depth = 1.0, lead[3], lead[2]
+    miss, need, depth, step = 1.0, lead[3], lead[2], lead[5]
     for v in best:
         miss *= 1.0 - v[1]
-        need, depth = min(need, v[3]), min(depth, v[2])
+        need, depth, step = min(need, v[3]), min(depth, v[2]), min(step, v[5])
         if (-v[1], v[2], v[0]) < (-lead[1], lead[2], lead[0]):
             lead = v
     p = lead[1] if len(best) == 1 else 1.0 - miss
-    benefit = benefit_s(p, need, inp.now, inp.timing)
-    memory_id, parent_id, pose = key
-    assert parent_id is not None  # proposals name children, never a root
-    return Candidate(
-        memory_id=memory_id,
-        parent_id=parent_id,
-        pose=pose,
-        action=lead[4],
-        session_id=lead[0],
-        sessions=tuple(v[0] for v in best),
-        probability=p,
-        depth=depth,
-        need_time=need,
-        expected_gpu_s=e,
-        benefit_s=benefit,
-        score=benefit / e if e > 0 else 0.0,
-    )
+    return _valued(key, lead[0], tuple(v[0] for v in best), lead[4], p, depth, need, step,
+                   inp.now, e, cold)  # fmt: skip
 
 
-def _candidate(key: Key, votes: _Vote | dict[str, _Vote], inp: PlanInput, e: float) -> Candidate:
-    """The valued candidate of one key (``_combine`` without its work for a single session)."""
-    if not isinstance(votes, tuple):
-        return _combine(key, votes, inp, e)
-    sid, p, depth, need, action = votes
-    benefit = benefit_s(p, need, inp.now, inp.timing)
+def _valued(
+    key: Key, sid: str, sessions: tuple[str, ...], action: str, p: float, depth: int,
+    need: float, step: float, now: float, e: float, cold: float,
+) -> Candidate:  # fmt: skip
     memory_id, parent_id, pose = key
     assert parent_id is not None  # proposals name children, never a root
+    v = value(p, need - now, depth, step, e, cold)
     return Candidate(
         memory_id=memory_id,
         parent_id=parent_id,
         pose=pose,
         action=action,
         session_id=sid,
-        sessions=(sid,),
+        sessions=sessions,
         probability=p,
         depth=depth,
         need_time=need,
-        expected_gpu_s=e,
-        benefit_s=benefit,
-        score=benefit / e if e > 0 else 0.0,
+        expected_gpu_s=e + cold,
+        benefit_s=v.benefit_s,
+        score=v.score,
+        waste_gpu_s=v.waste_gpu_s,
+        charge_gpu_s=v.charge_gpu_s,
+        step_s=step,
     )
+
+
+def _candidate(
+    key: Key, votes: _Vote | dict[str, _Vote], inp: PlanInput, e: float, cold: float = 0.0
+) -> Candidate:
+    """The valued candidate of one key (``_combine`` without its work for a single session);
+    ``cold`` is the cold start this start would pay (``PlanInput.warm_idle``)."""
+    if not isinstance(votes, tuple):
+        return _combine(key, votes, inp, e, cold)
+    sid, p, depth, need, action, step = votes
+    return _valued(key, sid, (sid,), action, p, depth, need, step, inp.now, e, cold)
 
 
 def interests(
@@ -359,7 +482,7 @@ def interests(
     their path is empty or deeper than ``budget.max_depth``, an action is unknown, P is not
     finite, or the target's parent is not a ready node. No filtering by P or score here.
     """
-    e = expected_gpu_s(inp.timing)
+    e = warm_gpu_s(inp)
     votes = collect_votes(inp, index, {s.session_id: s for s in sessions})
     return {key: _candidate(key, v, inp, e) for key, v in votes.items()}
 
@@ -406,32 +529,29 @@ def ranked(
     """
     now, budget = inp.now, inp.budget
     min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
-    e = expected_gpu_s(inp.timing)
-    heap: list[tuple[float, float, Key, _Vote | dict[str, _Vote]]] = []
+    e = warm_gpu_s(inp)
+    heap: list[tuple[float, float, float, Key, _Vote | dict[str, _Vote]]] = []
     for key, v in votes.items():
         if isinstance(v, tuple):
-            p, need = v[1], v[3]
+            p, depth, need, step = v[1], v[2], v[3], v[5]
+            if p < min_p:
+                continue
+            benefit, _, _, score = value(p, need - now, depth, step, e)
         else:
             c = _combine(key, v, inp, e)
-            p, need = c.probability, c.need_time
-        if p < min_p:
-            continue
-        # benefit_s(p, need, now, timing) and Candidate.score, with each max(0.0, x) written as
-        # the comparison max() makes (x if x > 0.0 else 0.0): bit-identical, without the calls.
-        late = now + e - need
-        saved = p * (e - late) if late > 0.0 else p * (e - 0.0)
-        benefit = saved if saved > 0.0 else 0.0
-        score = benefit / e if e > 0 else 0.0
+            p, score, benefit = c.probability, c.score, c.benefit_s
+            if p < min_p:
+                continue
         if score > min_score:
-            heap.append((-score, -p, key, v))
+            heap.append((-score, -benefit, -p, key, v))
     heapq.heapify(heap)
     existing: Mapping[Key, TreeNode] | None = None
     while heap:
-        _, _, key, v = heapq.heappop(heap)
+        _, _, _, key, v = heapq.heappop(heap)
         if key in taken:
             continue
         if existing is None:  # one lookup for this key and every key the heap may still yield
-            existing = index.by_keys(itertools.chain((key,), (item[2] for item in heap)))
+            existing = index.by_keys(itertools.chain((key,), (item[3] for item in heap)))
         node = existing.get(key)
         if node is not None and node.state != "failed":
             continue  # generated or being generated: de-duplication

@@ -23,18 +23,25 @@ d. Demands, FIFO by (requested_at, request_id). Requests for one chunk key share
    ready (a hit), or whose parent is not ready (the shell only accepts requests below a ready
    chunk). Each demand takes a free slot, else preempts the least valuable running speculative
    job (CancelJob "preempted"), else waits with every later demand. Demands cost no tokens.
-e. Speculation: candidates (``frontier.ranked``) best score first; admit while a slot is
-   free, speculative jobs < ``speculative_slot_cap``, the attributed session holds fewer than
+e. Speculation: candidates (``frontier.ranked``) best score first (seconds of wait saved per
+   expected wasted GPU-second, ``frontier`` module doc); admit while a slot is free,
+   speculative jobs < ``speculative_slot_cap``, the attributed session holds fewer than
    ``per_session_inflight`` speculative jobs (a full session is skipped, not the rest), and the
-   bucket pays ``expected_gpu_s``.
-f. Return ``Plan(starts=demand starts then speculative starts, cancels, bucket)``.
+   bucket pays the candidate's ``charge_gpu_s`` (a candidate it cannot pay is skipped: charges
+   differ by lead time). Cold starts: with ``PlanInput.warm_idle`` known, the starts of this
+   plan beyond it (demands first) land on cold containers; such a candidate is valued again
+   with the cold start (``frontier.revalue``) and admitted only if it still clears
+   ``min_benefit_per_gpu_s``.
+f. Return ``Plan(starts=demand starts then speculative starts, cancels, bucket,
+   bucket_short_gpu_s)``.
 
 Refunds: every cancel in b, c and d gives the job's unspent charge back to the bucket,
-``max(0, job.expected_gpu_s - (now - job.started_at))`` (``budget.unspent_gpu_s``), capped at
+``max(0, job.charge - (now - job.started_at))`` (``budget.unspent_gpu_s``), capped at
 ``burst_gpu_s`` (``budget.refund``); time run counts from 0 if the clock went backwards, so a
 refund never exceeds the charge. Refunds land before e, so a slot and the GPU-seconds a wrong
 guess did not use can go to a better guess in the same plan. The bucket stays within [0, burst].
-Demand jobs are never cancelled, and never charged.
+Demand jobs are never cancelled, and never charged. (The live state refunds the whole charge
+when a speculative chunk is requested: a correct guess is not waste.)
 
 "Least valuable" speculative job: lowest current P (the combined P of current proposals for its
 key, else the P it was admitted with), then the most recently started (it has the most work left
@@ -54,8 +61,9 @@ touching each once is already milliseconds, so a plan only reads what can change
   (noted by ``_Cursors.survey`` in step b; a necessary condition, then the same resolution as
   for every proposal, ``frontier.collect_votes``);
 - speculation is skipped outright when it cannot start anything (no free slot, the speculative
-  cap reached, or the bucket cannot pay one ``expected_gpu_s``): with 10^4 sessions on a pool of
+  cap reached, or an empty bucket): with 10^4 sessions on a pool of
   tens to hundreds of slots that is the common case, and it saves valuing every proposal.
+  (An empty bucket skips it too.)
   Otherwise every proposal is valued once (full indexes are built then) and candidates come off
   a heap best first (``frontier.ranked``) until the slots, the cap or the bucket run out.
 
@@ -71,6 +79,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from orchestrator.core.budget import (
+    cold_start_s,
     refill,
     refund,
     speculative_slot_cap,
@@ -82,9 +91,10 @@ from orchestrator.core.frontier import (
     Votes,
     active_by_id,
     collect_votes,
-    expected_gpu_s,
     probability,
     ranked,
+    revalue,
+    warm_gpu_s,
 )
 from orchestrator.core.tree import Key, TreeIndex
 from orchestrator.core.types import (
@@ -134,6 +144,12 @@ class _Work:
     cancels: list[CancelJob] = field(default_factory=list)
     demand_starts: list[StartJob] = field(default_factory=list)
     spec_starts: list[StartJob] = field(default_factory=list)
+    short: float | None = None  # smallest charge the bucket refused
+
+    def cold(self) -> float:
+        """Cold-start seconds the next start of this plan pays (``budget.cold_start_s``)."""
+        before = len(self.demand_starts) + len(self.spec_starts)
+        return cold_start_s(self.inp.warm_idle, before, self.inp.timing.cold_start_s)
 
     def free_slots(self) -> int:
         starts = len(self.demand_starts) + len(self.spec_starts)
@@ -144,7 +160,7 @@ class _Work:
         del self.live[job.job_id]
         self.spec_live -= 1
         self.cancels.append(CancelJob(job_id=job.job_id, reason=reason))
-        unspent = unspent_gpu_s(job.expected_gpu_s, job.started_at, self.inp.now)
+        unspent = unspent_gpu_s(job.charge, job.started_at, self.inp.now)
         self.bucket = refund(self.bucket, self.inp.budget, unspent)
 
     def preemptible(self) -> int:
@@ -275,7 +291,7 @@ def _admit_demands(w: _Work) -> None:
     running = {job_key(j) for j in w.inp.jobs if j.parent_id in parents}  # the keys that matter
     demands = sorted(w.inp.demands, key=lambda d: (d.requested_at, d.request_id))
     existing = w.index.by_keys(w.demanded)
-    e = expected_gpu_s(w.inp.timing)
+    e = warm_gpu_s(w.inp)
     seen: set[Key] = set()
     for d in demands:
         key = demand_key(d)
@@ -294,6 +310,7 @@ def _admit_demands(w: _Work) -> None:
                 return  # FIFO: every later demand waits too
             w.cancel(victim, "preempted")
             reason = f"demand (preempted job {victim.job_id})"
+        cold = w.cold()
         w.demand_starts.append(
             StartJob(
                 memory_id=d.memory_id,
@@ -304,16 +321,20 @@ def _admit_demands(w: _Work) -> None:
                 session_id=d.session_id,
                 probability=1.0,
                 depth=0,
-                expected_gpu_s=e,
+                expected_gpu_s=e + cold,
                 benefit_s=0.0,
                 reason=reason,
                 request_id=d.request_id,
+                cold=cold > 0.0,
             )
         )
 
 
-def _spec_start(c: Candidate) -> StartJob:
-    reason = f"spec p={c.probability:.2f} d={c.depth} saves={c.benefit_s:.1f}s/gpu={c.score:.2f}"
+def _spec_start(c: Candidate, cold: bool) -> StartJob:
+    reason = (
+        f"spec p={c.probability:.2f} d={c.depth} saves={c.benefit_s:.1f}s "
+        f"waste={c.waste_gpu_s:.1f}gpu-s s/gpu={c.score:.2f}" + (" cold" if cold else "")
+    )
     return StartJob(
         memory_id=c.memory_id,
         parent_id=c.parent_id,
@@ -326,15 +347,17 @@ def _spec_start(c: Candidate) -> StartJob:
         expected_gpu_s=c.expected_gpu_s,
         benefit_s=c.benefit_s,
         reason=reason,
+        charged_gpu_s=c.charge_gpu_s,
+        cold=cold,
     )
 
 
 def _admit_speculation(w: _Work) -> None:
     inp, budget = w.inp, w.inp.budget
     cap = speculative_slot_cap(budget)
-    # Nothing can start: no slot, the cap reached, or every candidate costs more than the bucket
-    # holds (all cost the same E). Valuing the proposals would change no decision.
-    if w.free_slots() <= 0 or w.spec_live >= cap or w.bucket.tokens < expected_gpu_s(inp.timing):
+    # Nothing can start: no slot, the cap reached, or an empty bucket (every candidate that
+    # saves any wait has a positive charge). Valuing the proposals would change no decision.
+    if w.free_slots() <= 0 or w.spec_live >= cap or not w.bucket.tokens > 0.0:
         return
     if not w.active or not inp.proposals:
         return
@@ -344,18 +367,25 @@ def _admit_speculation(w: _Work) -> None:
             held[j.session_id] = held.get(j.session_id, 0) + 1
     # A key a demand waits for is the demand's to start: speculating on it would generate it twice.
     taken = {(j.memory_id, j.parent_id, j.pose) for j in inp.jobs} | w.demanded
-    bucket = w.bucket
+    bucket, min_score = w.bucket, budget.min_benefit_per_gpu_s
     for c in ranked(inp, w.index, collect_votes(inp, w.index, w.active), taken):
         if w.free_slots() <= 0 or w.spec_live + len(w.spec_starts) >= cap:
             break
         if held.get(c.session_id, 0) >= budget.per_session_inflight:
             continue
-        paid = try_spend(bucket, c.expected_gpu_s)
+        cold = w.cold()
+        if cold > 0.0:
+            c = revalue(c, inp, cold)
+            if not c.score > min_score:
+                continue  # worth it on a warm container, not worth booting one
+        paid = try_spend(bucket, c.charge_gpu_s)
         if paid is None:
-            break  # every candidate costs the same E
+            if w.short is None or c.charge_gpu_s < w.short:
+                w.short = c.charge_gpu_s
+            continue  # a candidate with less lead time costs less: it may still fit
         bucket = paid
         held[c.session_id] = held.get(c.session_id, 0) + 1
-        w.spec_starts.append(_spec_start(c))
+        w.spec_starts.append(_spec_start(c, cold > 0.0))
     w.bucket = bucket
 
 
@@ -412,5 +442,6 @@ def plan(inp: PlanInput) -> Plan:
     _admit_demands(w)
     _admit_speculation(w)
     return Plan(
-        starts=(*w.demand_starts, *w.spec_starts), cancels=tuple(w.cancels), bucket=w.bucket
-    )
+        starts=(*w.demand_starts, *w.spec_starts), cancels=tuple(w.cancels), bucket=w.bucket,
+        bucket_short_gpu_s=w.short,
+    )  # fmt: skip

@@ -60,6 +60,9 @@ class RunningJob:
         probability: P(requested) when admitted (1.0 for demand).
         session_id: the session it was started for (None if unknown).
         depth: levels below the session's cursor when admitted (0 for demand).
+        charged_gpu_s: GPU-seconds the token bucket was charged at admission and not yet given
+            back (``StartJob.charged_gpu_s``); None = ``expected_gpu_s`` (a caller that does not
+            track charges). A cancel refunds its unspent part.
     """
 
     job_id: str
@@ -73,6 +76,12 @@ class RunningJob:
     probability: float = 1.0
     session_id: str | None = None
     depth: int = 0
+    charged_gpu_s: float | None = None
+
+    @property
+    def charge(self) -> float:
+        """GPU-seconds still charged to the bucket for this job (``charged_gpu_s`` or E)."""
+        return self.expected_gpu_s if self.charged_gpu_s is None else self.charged_gpu_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +117,11 @@ class SessionView:
         last_active_at: last request or heartbeat (seconds); drives the idle timeout.
         history: the session's actions so far, oldest first (free-form poses left out).
         policy: name of the policy (arm) that speculates for this session.
+        think_s: this viewer's expected think time (seconds; the live state's per-session
+            estimate, ``orchestrator.live.viewers``); None = ``Timing.think_s``.
+        idle_after_s: this viewer is considered gone once inactive this long (seconds; a
+            multiple of their usual gap between requests); None = ``Budget.idle_timeout_s``
+            alone. The smaller of the two applies.
     """
 
     session_id: str
@@ -117,6 +131,8 @@ class SessionView:
     last_active_at: float
     history: tuple[str, ...] = ()
     policy: str = "none"
+    think_s: float | None = None
+    idle_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +196,20 @@ class Budget:
         per_session_inflight: speculative jobs one session may hold at once.
         min_probability: proposals below this P are never started.
         idle_timeout_s: a session idle this long gets no speculation.
-        min_benefit_per_gpu_s: expected seconds of wait saved per GPU-second below which a
-            candidate is not worth starting (0 admits anything that saves any wait).
+        min_benefit_per_gpu_s: the one admission threshold: expected seconds of viewer wait
+            saved per expected *wasted* GPU-second (``frontier`` module doc). A candidate is
+            started only when ``benefit_s / waste_gpu_s`` exceeds it. Default 0.15: spend at
+            most ~6.7 wasted GPU-seconds (~$0.0046 on an A100 at Modal's $0.000694/GPU-s, the
+            price in rewind.example.toml) to save a viewer one second of waiting, in every
+            regime (a judgement: about $17 per viewer-hour of waiting). For a depth-1 guess on a
+            warm container the ratio is the odds P / (1 - P), so 0.15 admits P > 0.13; deeper
+            guesses and cold starts need more (their saving over waiting for the next step is
+            smaller). Measured on uniformly random viewers it keeps GPU-seconds within 1.03x of
+            on-demand (issue 11). 0 admits anything that saves any wait.
+        gone_after_gaps: a session inactive for this many of its usual gaps between requests
+            (watching + thinking, per-session estimate) is considered gone and its speculation
+            is cancelled (default 3: a judgement; think times with a CV of 0.6 exceed 3x their
+            mean well under 1 % of the time). 0 disables it (``idle_timeout_s`` only).
     """
 
     max_containers: int = 4
@@ -192,7 +220,8 @@ class Budget:
     per_session_inflight: int = 4
     min_probability: float = 0.05
     idle_timeout_s: float = 120.0
-    min_benefit_per_gpu_s: float = 0.0
+    min_benefit_per_gpu_s: float = 0.15
+    gone_after_gaps: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +264,12 @@ class PlanInput:
         bucket: token bucket state before this plan.
         timing: regime estimates.
         frames: frames per chunk (pose step count = (frames - 1) // 4).
+        warm_idle: warm containers idle right now (``ModalGpuPool.warm_idle``, the simulator's
+            pool); None = unknown or unlimited: every start is warm and ``Timing.cold_start_s``
+            is treated as a cost every start pays alike (the pre-warm-pool model). When given,
+            the starts of this plan beyond ``warm_idle`` (demands first) pay a cold start of
+            ``Timing.cold_start_s``, and a speculative one is admitted only if its value covers
+            it (``frontier.value``).
     """
 
     now: float
@@ -247,6 +282,7 @@ class PlanInput:
     bucket: BucketState
     timing: Timing
     frames: int = 125
+    warm_idle: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,10 +296,16 @@ class StartJob:
         session_id: the session it is for.
         probability: P(requested) (1.0 for demand).
         depth: levels below the cursor (0 for demand).
-        expected_gpu_s: GPU-seconds charged to the bucket.
+        expected_gpu_s: expected GPU-seconds of the whole generation (E, cold start included
+            when this start is cold).
         benefit_s: expected seconds of wait saved (P x saving); 0 for demand.
         reason: human-readable why, e.g. "demand", "spec p=0.62 d=1 benefit/gpu=0.31".
         request_id: the DemandRequest it serves, None for speculative.
+        charged_gpu_s: GPU-seconds taken from the bucket: what the job runs before the
+            viewer's choice reveals whether it was wanted (``frontier.value``); given back when
+            its chunk is requested (a correct guess is not waste) and, for the part not run,
+            when it is cancelled. 0 for demand.
+        cold: True when this start needs a cold container (``PlanInput.warm_idle`` exhausted).
     """
 
     memory_id: str
@@ -278,6 +320,8 @@ class StartJob:
     benefit_s: float
     reason: str
     request_id: str | None = None
+    charged_gpu_s: float = 0.0
+    cold: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,3 +348,6 @@ class Plan:
     starts: tuple[StartJob, ...] = ()
     cancels: tuple[CancelJob, ...] = ()
     bucket: BucketState = field(default_factory=lambda: BucketState(0.0, 0.0))
+    bucket_short_gpu_s: float | None = None
+    """The smallest charge of a candidate the bucket could not pay (GPU-seconds), None when the
+    bucket refused none: the shell re-plans once the bucket has refilled that much."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orchestrator.core.budget import refund
-from orchestrator.core.frontier import expected_gpu_s
+from orchestrator.core.frontier import expected_gpu_s, idle_after_s, is_idle
 from orchestrator.core.plan import plan
 from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.core.tree import Key
@@ -39,6 +39,7 @@ from orchestrator.live.records import (
     StartedJob,
 )
 from orchestrator.live.tree import KnownNode, KnownTree, core_nodes
+from orchestrator.live.viewers import ThinkStats
 
 _Subtree = tuple[tuple[str, int, int], tuple[KnownNode, ...], dict[str, NodeState]]
 """(cursor, tree version, depth) -> the cursor's subtree and its children's states."""
@@ -46,12 +47,16 @@ _Subtree = tuple[tuple[str, int, int], tuple[KnownNode, ...], dict[str, NodeStat
 
 @dataclass(slots=True)
 class LiveSession:
-    """One live viewer: the core's view, its arm, requests it waits on, and whether it left."""
+    """One live viewer: the core's view, its arm, requests it waits on, whether it left, and
+    its observed think times (``orchestrator.live.viewers``); ``watching`` is True once a chunk
+    was served to it since it (re)joined (only then does a request's gap measure thinking)."""
 
     view: SessionView
     arm: str
     waiting: int = 0
     ended: bool = False
+    think: ThinkStats = field(default_factory=ThinkStats)
+    watching: bool = False
 
 
 @dataclass(slots=True)
@@ -94,6 +99,7 @@ class Planner:
     _demands: dict[str, DemandRequest]
     _subtrees: dict[str, _Subtree]
     _dirty: bool
+    _pending_refund: float
     _next_idle_at: float
     _bucket_at: float
 
@@ -117,22 +123,32 @@ class Planner:
         self.plans_skipped += 1
         return False
 
-    def schedule(self, now: float) -> Scheduled:
-        """Plan and apply: ``apply(plan(prepare(now)), now)``."""
-        return self.apply(plan(self.prepare(now)), now)
+    def next_wake(self) -> float:
+        """When a plan could next decide something new with no event in between (seconds on the
+        caller's clock; inf if never): the earliest moment an active session goes idle or is
+        considered gone (its speculation is then cancelled), or the bucket pays the cheapest
+        guess it refused. A shell that plans only on events should also wake then."""
+        return min(self._next_idle_at, self._bucket_at)
 
-    def prepare(self, now: float) -> PlanInput:
+    def schedule(self, now: float, *, warm_idle: int | None = None) -> Scheduled:
+        """Plan and apply: ``apply(plan(prepare(now, warm_idle=warm_idle)), now)``."""
+        return self.apply(plan(self.prepare(now, warm_idle=warm_idle)), now)
+
+    def prepare(self, now: float, *, warm_idle: int | None = None) -> PlanInput:
         """The core's input: live sessions, running jobs, demands, and only the nodes a plan can
         read (cursor subtrees of sessions with proposals, to ``max_depth``; each job's chunk and
         its ancestors to ``max_depth``; each demand's parent and the parent's children).
 
-        Evicts ended sessions and cold memories first.
+        ``warm_idle``: warm containers idle now (the pool's count; None = unknown / unlimited),
+        passed to the core as ``PlanInput.warm_idle`` so a guess boots a container only when it
+        pays for the cold start. Evicts ended sessions and cold memories first.
         """
         self._evict(now)
+        self._pending_refund = 0.0
         budget = self.budget
         self._next_idle_at = min(
             (t for s in self._sessions.values()
-             if now <= (t := s.view.last_active_at + budget.idle_timeout_s)),
+             if now <= (t := s.view.last_active_at + idle_after_s(s.view, budget))),
             default=float("inf"),
         )  # fmt: skip
         picked: list[KnownNode] = []
@@ -140,8 +156,9 @@ class Planner:
         for s in self._sessions.values():
             proposals.extend(self._propose(s, now, picked))
         for job in self._running.values():
-            picked.extend(self._memories[job.memory_id].tree.ancestors(job.chunk_id,
-                                                                       budget.max_depth))
+            picked.extend(
+                self._memories[job.memory_id].tree.ancestors(job.chunk_id, budget.max_depth)
+            )
         for d in self._demands.values():
             tree = self._memories[d.memory_id].tree
             if d.parent_id is not None:
@@ -154,14 +171,13 @@ class Planner:
             jobs=tuple(j.as_core() for j in self._running.values()),
             demands=tuple(self._demands.values()), proposals=tuple(proposals),
             budget=budget, bucket=self.bucket, timing=self.timing, frames=self.frames,
+            warm_idle=warm_idle,
         )  # fmt: skip
 
-    def _propose(
-        self, s: LiveSession, now: float, picked: list[KnownNode]
-    ) -> tuple[Proposal, ...]:
+    def _propose(self, s: LiveSession, now: float, picked: list[KnownNode]) -> tuple[Proposal, ...]:
         v, budget = s.view, self.budget
-        if now - v.last_active_at > budget.idle_timeout_s or v.policy == "none":
-            return ()
+        if is_idle(v, now, budget) or v.policy == "none":
+            return ()  # idle or gone (``viewers``): the core cancels what runs only for it
         if not self.speculation_allowed(v.session_id):
             return ()  # P of its speculation drops to 0: the core cancels what it runs
         mem = self._memories[v.memory_id]
@@ -201,7 +217,9 @@ class Planner:
         """Carry ``decision`` into the state: cancelled jobs leave their slots, started jobs take
         theirs (new chunk ids minted for new keys). Actions the state has moved past are dropped
         (``Scheduled.stale``) and a dropped start's charge goes back to the bucket."""
-        self.bucket, stale = decision.bucket, 0
+        # Refunds of requested guesses made after prepare() are kept (the plan did not see them).
+        self.bucket, stale = refund(decision.bucket, self.budget, self._pending_refund), 0
+        self._pending_refund = 0.0
         cancels: list[CancelledJob] = []
         for c in decision.cancels:
             job = self._running.get(self._job_chunk.get(c.job_id, ""))
@@ -214,23 +232,33 @@ class Planner:
         for st in decision.starts:
             started = self._start(st.kind, st.memory_id, st.parent_id, st.pose, st.action,
                                   st.request_id, st.session_id, st.probability, st.depth,
-                                  st.expected_gpu_s, now)  # fmt: skip
+                                  st.expected_gpu_s, now, st.charged_gpu_s)  # fmt: skip
             if started is None:
                 stale += 1
                 if st.kind == "speculative":
-                    self.bucket = refund(self.bucket, self.budget, st.expected_gpu_s)
+                    self.bucket = refund(self.bucket, self.budget, st.charged_gpu_s)
                 continue
             starts.append(StartedJob(started[0], started[1], st.reason))
         self._dirty = stale > 0
-        rate, price = self.budget.rate_gpu_s_per_s, expected_gpu_s(self.timing)
-        short = rate > 0 and self.bucket.tokens < price <= self.budget.burst_gpu_s
-        self._bucket_at = now + (price - self.bucket.tokens) / rate if short else float("inf")
+        # Re-plan once the bucket pays the cheapest guess it refused; after a plan that did not
+        # look (empty bucket), once it pays a fresh depth-1 guess (it runs about one step).
+        rate, price = self.budget.rate_gpu_s_per_s, decision.bucket_short_gpu_s
+        if price is None and not self.bucket.tokens > 0.0:
+            step = self.timing.chunk_duration_s + self.timing.think_s
+            price = min(expected_gpu_s(self.timing), step)
+        short = (
+            price is not None and rate > 0 and self.bucket.tokens < price <= self.budget.burst_gpu_s
+        )
+        self._bucket_at = (
+            now + (price - self.bucket.tokens) / rate if short and price is not None
+            else float("inf")
+        )  # fmt: skip
         return Scheduled(tuple(starts), tuple(cancels), decision, stale)
 
     def _start(
         self, kind: JobKind, memory_id: str, parent_id: str | None, pose: str,
         action: str | None, request_id: str | None, session_id: str | None, probability: float,
-        depth: int, expected_gpu_s: float, now: float,
+        depth: int, expected_gpu_s: float, now: float, charged_gpu_s: float = 0.0,
     ) -> tuple[LiveJob, Claim] | None:  # fmt: skip
         mem = self._memories.get(memory_id)
         if mem is None:
@@ -263,8 +291,8 @@ class Planner:
             self.new_job_id(), node.chunk_id, memory_id, node.parent_id, node.pose, node.action,
             kind, kind, session_id, probability, depth, expected_gpu_s, now,
             s.view.policy if s else None, s.arm if s else None,
+            charged_gpu_s if kind == "speculative" else 0.0,
         )  # fmt: skip
         self._running[node.chunk_id] = job
         self._job_chunk[job.job_id] = node.chunk_id
         return job, claim
-

@@ -47,6 +47,7 @@ class LiveJob:
     started_at: float
     policy: str | None = None
     arm: str | None = None
+    charged_gpu_s: float = 0.0  # still taken from the bucket (refunded on a hit or a cancel)
 
     def as_core(self) -> RunningJob:
         """The core's view of this job."""
@@ -55,18 +56,21 @@ class LiveJob:
             parent_id=self.parent_id, pose=self.pose, kind=self.kind,
             started_at=self.started_at, expected_gpu_s=self.expected_gpu_s,
             probability=self.probability, session_id=self.session_id, depth=self.depth,
+            charged_gpu_s=self.charged_gpu_s,
         )  # fmt: skip
 
 
 @dataclass(slots=True)
 class Producer:
-    """The job that made a ready chunk: kind, and the speculation (depth, P) if it was one."""
+    """The job that made a ready chunk: kind, the speculation (depth, P) if it was one, and the
+    GPU-seconds its speculation still holds in the bucket (given back at its first use)."""
 
     job_id: str | None
     initial_kind: JobKind
     depth: int | None
     probability: float | None
     used: bool
+    charged_gpu_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
+from orchestrator.core.budget import refill, refund
+from orchestrator.core.gpu_time import GpuTimeEstimate, expected_times, observe
 from orchestrator.core.tree import Key
 from orchestrator.core.types import (
     ActionObserved,
@@ -50,8 +52,12 @@ from orchestrator.live.records import (
     UnknownMemory,
 )
 from orchestrator.live.tree import KnownNode, KnownTree
-
-_EWMA = 0.3  # weight of the newest observed generation time in the learned G
+from orchestrator.live.viewers import (
+    ThinkStats,
+    gone_after_s,
+    think_estimate,
+    think_observation,
+)
 
 
 class LiveState(Planner):
@@ -59,17 +65,22 @@ class LiveState(Planner):
 
     Args:
         budget: operator limits (``Budget.max_containers`` is the pool's slot count).
-        timing: the regime estimate candidates are valued with; ``gpu_s_per_chunk`` is the
-            prior of G when ``learn_gpu_time``.
+        timing: the regime estimate candidates are valued with; ``gpu_s_per_chunk`` and
+            ``cold_start_s`` are the priors of G and of the cold start when ``learn_gpu_time``,
+            and ``think_s`` the prior of every viewer's think time (``live.viewers``).
         frames: frames per chunk of the generation profile.
         proposer: the policies (``PolicyHost`` in the service, ``SinglePolicy`` in the simulator).
         new_chunk_id: the id a new chunk key gets (``uuid4`` text in the service; a hash of the
             key in the simulator, so every policy sees the same world).
         new_job_id: the id of a new job.
         seed: ``PolicyContext.seed``.
-        learn_gpu_time: replace G by an exponentially weighted mean of observed GPU-seconds.
+        learn_gpu_time: value candidates with G (and the cold start) learned from finished
+            jobs, per generation profile (``core.gpu_time``: an exponentially weighted mean of
+            each profile's GPU-seconds; until a profile has a sample its prior holds).
         evict_after_s: a session inactive this long (seconds) is evicted even if it never said it
             left; it is loaded again by the shell when it comes back.
+        profile_key: the active generation profile (``GenerationProfile.key()``): the G the
+            core values candidates with is this profile's (``configure(profile_key=...)``).
     """
 
     def __init__(
@@ -84,8 +95,13 @@ class LiveState(Planner):
         seed: int = 0,
         learn_gpu_time: bool = False,
         evict_after_s: float = 3600.0,
+        profile_key: str = "default",
     ) -> None:
         self.budget, self.timing, self.frames = budget, timing, frames
+        self.prior_timing = timing  # configured G / cold start / think: the learners' priors
+        self.profile_key = profile_key
+        self.gpu_times: dict[str, GpuTimeEstimate] = {}  # profile key -> learned times
+        self.think_all = ThinkStats()  # every session's observed think times
         self.proposer, self.seed = proposer, seed
         self.new_chunk_id, self.new_job_id = new_chunk_id, new_job_id
         self.learn_gpu_time, self.evict_after_s = learn_gpu_time, evict_after_s
@@ -109,6 +125,7 @@ class LiveState(Planner):
         self._bucket_at = float("inf")  # when the bucket pays one more job, if it was short
         self.plans_skipped = 0
         self._waiting: dict[str, list[tuple[str, str | None]]] = {}  # chunk -> (request, session)
+        self._pending_refund = 0.0  # refunded between prepare() and apply(): apply keeps it
 
     # ---- memories and sessions ---------------------------------------------------------------
 
@@ -158,7 +175,10 @@ class LiveState(Planner):
         view = SessionView(session_id, memory_id, cursor, now, now, history, policy)
         old = self._sessions.get(session_id)
         live = LiveSession(view, arm, waiting=old.waiting if old else 0)
+        if old is not None:
+            live.think = old.think  # the same viewer thinks as before
         self._sessions[session_id] = live
+        self._set_viewer(live, served=False)
         mem.sessions.add(session_id)
         mem.epoch += 1
         return live
@@ -184,13 +204,21 @@ class LiveState(Planner):
         if s is not None:
             s.ended = True
 
-    def configure(self, *, budget: Budget | None = None, timing: Timing | None = None) -> None:
-        """New limits or regime estimate for the next plans; every cached proposal is renewed."""
+    def configure(
+        self, *, budget: Budget | None = None, timing: Timing | None = None,
+        profile_key: str | None = None,
+    ) -> None:  # fmt: skip
+        """New limits, regime estimate (the priors of the learned G and think times) or active
+        generation profile for the next plans; every cached proposal is renewed. With
+        ``learn_gpu_time`` the new profile's learned G replaces the prior once it has samples."""
         self._dirty = True
         if budget is not None:
             self.budget = budget
         if timing is not None:
-            self.timing = timing
+            self.prior_timing = self.timing = timing
+        if profile_key is not None:
+            self.profile_key = profile_key
+        self._retime()
         self.host_epoch += 1
 
     # ---- requests ----------------------------------------------------------------------------
@@ -224,12 +252,14 @@ class LiveState(Planner):
             raise ParentNotReady(f"chunk {parent_id} is not a ready chunk of {memory_id}")
         node = mem.tree.by_key((memory_id, parent_id, pose))
         if node is not None and node.state == "ready":
-            res = self._hit(mem, node)
+            res = self._hit(mem, node, now)
         elif node is not None and node.state == "running":
-            res = self._inflight(node)
+            res = self._inflight(node, now)
         else:
             res = self._miss(mem, node, parent, pose, action, session_id, now)
         session = self._sessions.get(session_id) if session_id is not None else None
+        if session is not None:
+            self._observe_think(session, now)
         if res.outcome != "hit":
             self._waiting.setdefault(res.chunk_id, []).append((request_id, session_id))
             if session is not None:
@@ -237,24 +267,54 @@ class LiveState(Planner):
         if session is not None:
             self._move(session, mem, res.chunk_id, action if record_history else None, now)
             res = replace(res, policy=session.view.policy, arm=session.arm)
+            self._set_viewer(session, served=res.outcome == "hit")
         return res
 
-    def _hit(self, mem: _Memory, node: KnownNode) -> Resolution:
+    def _observe_think(self, s: LiveSession, now: float) -> None:
+        """One think-time observation when a watching viewer asks for the next chunk."""
+        if not s.watching or s.waiting:
+            return
+        think = think_observation(now - s.view.watch_started_at, self.timing.chunk_duration_s,
+                                  self.budget.idle_timeout_s)  # fmt: skip
+        if think is not None:
+            s.think.add(think)
+            self.think_all.add(think)
+
+    def _set_viewer(self, s: LiveSession, *, served: bool) -> None:
+        """The session's think estimate and gone time into its view (``live.viewers``); a
+        session waiting for a chunk is never gone."""
+        s.watching = served or (s.watching and not s.waiting)
+        think = think_estimate(s.think, self.think_all, self.prior_timing.think_s)
+        gone = gone_after_s(think, self.timing.chunk_duration_s, self.budget.gone_after_gaps)
+        s.view = replace(s.view, think_s=think, idle_after_s=gone if s.waiting == 0 else None)
+
+    def _refund(self, gpu_s: float, now: float) -> None:
+        """Give a speculation's charge back to the bucket: its chunk was wanted (not waste)."""
+        if gpu_s > 0.0:
+            self.bucket = refund(refill(self.bucket, self.budget, now), self.budget, gpu_s)
+            self._pending_refund += gpu_s
+            self._dirty = True
+
+    def _hit(self, mem: _Memory, node: KnownNode, now: float) -> Resolution:
         made = mem.producers.get(node.chunk_id)
         spec = made is not None and made.initial_kind == "speculative"
         first_use = spec and made is not None and not made.used
         if made is not None and spec:
             made.used = True
+            self._refund(made.charged_gpu_s, now)  # a correct guess is not waste
+            made.charged_gpu_s = 0.0
         return Resolution(
             "hit", node.chunk_id, node.depth, made.job_id if made else None,
             made.depth if spec and made else None, made.probability if spec and made else None,
             "none", False, first_use, None, None,
         )  # fmt: skip
 
-    def _inflight(self, node: KnownNode) -> Resolution:
+    def _inflight(self, node: KnownNode, now: float) -> Resolution:
         job = self._running[node.chunk_id]
         promote = job.kind == "speculative"
         job.kind = "demand"  # the planner must never cancel it now
+        self._refund(job.charged_gpu_s, now)  # a correct guess is not waste
+        job.charged_gpu_s = 0.0
         spec = job.initial_kind == "speculative"
         return Resolution(
             "inflight", node.chunk_id, node.depth, job.job_id,
@@ -325,13 +385,17 @@ class LiveState(Planner):
     def job_ended(
         self, job_id: str, chunk_id: str, memory_id: str, *, ok: bool, now: float,
         gpu_s: float | None = None, made_by: str | None = None,
+        profile_key: str | None = None, cold_start: bool = False, load_s: float = 0.0,
     ) -> Ended:  # fmt: skip
         """A job finished (``ok``: its chunk is stored and ready) or failed / was stopped.
 
         A report for a job the state no longer runs (cancelled by a plan) still makes a stored
-        chunk ready: its files and row exist. ``gpu_s`` (GPU-seconds it took) feeds the learned G;
-        ``made_by`` is the attempt that produced the chunk when the shell retried under new ids
-        (default ``job_id``).
+        chunk ready: its files and row exist. ``gpu_s`` (GPU-seconds it took, the load included
+        on a cold start) feeds the learned G of ``profile_key`` (default: the active profile);
+        ``cold_start`` and ``load_s`` (``GenerationResult.cold_start``, ``timings["load"]``)
+        let the cold start be learned apart (``core.gpu_time.observe``). ``made_by`` is the
+        attempt that produced the chunk when the shell retried under new ids (default
+        ``job_id``).
         """
         self._dirty = True
         made_by = made_by or job_id
@@ -341,7 +405,7 @@ class LiveState(Planner):
         node = mem.tree.get(chunk_id) if mem is not None else None
         kind: JobKind = job.kind if job is not None and current else "speculative"
         if ok and gpu_s is not None:
-            self._learn(gpu_s)
+            self._learn(gpu_s, profile_key or self.profile_key, cold_start, load_s)
         if mem is None or node is None or (not current and (not ok or node.state == "ready")):
             return Ended(chunk_id, memory_id, "unchanged", (), kind)
         if job is not None and current:
@@ -349,7 +413,8 @@ class LiveState(Planner):
             if ok:
                 used = job.initial_kind == "speculative" and job.kind == "demand"
                 mem.producers[chunk_id] = Producer(made_by, job.initial_kind, job.depth,
-                                                   job.probability, used)  # fmt: skip
+                                                   job.probability, used,
+                                                   job.charged_gpu_s)  # fmt: skip
         elif ok:  # a cancelled job that stored its chunk anyway
             if chunk_id in self._running:
                 return Ended(chunk_id, memory_id, "unchanged", (), kind)
@@ -374,13 +439,25 @@ class LiveState(Planner):
                 s.waiting -= 1
                 # Watching starts now; so does activity (a long wait must not make them idle).
                 s.view = replace(s.view, watch_started_at=now, last_active_at=now)
+                self._set_viewer(s, served=s.waiting == 0)
         return tuple(answered)
 
-    def _learn(self, gpu_s: float) -> None:
+    def _learn(self, gpu_s: float, profile_key: str, cold_start: bool, load_s: float) -> None:
         if not self.learn_gpu_time:
             return
-        g = self.timing.gpu_s_per_chunk
-        self.timing = replace(self.timing, gpu_s_per_chunk=(1 - _EWMA) * g + _EWMA * gpu_s)
+        est = self.gpu_times.get(profile_key) or GpuTimeEstimate(profile_key)
+        self.gpu_times[profile_key] = observe(est, gpu_s, cold_start=cold_start, load_s=load_s)
+        self._retime()
+
+    def _retime(self) -> None:
+        """``timing`` = the priors with the active profile's learned G and cold start."""
+        if not self.learn_gpu_time:
+            return
+        prior = self.prior_timing
+        g, cold = expected_times(self.gpu_times.get(self.profile_key),
+                                 prior_gpu_s=prior.gpu_s_per_chunk,
+                                 prior_cold_s=prior.cold_start_s)  # fmt: skip
+        self.timing = replace(prior, gpu_s_per_chunk=g, cold_start_s=cold)
 
     # ---- eviction and introspection ----------------------------------------------------------
 

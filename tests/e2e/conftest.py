@@ -27,6 +27,9 @@ def make_settings(database_url: str, data_dir: Path, **sections: dict[str, Any])
         "generation": dict(SMALL),
         "gpu": {"max_containers": 2, "workers": 2},
         "log": {"level": "warning"},
+        # The built-in default speculates (lookahead); a test service runs the on-demand
+        # baseline unless its test asks for a policy, so chunk and job counts stay exact.
+        "speculation": {"policy": "none"},
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}

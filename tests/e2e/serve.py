@@ -58,6 +58,7 @@ class Serve:
                 "REWIND_GENERATION__WIDTH": "160",
                 "REWIND_GENERATION__HEIGHT": "96",
                 "REWIND_GENERATION__ROOT_POSE": "w-8",
+                "REWIND_SPECULATION__POLICY": "none",  # the on-demand baseline: exact job counts
                 "REWIND_LOG__LEVEL": "warning",
                 **(env or {}),
             }

@@ -46,6 +46,7 @@ class _Server:
             "REWIND_GENERATION__WIDTH": "160",
             "REWIND_GENERATION__HEIGHT": "96",
             "REWIND_GENERATION__ROOT_POSE": "w-8",
+            "REWIND_SPECULATION__POLICY": "none",  # the on-demand baseline: exact job counts
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "serve", "--port", str(self.port)],

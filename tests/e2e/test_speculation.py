@@ -1,8 +1,8 @@
 """Speculation end to end through HTTP with the real local GPU pool.
 
 The viewer thinks longer than a chunk takes to generate, so a policy that predicts the viewer's
-next action has the chunk ready before it is asked for: with markov the second and later requests
-are hits; with none every request is a miss (the seed's on-demand baseline).
+next action has the chunk ready before it is asked for: with markov every request is a hit;
+with none every request is a miss (the seed's on-demand baseline).
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ async def test_markov_turns_later_requests_into_hits(
 ) -> None:
     chunks = await _walk(service_factory, "markov")
     outcomes = [c["outcome"] for c in chunks]
-    assert outcomes[0] == "miss"  # nothing learned yet
-    assert outcomes[1:] == ["hit"] * (len(WALK) - 1), outcomes
+    # Even before anything is learned, markov's base prior says viewers mostly walk forward
+    # (policies.markov.BASE_SINGLE): the first w is speculated too; the rest are learned.
+    assert outcomes == ["hit"] * len(WALK), outcomes
 
 
 async def test_policy_none_misses_every_time(service_factory: Callable[..., Any]) -> None:

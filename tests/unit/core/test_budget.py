@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.core.budget import (
+    cold_start_s,
     refill,
     refund,
     speculative_slot_cap,
@@ -139,3 +140,14 @@ def test_refund_keeps_the_bucket_within_bounds(
     after = refund(before, budget, unspent)
     assert before.tokens <= after.tokens <= budget.burst_gpu_s
     assert after.updated_at == before.updated_at
+
+
+@given(st.one_of(st.none(), st.integers(-2, 6)), st.integers(0, 10), st.floats(-10, 400))
+def test_cold_start_only_beyond_the_warm_idle_containers(
+    warm_idle: int | None, before: int, cold: float
+) -> None:
+    paid = cold_start_s(warm_idle, before, cold)
+    if warm_idle is None or before < max(0, warm_idle):
+        assert paid == 0.0  # unknown warmth: every start warm; else the idle ones go first
+    else:
+        assert paid == max(0.0, cold)

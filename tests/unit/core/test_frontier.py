@@ -20,6 +20,9 @@ from orchestrator.core.frontier import (
     need_time,
     probability,
     ranked,
+    revalue,
+    step_s,
+    value,
 )
 from orchestrator.core.poses import action_to_pose
 from orchestrator.core.tree import TreeIndex
@@ -98,7 +101,9 @@ def test_depth1_just_started_watching() -> None:
     assert c.need_time == 7.0 and c.depth == 1
     assert c.benefit_s == pytest.approx(3.5)
     assert c.expected_gpu_s == 10.0
-    assert c.score == pytest.approx(0.35)
+    # It runs 7 s before the viewer chooses; wrong half the time: 3.5 GPU-s of expected waste.
+    assert c.waste_gpu_s == pytest.approx(3.5) and c.charge_gpu_s == pytest.approx(7.0)
+    assert c.score == pytest.approx(1.0)  # the odds P / (1 - P)
     assert (c.memory_id, c.parent_id, c.pose, c.action) == ("m", "r", "w-31", "w")
 
 
@@ -125,12 +130,18 @@ def test_depth2_needs_a_ready_parent() -> None:
     [c] = cands(inp((ROOT,), (session(),), props))
     assert c.depth == 1  # the grandchild's parent does not exist yet
     child = node("r/w", "r", "w")
-    cs = cands(inp((ROOT, child), (session(),), props))
+    # 1.53 s saved per 7 expected wasted GPU-s (0.22) clears the default threshold of 0.15.
+    assert len(cands(inp((ROOT, child), (session(),), props))) == 1
+    cs = cands(inp((ROOT, child), (session(),), props, budget=Budget(min_benefit_per_gpu_s=0.0)))
     [c2] = cs
     assert (c2.parent_id, c2.depth, c2.need_time) == ("r/w", 2, 14.0)
-    assert c2.benefit_s == pytest.approx(0.3 * 10.0)
+    # Started now it is ready at 10 (saves 10 s); started at the parent's request (t = 7) it
+    # would still save 7 s, a wait worth what it reveals (1 - P): 0.3 * (10 - 0.7 * 7).
+    assert c2.benefit_s == pytest.approx(0.3 * (10.0 - 0.7 * 7.0))
+    assert c2.waste_gpu_s == pytest.approx(0.7 * 10.0)
     running_child = node("r/w", "r", "w", "running")
-    assert cands(inp((ROOT, running_child), (session(),), props)) == []
+    free = Budget(min_benefit_per_gpu_s=0.0)
+    assert cands(inp((ROOT, running_child), (session(),), props, budget=free)) == []
 
 
 def test_combines_sessions_on_one_memory() -> None:
@@ -167,7 +178,7 @@ def test_filters() -> None:
     assert cands(inp(nodes, (session(),), deep, budget=Budget(max_depth=1))) == []
     idle = session(active=-200.0)
     assert cands(inp((ROOT,), (idle,), props, budget=Budget(idle_timeout_s=120.0))) == []
-    picky = Budget(min_benefit_per_gpu_s=0.35)  # score is exactly 0.35: dropped
+    picky = Budget(min_benefit_per_gpu_s=1.0)  # score is exactly 1.0 (odds 0.5 / 0.5): dropped
     assert cands(inp((ROOT,), (session(),), props, budget=picky)) == []
     unknown = (Proposal("ghost", ("w",), 0.9), Proposal("s1", ("jump",), 0.9))
     assert cands(inp((ROOT,), (session(),), unknown)) == []
@@ -179,12 +190,64 @@ def test_filters() -> None:
 
 def test_ranking_by_score_then_probability_then_key() -> None:
     props = (
-        Proposal("s1", ("w",), 0.2),
+        Proposal("s1", ("w",), 0.3),
         Proposal("s1", ("a",), 0.5),
-        Proposal("s1", ("d",), 0.2),
+        Proposal("s1", ("d",), 0.3),
     )
     cs = cands(inp((ROOT,), (session(),), props))
     assert [c.action for c in cs] == ["a", "d", "w"]  # d-31 < w-31 on the pose tie-break
+
+
+def test_default_threshold_admits_odds_above_its_value() -> None:
+    # Budget().min_benefit_per_gpu_s = 0.15: a depth-1 guess needs P / (1 - P) > 0.15, P > 0.13.
+    assert Budget().min_benefit_per_gpu_s == 0.15
+    props = (Proposal("s1", ("w",), 0.14), Proposal("s1", ("a",), 0.12))
+    assert [c.action for c in cands(inp((ROOT,), (session(),), props))] == ["w"]
+
+
+def test_session_think_time_sets_need_time() -> None:
+    slow = SessionView("s1", "m", "r", 0.0, 0.0, think_s=20.0)
+    assert step_s(slow, T) == 25.0 and need_time(slow, 1, T, 0.0) == 25.0
+    [c] = cands(inp((ROOT,), (slow,), (Proposal("s1", ("w",), 0.5),)))
+    assert c.need_time == 25.0 and c.benefit_s == pytest.approx(0.5 * 10.0)
+
+
+def test_gone_session_gets_no_candidates() -> None:
+    gone = SessionView("s1", "m", "r", 0.0, 0.0, idle_after_s=30.0)
+    props = (Proposal("s1", ("w",), 0.9),)
+    assert cands(inp((ROOT,), (gone,), props, now=31.0)) == []
+    assert cands(inp((ROOT,), (gone,), props, now=29.0)) == []  # due: no lead left, no value
+    early = SessionView("s1", "m", "r", 25.0, 0.0, idle_after_s=30.0)
+    assert len(cands(inp((ROOT,), (early,), props, now=29.0))) == 1
+
+
+def test_cold_start_lowers_the_value() -> None:
+    [c] = cands(inp((ROOT,), (session(),), (Proposal("s1", ("w",), 0.8),)))
+    cold = revalue(c, inp((ROOT,), (session(),), (), timing=T), 5.0)
+    assert cold.benefit_s == pytest.approx(0.8 * 2.0)  # ready at 15, needed at 7: saves 2 of 10
+    assert cold.waste_gpu_s == pytest.approx(0.2 * 7.0 + 0.8 * 5.0)  # the load is paid anyway
+    assert cold.score < c.score and cold.expected_gpu_s == 15.0
+
+
+@given(
+    st.floats(0, 1), st.floats(0, 1e3), st.integers(1, 4), st.floats(0.5, 60),
+    st.floats(0.1, 500), st.floats(0, 300),
+)  # fmt: skip
+def test_value_bounds(
+    p: float, lead: float, depth: int, step: float, e: float, cold: float
+) -> None:
+    v = value(p, lead, depth, step, e, cold)
+    assert 0.0 <= v.benefit_s <= p * min(e, lead) + 1e-9
+    assert 0.0 <= v.charge_gpu_s <= min(cold + e, lead) + 1e-9
+    assert 0.0 <= v.waste_gpu_s <= v.charge_gpu_s + 1e-9
+    assert v.score >= 0.0
+    warm = value(p, lead, depth, step, e)
+    # A cold start never makes a guess more attractive; a deeper one never saves more.
+    assert warm.score >= v.score - 1e-9 and warm.benefit_s >= v.benefit_s - 1e-9
+    assert value(p, lead, 1, step, e).benefit_s >= warm.benefit_s - 1e-9
+    if 0.0 < p < 1.0 and lead > 1e-6:  # (below, p * lead underflows)
+        # depth 1, warm: the score is the odds in every regime (frontier module doc, step 4)
+        assert value(p, lead, 1, step, e).score == pytest.approx(p / (1 - p), rel=1e-9)
 
 
 # ---- tree index ------------------------------------------------------------------------
@@ -247,8 +310,9 @@ def test_candidates_are_order_independent_and_bounded(
     a, b = cands(i), cands(j)
     assert a == b
     for c in a:
-        assert 0 <= c.probability <= 1 and c.score <= c.probability + 1e-12
-        assert c.probability >= i.budget.min_probability and c.score > 0
+        assert 0 <= c.probability <= 1
+        assert c.probability >= i.budget.min_probability
+        assert c.score > i.budget.min_benefit_per_gpu_s
     assert len({c.key for c in a}) == len(a)
 
 

@@ -12,13 +12,20 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.core.budget import (
+    cold_start_s,
     refill,
     refund,
     speculative_slot_cap,
     try_spend,
     unspent_gpu_s,
 )
-from orchestrator.core.frontier import active_sessions, candidates, expected_gpu_s, interests
+from orchestrator.core.frontier import (
+    active_sessions,
+    candidates,
+    interests,
+    revalue,
+    warm_gpu_s,
+)
 from orchestrator.core.plan import demand_key, job_key, plan
 from orchestrator.core.poses import action_to_pose
 from orchestrator.core.tree import TreeIndex
@@ -50,6 +57,7 @@ B = Budget(
     per_session_inflight=4,
     min_probability=0.05,
     idle_timeout_s=120.0,
+    min_benefit_per_gpu_s=0.0,
 )
 
 
@@ -274,8 +282,11 @@ def test_speculation_starts_best_candidates_with_reasons() -> None:
     s = p.starts[0]
     assert (s.kind, s.session_id, s.depth, s.expected_gpu_s) == ("speculative", "s1", 1, 10.0)
     assert s.probability == 0.5 and s.benefit_s == pytest.approx(3.5)
-    assert s.reason == "spec p=0.50 d=1 saves=3.5s/gpu=0.35" and s.request_id is None
-    assert p.bucket.tokens == pytest.approx(980.0)
+    assert s.reason == "spec p=0.50 d=1 saves=3.5s waste=3.5gpu-s s/gpu=1.00"
+    assert s.request_id is None and not s.cold
+    # Each is charged what it runs before the viewer chooses (7 s), not its whole E of 10.
+    assert s.charged_gpu_s == pytest.approx(7.0)
+    assert p.bucket.tokens == pytest.approx(986.0) and p.bucket_short_gpu_s is None
 
 
 def test_two_sessions_one_start_with_combined_probability() -> None:
@@ -285,16 +296,34 @@ def test_two_sessions_one_start_with_combined_probability() -> None:
     assert s.probability == pytest.approx(0.75) and s.session_id == "s1"
 
 
+def test_cold_start_only_when_it_pays() -> None:
+    # One warm idle container: the first guess lands on it; the second would boot a container
+    # (cold 5 s: ready at 15 instead of 10, needed at 7) and is admitted only if it pays.
+    cold_t = replace(T, cold_start_s=5.0)
+    base = replace(make(proposals=props(w=0.8, a=0.15)), timing=cold_t, warm_idle=1)
+    p = plan(base)
+    assert [(s.action, s.cold) for s in p.starts] == [("w", False), ("a", True)]  # threshold 0
+    picky = plan(replace(base, budget=replace(B, min_benefit_per_gpu_s=0.1)))
+    assert [(s.action, s.cold) for s in picky.starts] == [("w", False)]
+    # Unknown warmth (None): every start is warm, the cold start part of E for all alike.
+    assert [s.cold for s in plan(replace(base, warm_idle=None)).starts] == [False, False]
+    # A demand takes the warm container first: the guess would be cold.
+    budget = replace(B, min_benefit_per_gpu_s=0.2)
+    dem = plan(replace(base, demands=(demand("r/d"),), budget=budget))
+    assert [(s.kind, s.cold) for s in dem.starts] == [("demand", False), ("speculative", True)]
+    assert dem.starts[1].expected_gpu_s == 15.0
+
+
 def test_budget_exhausted_no_speculative_starts() -> None:
-    p = plan(make(proposals=props(w=0.5), demands=(demand("r/a"),), tokens=9.0))
+    p = plan(make(proposals=props(w=0.5), demands=(demand("r/a"),), tokens=6.0))
     assert [s.kind for s in p.starts] == ["demand"]
-    assert p.bucket.tokens == 9.0
+    assert p.bucket.tokens == 6.0 and p.bucket_short_gpu_s == pytest.approx(7.0)
 
 
 def test_budget_pays_for_some_then_stops() -> None:
-    p = plan(make(proposals=props(w=0.5, a=0.3, d=0.1), tokens=25.0))
+    p = plan(make(proposals=props(w=0.5, a=0.3, d=0.1), tokens=15.0))
     assert [s.action for s in p.starts] == ["w", "a"]
-    assert p.bucket.tokens == pytest.approx(5.0)
+    assert p.bucket.tokens == pytest.approx(1.0)
 
 
 def test_refilled_bucket_is_used() -> None:
@@ -306,7 +335,7 @@ def test_refilled_bucket_is_used() -> None:
     # watch started at 0, now 10: the viewer is due; give them a fresh cursor.
     inp = replace(inp, sessions=(session(watch=10.0, active=10.0),))
     p = plan(inp)
-    assert len(p.starts) == 1 and p.bucket == BucketState(0.0, 10.0)
+    assert len(p.starts) == 1 and p.bucket == BucketState(3.0, 10.0)
 
 
 def test_speculative_share_respected() -> None:
@@ -413,16 +442,17 @@ def test_a_job_that_overran_its_estimate_refunds_nothing() -> None:
 
 
 def test_refund_pays_for_a_better_guess_in_the_same_plan() -> None:
-    # 5 tokens cannot pay E = 10; the abandoned job (1 s run) gives 9 back: one start fits.
+    # 2 tokens cannot pay the 6 s the guess runs before the viewer chooses; the abandoned job
+    # (charged its E of 10, ran 1 s) gives 9 back: one start fits.
     nodes = (node("r"), node("r/w"))
     sessions = (session(cursor="r/w", watch=1.0, active=1.0),)
     jobs = (job("j1", "r/a", started=1.0),)
-    inp = make(nodes=nodes, sessions=sessions, jobs=jobs, proposals=props(d=0.5), tokens=5.0)
-    p = plan(replace(inp, now=2.0, bucket=BucketState(5.0, 2.0)))
+    inp = make(nodes=nodes, sessions=sessions, jobs=jobs, proposals=props(d=0.5), tokens=2.0)
+    p = plan(replace(inp, now=2.0, bucket=BucketState(2.0, 2.0)))
     assert [c.reason for c in p.cancels] == ["abandoned"]
     assert spec_keys(p) == [("r/w", "d-31")]
-    assert p.bucket.tokens == 4.0  # 5 + 9 - 10
-    assert plan(replace(inp, jobs=(), now=2.0, bucket=BucketState(5.0, 2.0))).starts == ()
+    assert p.bucket.tokens == 5.0  # 2 + 9 - 6
+    assert plan(replace(inp, jobs=(), now=2.0, bucket=BucketState(2.0, 2.0))).starts == ()
 
 
 def test_demand_jobs_are_never_cancelled_nor_refunded() -> None:
@@ -518,7 +548,7 @@ def reference_plan(inp: PlanInput) -> Plan:
         nonlocal bucket
         del live[j.job_id]
         cancels.append(CancelJob(j.job_id, reason))
-        bucket = refund(bucket, budget, unspent_gpu_s(j.expected_gpu_s, j.started_at, now))
+        bucket = refund(bucket, budget, unspent_gpu_s(j.charge, j.started_at, now))
 
     def preemptible() -> list[RunningJob]:
         return [
@@ -579,7 +609,8 @@ def reference_plan(inp: PlanInput) -> Plan:
                 break
             cancel(victim, "preempted")
             reason = f"demand (preempted job {victim.job_id})"
-        e = expected_gpu_s(inp.timing)
+        e = warm_gpu_s(inp)
+        cold = cold_start_s(inp.warm_idle, len(demand_starts), inp.timing.cold_start_s)
         demand_starts.append(
             StartJob(
                 d.memory_id,
@@ -590,10 +621,11 @@ def reference_plan(inp: PlanInput) -> Plan:
                 d.session_id,
                 1.0,
                 0,
-                e,
+                e + cold,
                 0.0,
                 reason,
                 d.request_id,
+                cold=cold > 0.0,
             )
         )
     held: dict[str | None, int] = {}
@@ -601,17 +633,27 @@ def reference_plan(inp: PlanInput) -> Plan:
         if j.kind == "speculative" and j.session_id is not None:
             held[j.session_id] = held.get(j.session_id, 0) + 1
     spec = sum(j.kind == "speculative" for j in live.values())
-    for c in candidates(inp, index, valued, running | demanded):
+    short: float | None = None
+    # An empty bucket starts nothing (every candidate that saves wait has a positive charge).
+    for c in candidates(inp, index, valued, running | demanded) if bucket.tokens > 0.0 else ():
         if free() <= 0 or spec + len(spec_starts) >= cap:
             break
         if held.get(c.session_id, 0) >= budget.per_session_inflight:
             continue
-        paid = try_spend(bucket, c.expected_gpu_s)
+        before = len(demand_starts) + len(spec_starts)
+        cold = cold_start_s(inp.warm_idle, before, inp.timing.cold_start_s)
+        if cold > 0.0:
+            c = revalue(c, inp, cold)
+            if not c.score > budget.min_benefit_per_gpu_s:
+                continue
+        paid = try_spend(bucket, c.charge_gpu_s)
         if paid is None:
-            break
+            short = c.charge_gpu_s if short is None else min(short, c.charge_gpu_s)
+            continue
         bucket, held[c.session_id] = paid, held.get(c.session_id, 0) + 1
         reason = (
-            f"spec p={c.probability:.2f} d={c.depth} saves={c.benefit_s:.1f}s/gpu={c.score:.2f}"
+            f"spec p={c.probability:.2f} d={c.depth} saves={c.benefit_s:.1f}s "
+            f"waste={c.waste_gpu_s:.1f}gpu-s s/gpu={c.score:.2f}" + (" cold" if cold else "")
         )
         spec_starts.append(
             StartJob(
@@ -626,9 +668,14 @@ def reference_plan(inp: PlanInput) -> Plan:
                 c.expected_gpu_s,
                 c.benefit_s,
                 reason,
+                charged_gpu_s=c.charge_gpu_s,
+                cold=cold > 0.0,
             )
         )
-    return Plan(starts=(*demand_starts, *spec_starts), cancels=tuple(cancels), bucket=bucket)
+    return Plan(
+        starts=(*demand_starts, *spec_starts), cancels=tuple(cancels), bucket=bucket,
+        bucket_short_gpu_s=short,
+    )  # fmt: skip
 
 
 RANDOM_ACTS = ("w", "a", "d", "w+right", "left")
@@ -671,6 +718,8 @@ def random_input(rnd: random.Random) -> PlanInput:
                 cur,
                 now - rnd.choice((0.0, 1.0, 3.0, 6.0)),
                 now - rnd.choice((0.0, 0.0, 5.0, 200.0)),
+                think_s=rnd.choice((None, None, 0.5, 4.0, 30.0)),
+                idle_after_s=rnd.choice((None, None, 4.0, 40.0)),
             )
         )
     if rnd.random() < 0.15:
@@ -702,6 +751,7 @@ def random_input(rnd: random.Random) -> PlanInput:
                 rnd.choice((0.1, 0.3, 0.5)),
                 rnd.choice([s.session_id for s in sessions] + [None]),
                 1,
+                rnd.choice((None, 0.0, 3.0, 7.0)),
             )
         )
     demands = []
@@ -735,7 +785,7 @@ def random_input(rnd: random.Random) -> PlanInput:
         per_session_inflight=rnd.randint(1, 3),
         min_probability=0.05,
         idle_timeout_s=120.0,
-        min_benefit_per_gpu_s=rnd.choice((0.0, 0.0, 0.1)),
+        min_benefit_per_gpu_s=rnd.choice((0.0, 0.0, 0.1, 0.25, 1.0)),
     )
     timing = Timing(rnd.choice((8.0, 10.0)), rnd.choice((0.0, 2.0)), 5.0, rnd.choice((2.0, 10.0)))
     all_nodes = [*nodes.values(), *extra]
@@ -750,6 +800,7 @@ def random_input(rnd: random.Random) -> PlanInput:
         budget,
         BucketState(rnd.choice((0.0, 9.0, 25.0, 40.0)), now - 5.0),
         timing,
+        warm_idle=rnd.choice((None, None, 0, 1, 3)),
     )
 
 

@@ -226,6 +226,7 @@ class World(RuleBasedStateMachine):
                 s.probability,
                 s.session_id,
                 s.depth,
+                s.charged_gpu_s,
             )
             self.nodes[cid] = TreeNode(
                 cid, s.memory_id, s.parent_id, s.pose, s.action, "running", parent.depth + 1
@@ -249,12 +250,16 @@ class World(RuleBasedStateMachine):
         for c in p.cancels:
             job = self.jobs[c.job_id]
             ran = max(0.0, self.now - job.started_at)
-            tokens = min(BUDGET.burst_gpu_s, tokens + max(0.0, job.expected_gpu_s - ran))
+            tokens = min(BUDGET.burst_gpu_s, tokens + max(0.0, job.charge - ran))
             if c.reason != "abandoned":
                 event(f"refund on {c.reason}")
         for s in p.starts:
             if s.kind == "speculative":
-                tokens -= s.expected_gpu_s
+                # charged what it runs before the viewer chooses, at most its whole E
+                assert 0.0 < s.charged_gpu_s <= s.expected_gpu_s + 1e-9
+                tokens -= s.charged_gpu_s
+            else:
+                assert s.charged_gpu_s == 0.0
         assert p.bucket.tokens == pytest.approx(tokens, abs=1e-9)
 
     def check_demands_served(self) -> None:

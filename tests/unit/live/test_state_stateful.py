@@ -4,7 +4,9 @@ Viewers on two shared memories open sessions, request children of their cursors 
 in-flight hits promoted to demand, misses), the machine schedules, jobs finish, fail or report
 late, sessions leave and are evicted, and the clock advances. After every step the live state's
 invariants hold, and every plan made from the live state's neighbourhood input equals the plan
-made from the whole known tree (the shortcut never changes a decision).
+made from the whole known tree (the shortcut never changes a decision). Issue 11: a viewer silent
+for ``gone_after_gaps`` of their own gaps gets no speculation and keeps none running; a guess
+whose chunk is requested gives its whole charge back to the bucket, exactly once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from orchestrator.core.budget import speculative_slot_cap
+from orchestrator.core.budget import refill, refund, speculative_slot_cap
+from orchestrator.core.frontier import is_idle
 from orchestrator.core.plan import plan
 from orchestrator.core.poses import action_to_pose
 from orchestrator.core.types import Budget, Timing
@@ -30,6 +33,7 @@ ROOT = str(action_to_pose("w"))
 BUDGET = Budget(
     max_containers=3, speculative_share=0.67, rate_gpu_s_per_s=1.0, burst_gpu_s=40.0,
     max_depth=2, per_session_inflight=2, min_probability=0.05, idle_timeout_s=30.0,
+    min_benefit_per_gpu_s=0.0, gone_after_gaps=1.5,
 )  # fmt: skip
 TIMING = Timing(gpu_s_per_chunk=8.0, chunk_duration_s=5.0, think_s=10.0)
 
@@ -68,8 +72,20 @@ class LiveMachine(RuleBasedStateMachine):
     def _request(self, sid: str, memory: str, parent: str | None, pose: str,
                  action: str | None) -> None:  # fmt: skip
         rid = f"r{next(self.requests)}"
+        tree = self.live.tree(memory)
+        target = tree.by_key((memory, parent, pose)) if tree is not None else None
+        charge = 0.0  # what this request should give back: a guess's charge, at first use
+        if target is not None and (job := self.live.job(target.chunk_id)) is not None:
+            charge = job.charged_gpu_s
+        elif target is not None and (made := self.live.producer(memory, target.chunk_id)):
+            charge = made.charged_gpu_s if not made.used else 0.0
+        before = self.live.bucket
         res = self.live.request(memory, parent, pose, action, request_id=rid, session_id=sid,
                                 now=self.now, record_history=action is not None)  # fmt: skip
+        if charge > 0.0:
+            assert self.live.bucket == refund(refill(before, BUDGET, self.now), BUDGET, charge)
+        else:
+            assert self.live.bucket == before
         node = self.live.node(memory, res.chunk_id)
         assert node is not None
         if res.outcome == "hit":
@@ -113,11 +129,30 @@ class LiveMachine(RuleBasedStateMachine):
         assert plan(inp) == plan(replace(inp, nodes=core_nodes(everything)))
         scheduled = self.live.apply(plan(inp), self.now)
         assert scheduled.stale == 0
+        views = {v.session_id: v for v in inp.sessions}
+        for st_ in scheduled.starts:
+            if st_.job.kind == "speculative":
+                assert st_.job.session_id is not None
+                assert not is_idle(views[st_.job.session_id], self.now, BUDGET)  # not gone
+        self._speculation_only_for_present_viewers()
         for c in scheduled.cancels:
             self.stale_jobs.append((c.job_id, c.chunk_id, c.memory_id))
         jobs = list(self.live.running())
         assert len(jobs) <= BUDGET.max_containers
         assert sum(j.kind == "speculative" for j in jobs) <= speculative_slot_cap(BUDGET)
+
+    def _speculation_only_for_present_viewers(self) -> None:
+        """Every speculative job left running lies in the subtree (to max_depth) of the cursor
+        of a session that is neither idle nor gone."""
+        present = [s.view for s in self.live.sessions() if not is_idle(s.view, self.now, BUDGET)]
+        for job in self.live.running():
+            if job.kind != "speculative":
+                continue
+            tree = self.live.tree(job.memory_id)
+            assert tree is not None
+            chain = {n.chunk_id for n in tree.ancestors(job.chunk_id, BUDGET.max_depth)}
+            assert any(v.memory_id == job.memory_id and v.cursor_chunk_id in chain
+                       for v in present), job  # fmt: skip
 
     @precondition(lambda self: any(True for _ in self.live.running()))
     @rule(data=st.data(), ok=st.booleans())
@@ -162,6 +197,20 @@ class LiveMachine(RuleBasedStateMachine):
     @invariant()
     def waiting_requests_are_counted(self) -> None:
         assert self.live.waiting_requests() == len(self.waiting)
+
+    @invariant()
+    def viewer_models_are_set(self) -> None:
+        for s in self.live.sessions():
+            think = s.view.think_s
+            assert think is not None and think >= 0.0
+            # A session waiting for a chunk is never gone; a watching one has a gone time.
+            assert (s.view.idle_after_s is None) == (s.waiting > 0)
+            if s.view.idle_after_s is not None:
+                gap = TIMING.chunk_duration_s + think
+                assert abs(s.view.idle_after_s - BUDGET.gone_after_gaps * gap) < 1e-9
+        for j in self.live.running():
+            if j.kind == "demand":
+                assert j.charged_gpu_s == 0.0  # promoted guesses were refunded
 
     @invariant()
     def bucket_within_bounds(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal, SessionView
 from policies.base import NextActionModel, Policy
-from policies.markov import MarkovPolicy
+from policies.calibration import Calibration, calibration
+from policies.markov import BASE_SINGLE, MarkovPolicy
 
 
 def make_ctx(
@@ -71,112 +73,175 @@ def test_protocols() -> None:
     assert policy.name == "markov"
 
 
-def test_fresh_model_is_uniform_over_ctx_actions() -> None:
+def test_fresh_model_is_the_base_prior_over_ctx_actions() -> None:
     policy = MarkovPolicy()
     dist = policy.next_action_probabilities(make_ctx(), ())
     assert list(dist) == list(ACTION_NAMES)
-    assert all(p == f(Fraction(1, 24)) for p in dist.values())
+    assert dist == {a: f(p) for a, p in uniform().items()}
+    assert max(dist, key=dist.__getitem__) == "w"  # viewers mostly walk forward
+    assert min(dist.values()) == f(Fraction(1, 48))  # every action keeps some mass
+    # Offered only a few actions, the prior is renormalised to them.
+    few = policy.next_action_probabilities(make_ctx(actions=("w", "w+right")), ())
+    assert few == {a: f(p) for a, p in uniform(("w", "w+right")).items()}
+
+
+def shrink(counts: dict[str, int], prior: dict[str, Fraction], strength: Fraction,
+           d: Fraction) -> dict[str, Fraction]:  # fmt: skip
+    """The module doc's step 2, in exact fractions (an independent re-statement)."""
+    total = sum(counts.values())
+    if total == 0:
+        return prior
+    seen = sum(1 for n in counts.values() if n > 0)
+    back = d * seen + strength
+    return {
+        a: (max(Fraction(counts.get(a, 0)) - d, Fraction(0)) + back * q) / (total + strength)
+        for a, q in prior.items()
+    }
+
+
+def uniform(actions: Sequence[str] = ACTION_NAMES) -> dict[str, Fraction]:
+    """The base prior B of step 1: half uniform, half BASE_SINGLE renormalised to ``actions``."""
+    single = {a: Fraction(str(BASE_SINGLE.get(a, 0.0))) for a in actions}
+    total = sum(single.values())
+    return {a: Fraction(1, 2 * len(actions)) + single[a] / (2 * total) for a in actions}
 
 
 def test_worked_example_from_the_docstring() -> None:
-    # Defaults: order 2, alpha 1, min_count 2, beta 4, |A| = 24.
-    policy = MarkovPolicy()
+    # Defaults: order 2, alpha 1, beta 4, kappa 4, |A| = 24; raw formula (no recalibration).
+    policy = MarkovPolicy(calibrate=False)
     walk(policy, "s1", "m1", W3R)
-    # Counts per context (global = memory = session here):
+    # Counts per context (global = memory = session here); a held key's streak is a context.
     assert policy.counts(()) == {"w": 3, "right": 1}
     assert policy.counts(("w",)) == {"w": 2, "right": 1}
     assert policy.counts(("w", "w")) == {"w": 1, "right": 1}
+    assert policy.counts(("*", "w", "3")) == {"right": 1}
     assert policy.counts(("w", "w"), session_id="s1") == {"w": 1, "right": 1}
     assert policy.counts(("w", "w"), memory_id="m2") == {}
-    # History (w, w, w, right): c2 = (w, right) and c1 = (right,) unseen -> c0, N = 4.
-    # P_g(w) = (3+1)/(4+24) = 1/7; P_m(w) = (3 + 4/7)/8 = 25/56; P_s(w) = (3 + 4*25/56)/8.
+    # Count-of-counts over the global table: five 1s, one 2 -> D = 5 / (5 + 2).
+    d = Fraction(5, 7)
+    # History (w, w, w, right): only c0 has evidence. No other memory, no other session: the
+    # global and memory levels see no exclusive counts (the session's own events count once,
+    # at the session scope) and stay uniform; the session shrinks its counts toward them.
     dist = policy.next_action_probabilities(make_ctx(W3R), W3R)
-    assert dist["w"] == f(Fraction(67, 112))
-    # right: P_g = 2/28, P_m = (1 + 8/28)/8 = 9/56, P_s = (1 + 36/56)/8 = 23/112
-    assert dist["right"] == f(Fraction(23, 112))
-    # unseen: P_g = 1/28, P_m = (4/28)/8 = 1/56, P_s = (4/56)/8 = 1/112
-    assert dist["left"] == f(Fraction(1, 112))
+    expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(4), d)
+    assert dist == {a: f(p) for a, p in expect.items()}
     assert sum(dist.values()) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_propose_returns_top_k_with_ties_in_ctx_action_order() -> None:
-    policy = MarkovPolicy()
+    policy = MarkovPolicy(calibrate=False)
     walk(policy, "s1", "m1", W3R)
     proposals = policy.propose(make_ctx(W3R))
-    assert [p.path for p in proposals] == [("w",), ("right",), ("s",), ("a",)]
+    # right, then left (the base prior's next), then a and d tied: ctx.actions order.
+    assert [p.path for p in proposals] == [("w",), ("right",), ("left",), ("a",)]
     assert all(p.session_id == "s1" for p in proposals)
-    assert proposals[0].probability == f(Fraction(67, 112))
-    assert proposals[2].probability == f(Fraction(1, 112))
+    expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(4), Fraction(5, 7))
+    assert proposals[0].probability == f(expect["w"])
+    assert proposals[3].probability == f(expect["a"]) == f(expect["d"])
 
 
-def test_longest_context_with_min_count_global_observations() -> None:
-    policy = MarkovPolicy()
+def test_context_chain_shrinks_each_longer_context_toward_the_shorter() -> None:
+    policy = MarkovPolicy(calibrate=False)
     walk(policy, "s1", "m1", W3R)
-    # History (w, w): c2 = (w, w) has N_g = 2 >= min_count 2 -> used (w: 1, right: 1).
-    # P_g = 2/26 = 1/13; P_m = (1 + 4/13)/6 = 17/78; P_s = (1 + 4*17/78)/6 = 73/234
-    dist = policy.next_action_probabilities(make_ctx(("w", "w")), ("w", "w"))
-    assert dist["w"] == f(Fraction(73, 234))
-    assert dist["right"] == f(Fraction(73, 234))
-    # min_count 3: (w, w) is too rare, (w,) has N_g = 3 (w: 2, right: 1).
-    # P_g = 3/27 = 1/9; P_m = (2 + 4/9)/7 = 22/63; P_s = (2 + 88/63)/7 = 214/441
-    strict = MarkovPolicy(min_count=3)
-    walk(strict, "s1", "m1", W3R)
-    assert strict.next_action_probabilities(make_ctx(), ("w", "w"))["w"] == f(Fraction(214, 441))
+    d = Fraction(5, 7)
+    # A viewer on another memory: every count is exclusive evidence at the global level.
+    g0 = shrink({"w": 3, "right": 1}, uniform(), Fraction(1), Fraction(0))  # c0: no discount
+    g1 = shrink({"w": 2, "right": 1}, g0, Fraction(4), d)
+    g2 = shrink({"w": 1, "right": 1}, g1, Fraction(4), d)
+    dist = policy.next_action_probabilities(make_ctx(session_id="s9", memory_id="m9"), ("w", "w"))
+    assert dist["w"] == f(g2["w"]) and dist["left"] == f(g2["left"])
+    # After a streak of three w the streak context (only "right" followed it) is the last level.
+    g3 = shrink({"right": 1}, shrink({"w": 1, "right": 1}, g1, Fraction(4), d), Fraction(4), d)
+    streak = policy.next_action_probabilities(make_ctx(session_id="s9", memory_id="m9"), W3R[:3])
+    assert streak["right"] == f(g3["right"])
 
 
 def test_order_zero_ignores_context() -> None:
-    policy = MarkovPolicy(order=0)
+    policy = MarkovPolicy(order=0, calibrate=False)
     walk(policy, "s1", "m1", W3R)
     a = policy.next_action_probabilities(make_ctx(), ("w", "w"))
     b = policy.next_action_probabilities(make_ctx(), ("right",))
     assert a == b
-    assert a["w"] == f(Fraction(67, 112))
+    # One context: w counted 3, right 1 -> n1 = 1, n2 = 0 -> D = 1, clamped to 0.95.
+    expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(4), Fraction(95, 100))
+    assert a["w"] == f(expect["w"])
 
 
 def test_new_session_on_same_memory_inherits_memory_statistics() -> None:
-    policy = MarkovPolicy()
+    policy = MarkovPolicy(calibrate=False)
     walk(policy, "s1", "m1", W3R)
     dist = policy.next_action_probabilities(make_ctx(session_id="s2"), W3R)
-    assert dist["w"] == f(Fraction(25, 56))  # = P_m(w): no evidence of its own yet
+    # s1's events are the other sessions' evidence at the memory scope: s2 starts there.
+    expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(4), Fraction(5, 7))
+    assert dist["w"] == f(expect["w"])
 
 
 def test_new_memory_inherits_global_statistics() -> None:
-    policy = MarkovPolicy()
+    policy = MarkovPolicy(calibrate=False)
     walk(policy, "s1", "m1", W3R)
     dist = policy.next_action_probabilities(make_ctx(session_id="s9", memory_id="m9"), W3R)
-    assert dist["w"] == f(Fraction(1, 7))  # = P_g(w)
+    expect = shrink({"w": 3, "right": 1}, uniform(), Fraction(1), Fraction(0))
+    assert dist["w"] == f(expect["w"])
+
+
+def test_one_event_is_evidence_once() -> None:
+    # A lone viewer: their own events must not also pose as the memory's and everyone's.
+    policy = MarkovPolicy(order=0, calibrate=False)
+    walk(policy, "s1", "m1", ["left"] * 6)
+    dist = policy.next_action_probabilities(make_ctx(), ())
+    expect = shrink({"left": 6}, uniform(), Fraction(4), Fraction(75, 100))
+    assert dist["left"] == f(expect["left"])
+    assert dist["left"] < 0.7  # counted at three scopes it would be ~0.9
 
 
 def test_session_evidence_outweighs_memory_and_global() -> None:
     # s1 and s2 share m1; s1 always turns left, s2 always walks; s3 elsewhere always strafes.
-    policy = MarkovPolicy(order=0, alpha=1.0, beta=2.0)
+    policy = MarkovPolicy(order=0, alpha=1.0, beta=2.0, calibrate=False)
     walk(policy, "s1", "m1", ["left"] * 4)
     walk(policy, "s2", "m1", ["w"] * 2)
     walk(policy, "s3", "m2", ["a"] * 6)
     actions = ("w", "a", "left")  # |A| = 3
-    ctx = make_ctx(actions=actions)
-    # global N = 12: left 4, w 2, a 6 -> P_g = (4+1)/15, (2+1)/15, (6+1)/15
-    p_g = {"left": Fraction(5, 15), "w": Fraction(3, 15), "a": Fraction(7, 15)}
-    # memory m1 N = 6: left 4, w 2 -> P_m(x) = (N_m(x) + 2 P_g(x)) / 8
-    n_m = {"left": 4, "w": 2, "a": 0}
-    p_m = {x: (n_m[x] + 2 * p_g[x]) / 8 for x in actions}
-    # session s1 N = 4: left 4 -> P_s(x) = (N_s(x) + 2 P_m(x)) / 6
-    n_s = {"left": 4, "w": 0, "a": 0}
-    p_s = {x: (n_s[x] + 2 * p_m[x]) / 6 for x in actions}
-    dist = policy.next_action_probabilities(ctx, ())
+    d = Fraction(3, 4)  # no count is exactly 1: the default discount
+    p_g = shrink({"a": 6}, uniform(actions), Fraction(1), Fraction(0))  # other memories than m1
+    p_m = shrink({"w": 2}, p_g, Fraction(2), d)  # other sessions on m1 than s1
+    p_s = shrink({"left": 4}, p_m, Fraction(2), d)
+    dist = policy.next_action_probabilities(make_ctx(actions=actions), ())
     assert dist == {x: f(p_s[x]) for x in actions}
     assert max(dist, key=dist.__getitem__) == "left"
     assert sum(p_s.values()) == 1
 
 
 def test_counts_outside_ctx_actions_are_ignored() -> None:
-    policy = MarkovPolicy(order=0)
+    policy = MarkovPolicy(order=0, calibrate=False)
     walk(policy, "s1", "m1", ["w", "w", "up", "up", "up"])
-    # A = {w, left}: N(c) = 2 (the ups do not count). P_g(w) = 3/4, P_m = (2 + 3)/6 = 5/6,
-    # P_s = (2 + 4*5/6)/6 = 8/9.
+    # A = {w, left}: the ups do not count. Session {w: 2}, D = 0.75 (no count is 1).
     dist = policy.next_action_probabilities(make_ctx(actions=("w", "left")), ())
-    assert dist["w"] == f(Fraction(8, 9))
-    assert dist["left"] == f(Fraction(1, 9))
+    expect = shrink({"w": 2}, uniform(("w", "left")), Fraction(4), Fraction(3, 4))
+    assert dist == {a: f(p) for a, p in expect.items()}
+
+
+def test_recalibration_improves_held_out_calibration_on_unpredictable_viewers() -> None:
+    # Uniformly random viewers: thin contexts make the raw model overconfident (issue 11's
+    # "predicted high, realised low"); the online bins learn to scale those forecasts down.
+    rnd = random.Random(0)
+    acts = ("w", "a", "d", "left", "right", "s")
+    walks = [[rnd.choice(acts) for _ in range(10)] for _ in range(80)]
+
+    def held_out(policy: MarkovPolicy) -> Calibration:
+        pairs = []
+        for i, steps in enumerate(walks):
+            history: tuple[str, ...] = ()
+            for action in steps:
+                if i >= 50:  # predicted before the event is observed: held-out viewers
+                    ctx = make_ctx(history, session_id=f"s{i}", memory_id=f"m{i % 5}", actions=acts)
+                    pairs.append((policy.next_action_probabilities(ctx, history), action))
+                policy.observe(ActionObserved(f"s{i}", f"m{i % 5}", history, action))
+                history = (*history, action)
+        return calibration(pairs)
+
+    raw, cal = held_out(MarkovPolicy(calibrate=False)), held_out(MarkovPolicy())
+    assert cal.top_ece < raw.top_ece and cal.log_loss < raw.log_loss
+    assert cal.top_ece <= 0.1  # 300 forecasts: the ECE itself has a few hundredths of noise
 
 
 def test_action_spellings_are_normalised() -> None:
@@ -191,7 +256,7 @@ def test_action_spellings_are_normalised() -> None:
 
 
 def test_deeper_paths_chain_the_model_on_the_hypothetical_history() -> None:
-    policy = MarkovPolicy(depth=2, top_k=2)
+    policy = MarkovPolicy(depth=2, top_k=2, calibrate=False)
     walk(policy, "s1", "m1", W3R)
     ctx = make_ctx(W3R, max_depth=3)
     proposals = policy.propose(ctx)
@@ -204,9 +269,6 @@ def test_deeper_paths_chain_the_model_on_the_hypothetical_history() -> None:
         ("right", "right"),
     ]
     by_path = {p.path: p.probability for p in proposals}
-    # (w, w): after (w, w, w, right, w), c2 = (right, w) unseen, c1 = (w,) has N_g = 3:
-    # P(w | ...) = 214/441 (as in the min_count test), so P(w, w) = 67/112 * 214/441.
-    assert by_path[("w", "w")] == f(Fraction(67, 112) * Fraction(214, 441))
     first = policy.next_action_probabilities(ctx, W3R)
     for path, p in by_path.items():
         if len(path) == 2:
