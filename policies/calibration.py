@@ -27,7 +27,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Calibration", "ReliabilityBin", "calibration"]
+__all__ = ["Calibration", "ReliabilityBin", "calibration", "reliability_table"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,14 @@ class Calibration:
     top_accuracy: float
 
 
-def _table(points: list[tuple[float, int]], bins: int) -> tuple[tuple[ReliabilityBin, ...], float]:
+def reliability_table(
+    points: Iterable[tuple[float, int]], bins: int
+) -> tuple[tuple[ReliabilityBin, ...], float]:
+    """(non-empty equal-width bins of p, ECE) of ``(p, 1 if it happened else 0)`` forecasts.
+
+    ECE is the sum over bins of ``n_b / N x |mean p_b - realised rate_b|`` (0 when empty).
+    """
+    points = list(points)
     sums = [[0, 0.0, 0] for _ in range(bins)]  # count, sum p, sum outcome
     for p, hit in points:
         b = min(bins - 1, int(p * bins))
@@ -120,8 +127,8 @@ def calibration(
             top = min(clean, key=lambda a: (-clean[a], a))
             tops.append((clean[top], int(top == actual)))
             right += top == actual
-    table, ece = _table(points, bins)
-    top_table, top_ece = _table(tops, bins)
+    table, ece = reliability_table(points, bins)
+    top_table, top_ece = reliability_table(tops, bins)
     return Calibration(
         predictions=n,
         forecasts=len(points),

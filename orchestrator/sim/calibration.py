@@ -43,6 +43,7 @@ from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from orchestrator.sim.trace import Trace
 from policies import Policy
 from policies.base import NextActionModel, action_key, unique_actions
+from policies.calibration import reliability_table
 
 __all__ = [
     "BINS",
@@ -149,19 +150,13 @@ def pretrain(policy: Policy, trace: Trace, prefix: str = "train:") -> int:
 
 def reliability(pairs: Iterable[tuple[float, bool]], bins: int = BINS) -> list[dict[str, Any]]:
     """Per equal-width bin of predicted probability: ``lo``, ``hi``, ``n``, ``predicted`` (mean
-    p), ``realised`` (share true); bins without predictions are left out."""
-    count = [0] * bins
-    total_p = [0.0] * bins
-    hits = [0] * bins
-    for p, happened in pairs:
-        b = min(bins - 1, max(0, int(p * bins)))
-        count[b] += 1
-        total_p[b] += p
-        hits[b] += happened
+    p), ``realised`` (share true); bins without predictions are left out
+    (``policies.calibration.reliability_table`` as JSON rows)."""
+    table, _ = reliability_table(((p, int(happened)) for p, happened in pairs), bins)
     return [
-        {"lo": b / bins, "hi": (b + 1) / bins, "n": count[b],
-         "predicted": round(total_p[b] / count[b], 6), "realised": round(hits[b] / count[b], 6)}
-        for b in range(bins) if count[b]
+        {"lo": b.low, "hi": b.high, "n": b.count, "predicted": round(b.mean_predicted, 6),
+         "realised": round(b.realised, 6)}
+        for b in table
     ]  # fmt: skip
 
 

@@ -14,8 +14,9 @@ viewers (``orchestrator.sim.trace``). What the shell adds:
   ``think_s`` and requests the next step; after the last step the session is closed (evicted
   once idle, as the live state evicts a viewer who left);
 - after every batch of simultaneous events the live state schedules; the engine also wakes when
-  a session can go idle, when the bucket has refilled one job's worth, and every
-  ``regime.tick_s``.
+  ``LiveState.next_wake()`` says (a session going idle or gone, the bucket paying the cheapest
+  guess it refused), and every ``regime.tick_s``; each plan is told the simulated pool's warm
+  idle containers (``GpuPool.warm_idle``), as the service tells it Modal's.
 
 Event order at equal times: job completions, arrivals and requests, wake-ups; then insertion
 order. ``SimulationError``: a demand never started, or (``strict``) a plan the live state could
@@ -231,7 +232,7 @@ class Simulation:
         if not self.live.needs_plan(self.now):
             return  # nothing changed that a plan reads: it would repeat the last one
         t0 = time.perf_counter()
-        inp = self.live.prepare(self.now)
+        inp = self.live.prepare(self.now, warm_idle=self.pool.warm_idle(self.now))
         t1 = time.perf_counter()
         decision = plan(inp)
         self.plan_wall += time.perf_counter() - t1
@@ -285,9 +286,9 @@ class Simulation:
         if self.regime.tick_s > 0 and self.tick_wake <= now:
             self.tick_wake = now + self.regime.tick_s
             self._push(self.tick_wake, _WAKE, "tick")
-        rate, tokens = self.budget.rate_gpu_s_per_s, self.bucket.tokens
-        if rate > 0 and tokens < self.e <= self.budget.burst_gpu_s:
-            at = now + (self.e - tokens) / rate + _EPS
-            if not now < self.bucket_wake <= at:
-                self.bucket_wake = at
-                self._push(at, _WAKE, "bucket")
+        # The live state knows when a plan could decide anew with no event: a viewer going idle
+        # or gone (their guesses are cancelled), or the bucket paying the cheapest refused guess.
+        at = self.live.next_wake()
+        if now < at < float("inf") and not now < self.bucket_wake <= at + _EPS:
+            self.bucket_wake = at + _EPS
+            self._push(self.bucket_wake, _WAKE, "live")
