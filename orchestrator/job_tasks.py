@@ -155,7 +155,7 @@ class JobTasks:
 
     async def _run(self, job: ActiveJob, live_job: LiveJob, claim: Claim, index: int) -> None:
         chunk = live_job.chunk_id
-        ok, gpu_s, cancelled = False, None, False
+        ok, gpu_s, cancelled, cold, load_s = False, None, False, False, 0.0
         failure: Exception | None = None
         try:
             try:
@@ -169,6 +169,7 @@ class JobTasks:
                 job.row_written.set()
             result, _ = await self.runner.run(job)
             ok, gpu_s = True, result.gpu_seconds
+            cold, load_s = result.cold_start, result.timings.get("load", 0.0)
         except asyncio.CancelledError:
             cancelled = True
             failure = GenerationFailed(str(job.job_id), chunk, "cancelled")
@@ -177,7 +178,7 @@ class JobTasks:
             failure = await self._failure(exc, str(job.job_id), chunk)
         ended = self.live.job_ended(
             live_job.job_id, chunk, live_job.memory_id, ok=ok, now=self.clock(), gpu_s=gpu_s,
-            made_by=str(job.job_id),
+            made_by=str(job.job_id), cold_start=cold, load_s=load_s,
         )
         self._answer(ended, failure)
         if self._tasks.get(chunk) is asyncio.current_task():

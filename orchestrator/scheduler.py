@@ -87,7 +87,7 @@ class Scheduler:
             frames=profile.frames, proposer=self.policies,
             new_chunk_id=lambda _key: str(uuid.uuid4()), new_job_id=lambda: str(uuid.uuid4()),
             seed=config.seed, learn_gpu_time=config.expected_gpu_s is None,
-            evict_after_s=config.evict_after_s,
+            evict_after_s=config.evict_after_s, profile_key=profile.key(),
         )  # fmt: skip
         self.live.bucket = replace(self.live.bucket, updated_at=clock())
         self.writer = WriteBehind(db)
@@ -101,6 +101,9 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._planner: asyncio.Task[None] | None = None
         self.accepted = 0  # waiting requests made durable so far (harnesses wait on it)
+        # Warm idle containers now, for cold-start-aware admission; None: unknown (every start
+        # is valued warm). The service sets it from the warm-pool loop on Modal.
+        self.warm_idle: Callable[[], int | None] = lambda: None
 
     def _budget(self, config: SchedulerConfig) -> Budget:
         return replace(config.budget, max_containers=self.pool.slots)
@@ -347,7 +350,7 @@ class Scheduler:
         a plan reads has changed (``LiveState.needs_plan``)."""
         if not self.live.needs_plan(self.clock()):
             return
-        inp = self.live.prepare(self.clock())
+        inp = self.live.prepare(self.clock(), warm_idle=self.warm_idle())
         if len(inp.sessions) > _OFF_LOOP_SESSIONS:
             decision = await asyncio.to_thread(plan, inp)
         else:

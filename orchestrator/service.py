@@ -343,6 +343,7 @@ def scheduler_config(settings: Settings) -> SchedulerConfig:
             min_probability=sp.min_probability,
             idle_timeout_s=sp.idle_timeout_s,
             min_benefit_per_gpu_s=sp.min_benefit_per_gpu_s,
+            gone_after_gaps=sp.gone_after_gaps,
         ),
         arms=arms_from(settings),
         experiment=settings.experiments.name,
@@ -466,6 +467,8 @@ class Service:
             config_source=lambda: load_settings(config_path),
         )
         service.warm = _warm_control(settings, pool, scheduler)
+        if service.warm is not None:
+            scheduler.warm_idle = service.warm.idle_now
         service.gate.log_mode()
         service.scheduler.live.speculation_allowed = (
             service.gate.usage.allow_speculation_for_session

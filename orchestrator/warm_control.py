@@ -95,6 +95,7 @@ class WarmController:
         self.idle_timeout_s, self.horizon_s, self.interval_s = idle_timeout_s, horizon_s, interval_s
         self.cold_start_s = cold_start_s or SEED_COLD_START_S
         self.warm_idle: int | None = None
+        self._busy_at_read = 0
         self.last: WarmDecision | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -124,8 +125,18 @@ class WarmController:
         minimum = min(self.pool.slots, busy + warm)
         await self.pool.set_warm(minimum)
         self.warm_idle = await self.pool.warm_idle()
+        self._busy_at_read = sum(1 for _ in self.live.running())
         self.last = WarmDecision(rate, busy, warm, minimum, self.warm_idle)
         return self.last
+
+    def idle_now(self) -> int | None:
+        """Warm idle containers now: the last reading less the jobs started since (each took
+        one), so plans between ticks do not count one idle container twice. None before the
+        first reading or when the provider did not answer (``LiveState.prepare(warm_idle=)``)."""
+        if self.warm_idle is None:
+            return None
+        started = sum(1 for _ in self.live.running()) - self._busy_at_read
+        return max(0, self.warm_idle - max(0, started))
 
     async def _run(self) -> None:
         while True:

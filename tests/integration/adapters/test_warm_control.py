@@ -100,3 +100,17 @@ async def test_only_pools_with_containers_are_controlled() -> None:
     on = warm_controller(modal_pool, live, lambda: 0.0, enabled=True, **args)
     assert on is not None and on.cold_start_s == SEED_COLD_START_S  # unset: the seed's figure
     await on.close()
+
+
+async def test_jobs_started_between_readings_use_up_the_idle_count() -> None:
+    live, now, fake = live_state(), [0.0], FakeModal()
+    warm = controller(live, now, fake, idle=2)
+    assert warm.idle_now() is None  # nothing read yet: every start is valued warm
+    await warm.tick()
+    assert warm.idle_now() == 2
+    live.open_session("s0", "m1", "c0", policy="none", arm="default", now=0.0)
+    res = live.request("m1", None, "w-31", None, request_id="r0", session_id="s0", now=0.0,
+                       record_history=False)  # fmt: skip
+    assert res.outcome == "miss"
+    assert len(live.schedule(0.0, warm_idle=warm.idle_now()).starts) == 1
+    assert warm.idle_now() == 1  # the demand took one of the two idle containers
