@@ -72,6 +72,8 @@ class LookaheadPolicy:
             self.base = base
         self.depth = depth
         self.beam = beam
+        self._checked: object = None  # the base ``_model`` was checked for
+        self._model: NextActionModel | None = None
 
     def _next(
         self, ctx: PolicyContext, path: tuple[str, ...], actions: tuple[str, ...]
@@ -79,8 +81,12 @@ class LookaheadPolicy:
         """P(next action | the session's history followed by ``path``), keyed as ``actions``."""
         history = ctx.session.history + path
         raw: list[tuple[str, float]]
-        if isinstance(self.base, NextActionModel):
-            raw = list(self.base.next_action_probabilities(ctx, history).items())
+        if self._checked is not self.base:
+            # A runtime Protocol check costs ~10 us: once per base, not on every beam step.
+            self._checked = self.base
+            self._model = self.base if isinstance(self.base, NextActionModel) else None
+        if self._model is not None:
+            raw = list(self._model.next_action_probabilities(ctx, history).items())
         else:
             sub = replace(
                 ctx,

@@ -71,6 +71,7 @@ State grows with the number of distinct (scope, context, action) triples seen: a
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -247,12 +248,13 @@ class MarkovPolicy:
             found = table.get(c)
             return [found.get(k, 0) for k in keys] if found else [0] * len(keys)
 
-        g = _base(keys)
+        g = _base(tuple(keys))
         m = s = g
         d = ney_discount(self._n1, self._n2)
-        levels = [c for c in contexts(h, self.order) if sum(row(self._global, c)) >= self.min_count]
-        for n, c in enumerate(levels or [()]):
-            n_all, n_mem, n_ses = row(self._global, c), row(memory, c), row(session, c)
+        levels = [(c, r) for c in contexts(h, self.order)
+                  if sum(r := row(self._global, c)) >= self.min_count]  # fmt: skip
+        for n, (c, n_all) in enumerate(levels or [((), row(self._global, ()))]):
+            n_mem, n_ses = row(memory, c), row(session, c)
             other_mem = [a - b for a, b in zip(n_all, n_mem, strict=True)]
             other_ses = [a - b for a, b in zip(n_mem, n_ses, strict=True)]
             # The previous level's session estimate is this level's global prior: what the
@@ -337,8 +339,10 @@ forward is the default motion (the root chunk is ``w-31``, DESIGN.md), then look
 human navigation traces are described as mostly forward with 10-15 % turns each side."""
 
 
-def _base(keys: list[str]) -> list[float]:
-    """Step 1: half uniform over ``keys``, half ``BASE_SINGLE`` (renormalised to the keys)."""
+@functools.lru_cache(maxsize=64)
+def _base(keys: tuple[str, ...]) -> list[float]:
+    """Step 1: half uniform over ``keys``, half ``BASE_SINGLE`` (renormalised to the keys).
+    Cached per action set (the same every call); callers never mutate the list."""
     single = [BASE_SINGLE.get(k, 0.0) for k in keys]
     total = sum(single)
     u = 1.0 / len(keys)
