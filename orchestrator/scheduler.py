@@ -16,6 +16,8 @@ Ordering rules that keep the tables right while jobs and requests interleave:
   fault can never leave a request hanging (issue 12); those writes are retried in the background.
 
 One scheduler process owns a database: start-up recovery assumes no other process runs jobs.
+With API replicas (issue 16) that one is elected by ``orchestrator.leader``; replicas' requests
+reach it through ``orchestrator.intake``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from orchestrator.events import EventBus
 from orchestrator.experiments import Arm
 from orchestrator.job_tasks import JobTasks
 from orchestrator.jobs import GenerationFailed, JobRunner
-from orchestrator.live import LiveState, Resolution
+from orchestrator.live import KnownNode, LiveState, Resolution
 from orchestrator.metrics import Metrics
 from orchestrator.policy_host import PolicyHost
 from orchestrator.scheduler_types import SchedulerConfig, ServedChunk
@@ -229,6 +231,10 @@ class Scheduler:
             live = self.live.session(str(session_id))
         return live.view if live is not None else None
 
+    def node(self, memory_id: uuid.UUID, chunk_id: uuid.UUID) -> KnownNode | None:
+        """A known chunk of a loaded memory (``state``, ``depth``), or None."""
+        return self.live.node(str(memory_id), str(chunk_id))
+
     def session_arm(self, session_id: uuid.UUID) -> tuple[str, str]:
         """(policy, arm) of a live session. Raises KeyError if it is not live."""
         s = self.live.session(str(session_id))
@@ -241,14 +247,17 @@ class Scheduler:
     async def request_chunk(
         self, *, memory_id: uuid.UUID, parent_id: uuid.UUID | None, pose: str,
         action: str | None, session_id: uuid.UUID | None, record_history: bool = True,
+        request_id: uuid.UUID | None = None, waited_s: float = 0.0,
     ) -> ServedChunk:  # fmt: skip
         """Serve chunk key (memory, parent, pose); wait until it is ready unless it is a hit.
 
         The caller has loaded the memory (``ensure_memory``) and checked that the parent is a
-        ready chunk of it (``live.node``). Raises GenerationFailed (502 with the job id) when
-        generation fails; asyncpg / OSError errors when a miss cannot be made durable.
+        ready chunk of it (``node``). ``request_id`` / ``waited_s`` (seconds already waited)
+        come from an API replica's demand row (``orchestrator.intake``); by default a new id and
+        0. Raises GenerationFailed (502 with the job id) when generation fails; asyncpg /
+        OSError errors when a miss cannot be made durable.
         """
-        t0, request_id = self.clock(), uuid.uuid4()
+        t0, request_id = self.clock() - waited_s, request_id or uuid.uuid4()
         res = self.live.request(
             str(memory_id), str(parent_id) if parent_id else None, pose, action,
             request_id=str(request_id), session_id=str(session_id) if session_id else None,
@@ -273,6 +282,30 @@ class Scheduler:
             made = self.live.producer(str(memory_id), res.chunk_id)
             job_id = made.job_id if made is not None else None
         return self._answer(res, request_id, memory_id, parent_id, pose, action, wait_ms, job_id)
+
+    def replay_hit(
+        self, *, memory_id: uuid.UUID, parent_id: uuid.UUID | None, pose: str,
+        action: str | None, session_id: uuid.UUID | None, request_id: uuid.UUID,
+        record_history: bool = True,
+    ) -> None:  # fmt: skip
+        """A hit an API replica answered (and recorded) itself: the live state moves the
+        session's cursor and feeds the policies, as for a hit answered here (issue 16).
+
+        In the rare race where this state does not see the chunk ready yet (its job is ending),
+        the request waits in the live state like an in-flight hit, and its promotion is made
+        durable; nothing else is written. Raises ParentNotReady / UnknownMemory.
+        """
+        res = self.live.request(
+            str(memory_id), str(parent_id) if parent_id else None, pose, action,
+            request_id=str(request_id), session_id=str(session_id) if session_id else None,
+            now=self.clock(), record_history=record_history,
+        )  # fmt: skip
+        self._wake.set()
+        if res.outcome != "hit":
+            task = asyncio.create_task(
+                self.jobs.persist_request(res, memory_id, parent_id, pose, action)
+            )
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _record_hit(
         self, res: Resolution, request_id: uuid.UUID, memory_id: uuid.UUID,
