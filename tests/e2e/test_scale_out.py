@@ -113,8 +113,10 @@ async def test_replicas_and_failover(
         results = [f.result(timeout=90) for f in waiting]
         answered_at = time.monotonic()
         assert [r.status_code for r in results] == [200] * 4, [r.text for r in results]
-        print(f"\nfailover: standby answering {failover_s:.2f} s after kill -9 of the leader; "
-              f"all 4 accepted requests answered {answered_at - killed_at:.2f} s after it")  # fmt: skip
+        print(
+            f"\nfailover: standby answering {failover_s:.2f} s after kill -9 of the leader; "
+            f"all 4 accepted requests answered {answered_at - killed_at:.2f} s after it"
+        )
 
         # 3. kill -9 of an API replica with a request waiting on it: the retry succeeds.
         lost = pool.submit(_chunk, r2.url, memory, root, "s", session, 30)
