@@ -424,7 +424,6 @@ class Service:
         )
         opened: list[tuple[object, str]] = []
         leader: LeaderLock | None = None
-        intake: Intake | None = None
         pool: GpuPool | None = None
         events, metrics = EventBus(), Metrics()
         name = settings.cluster.name or f"{socket.gethostname()}:{os.getpid()}"
@@ -439,8 +438,7 @@ class Service:
                 opened.append((sched, "replica"))
             else:
                 leader = await _elect(db, settings)
-                if leader is not None:
-                    opened.append((leader, "leader"))
+                opened.append((leader, "leader"))
                 pool = build_pool(settings)
                 opened.append((pool, "gpu"))
                 _report_submissions(pool, db)
@@ -495,12 +493,11 @@ class Service:
         service.gate.log_mode()
         if isinstance(sched, Scheduler):
             sched.live.speculation_allowed = service.gate.usage.allow_speculation_for_session
-            if leader is not None:
-                intake = Intake(sched, db, name=name, note_user=service.gate.usage.note_session,
-                                poll_s=settings.cluster.poll_s,
-                                keep_answered_s=settings.cluster.answered_keep_s)  # fmt: skip
-                await intake.start()
-                service.intake = intake
+            intake = Intake(sched, db, name=name, note_user=service.gate.usage.note_session,
+                            poll_s=settings.cluster.poll_s,
+                            keep_answered_s=settings.cluster.answered_keep_s)  # fmt: skip
+            await intake.start()
+            service.intake = intake
         return service
 
     @property
@@ -577,12 +574,16 @@ async def _bounded(step: Coroutine[Any, Any, object], seconds: float, name: str)
         log.warning("close_failed", part=name, error=f"{type(exc).__name__}: {exc}")
 
 
-async def _elect(db: Database, settings: Settings) -> LeaderLock | None:
+async def _elect(db: Database, settings: Settings) -> LeaderLock:
     """The scheduler's leader lock (``orchestrator.leader``).
 
-    Role ``scheduler`` waits for it as long as it takes (a standby). Role ``all`` tries for a
-    few seconds: alone on its database it gets it at once; if another scheduler holds it, this
-    process still runs as before (its own API and jobs) without serving replicas, and says so.
+    Role ``scheduler`` waits for it as long as it takes (a standby). Role ``all`` waits at most
+    10 s (a predecessor killed a moment ago may still hold it until PostgreSQL notices), then
+    refuses to start: a second scheduler on one database would recover, and so interrupt, the
+    first one's jobs.
+
+    Raises:
+        ConfigError: role ``all`` and another process holds the lock.
     """
     cluster = settings.cluster
 
@@ -597,13 +598,13 @@ async def _elect(db: Database, settings: Settings) -> LeaderLock | None:
     lock = LeaderLock(db.dsn, poll_s=cluster.leader_poll_s, on_lost=lost if standby else None,
                       connect_timeout_s=settings.database.connect_timeout_s,
                       reacquire=not standby)  # fmt: skip
-    wait = None if standby else 3.0
-    if await lock.acquire(wait):
+    if await lock.acquire(None if standby else 10.0):
         return lock
     await lock.close()
-    log.warning("scheduler_lock_busy", detail="another scheduler holds this database: running "
-                "without serving API replicas' requests")  # fmt: skip
-    return None
+    raise ConfigError(
+        "cannot start: another scheduler holds this database's leader lock; run this process "
+        "as an API replica (--role api) or as a standby (--role scheduler)"
+    )
 
 
 def _report_submissions(pool: GpuPool, db: Database) -> None:
