@@ -1,10 +1,11 @@
 """Hit throughput with 1, 2 and 4 API replica processes, and the failover time (issue 16).
 
 One PostgreSQL (``DATABASE_URL``, or an embedded one started here), one elected scheduler
-(``rewind serve --role all``: today's single process, whose own API is the baseline) and, in turn, ``rewind serve --role api --workers N`` for
-N in ``--workers`` (several processes on one port with SO_REUSEPORT), all on the same memory: one ready child of the root, asked
-for by ``--sessions`` sessions round-robin (``benchmarks/wrk_hit.lua``), so every request is a
-hit answered from the serving process's memory. Closed loop with ``wrk -t<threads>
+(``rewind serve --role all``: today's single process, whose own API is the baseline) and, in
+turn, ``rewind serve --role api --workers N`` for N in ``--workers`` (several processes on one
+port with SO_REUSEPORT), all on the same memory: one ready child of the root, asked for by
+``--sessions`` sessions round-robin (``benchmarks/wrk_hit.lua``), so every request is a hit
+answered from the serving process's memory. Closed loop with ``wrk -t<threads>
 -c<connections>``, targets interleaved over ``--repeats`` (order reversed every other repeat),
 median req/s and the ratio to one API process. Client and servers share the machine's cores (2
 here): wrk takes part of them, so N > cores cannot scale and the figures say how much of the
@@ -163,7 +164,11 @@ def failovers(args: argparse.Namespace, db: str, data: Path, logs: Path) -> list
             time.sleep(2.0)  # the standby is polling the lock
             answer: dict[str, Any] = {}
 
-            def ask(action: str = actions[i % len(actions)]) -> None:
+            def ask(
+                action: str = actions[i % len(actions)],
+                parent: str = parent,
+                answer: dict[str, Any] = answer,
+            ) -> None:
                 r = httpx.post(
                     f"{api.url}/api/memories/{memory}/chunks?inline=false",
                     json={"parent_chunk_id": parent, "action": action, "session_id": session},

@@ -56,14 +56,14 @@ def regime_for(containers: int, gpu_s: float, tick_s: float) -> Regime:
         fps=24.4,  # 61 frames = exactly 2.5 s: every event on the tick grid
         generation=Generation(
             distribution="fixed", mean_gpu_s=gpu_s, min_gpu_s=gpu_s, max_gpu_s=gpu_s
-        ),  # fmt: skip
+        ),
         pool=replace(base.pool, max_containers=containers, warm_containers=containers),
         budget=replace(
             base.budget,
             max_containers=containers,
             rate_gpu_s_per_s=base.budget.rate_gpu_s_per_s * scale,
             burst_gpu_s=base.budget.burst_gpu_s * scale,
-        ),  # fmt: skip
+        ),
         timing=replace(base.timing, gpu_s_per_chunk=gpu_s),
         tick_s=tick_s,
     )
@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                                  [args.tick_s] * n))  # fmt: skip
         total = time.perf_counter() - t0
     out = {
-        "benchmark": "sim_crowd", "machine": platform.machine(), "python": platform.python_version(),
+        "benchmark": "sim_crowd", "machine": platform.machine(),
+        "python": platform.python_version(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "total_wall_s": round(total, 1), "runs": runs,
     }  # fmt: skip
