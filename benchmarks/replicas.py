@@ -89,7 +89,9 @@ def _setup(url: str, sessions: int, ids_file: Path) -> tuple[str, str]:
     )
     child.raise_for_status()
     ids = [
-        httpx.post(f"{url}/api/memories/{memory}/sessions", timeout=30).json()["session_id"]
+        httpx.post(f"{url}/api/memories/{memory}/sessions", json={}, timeout=30).json()[
+            "session_id"
+        ]
         for _ in range(sessions)
     ]
     ids_file.write_text("\n".join(ids) + "\n")
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="rewind-replicas-"))
     db, server = _database(tmp)
-    data, logs = tmp / "data", tmp / "logs"
+    data, logs = tmp / "data", tmp / "proc-logs"
     data.mkdir()
     logs.mkdir()
     try:
