@@ -30,6 +30,10 @@ log = structlog.get_logger(__name__)
 LEADER_KEY = 0x5245_5749
 
 
+class StandbyStopped(RuntimeError):
+    """A standby was asked to stop (SIGINT / SIGTERM) before it was elected."""
+
+
 class LeaderLock:
     """The scheduler's advisory lock on its own connection. ``await acquire()``, ``close()``.
 
@@ -66,9 +70,12 @@ class LeaderLock:
             self._watch = asyncio.create_task(self._watch_loop(), name="rewind-leader-watch")
         return got
 
-    async def acquire(self, timeout_s: float | None = None) -> bool:
+    async def acquire(
+        self, timeout_s: float | None = None, stop: asyncio.Event | None = None
+    ) -> bool:
         """Wait until this process holds the lock (a standby waits here); False after
-        ``timeout_s`` seconds without it. Connection errors are retried every poll."""
+        ``timeout_s`` seconds without it, or once ``stop`` is set. Connection errors are
+        retried every poll."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
         waited = False
@@ -85,7 +92,13 @@ class LeaderLock:
                 waited = True
             if deadline is not None and loop.time() >= deadline:
                 return False
-            await asyncio.sleep(self.poll_s)
+            if stop is None:
+                await asyncio.sleep(self.poll_s)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.poll_s)
+            if stop.is_set():
+                return False
 
     async def _watch_loop(self) -> None:
         while True:

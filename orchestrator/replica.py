@@ -213,6 +213,15 @@ class ReplicaScheduler:
         """A known chunk of a loaded memory (``state``, ``depth``), or None."""
         return self.view.node(str(memory_id), str(chunk_id))
 
+    async def refresh_node(self, memory_id: uuid.UUID, chunk_id: uuid.UUID) -> ViewNode | None:
+        """The chunk as the database has it now (the view may trail a notification by a few
+        milliseconds: a client asks this replica for the child of a chunk another served)."""
+        async with self.db.pool.acquire() as conn:
+            row = await conn.fetchrow(query("chunk_live"), chunk_id)
+        if row is None or row["memory_id"] != memory_id:
+            return self.node(memory_id, chunk_id)
+        return self.view.apply(dict(row))
+
     async def open_session(
         self, session_id: uuid.UUID, memory_id: uuid.UUID, cursor: uuid.UUID,
         arm: str | None = None,

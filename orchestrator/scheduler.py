@@ -235,6 +235,11 @@ class Scheduler:
         """A known chunk of a loaded memory (``state``, ``depth``), or None."""
         return self.live.node(str(memory_id), str(chunk_id))
 
+    async def refresh_node(self, memory_id: uuid.UUID, chunk_id: uuid.UUID) -> KnownNode | None:
+        """As ``node``: here the live state is ahead of the database (an API replica's view
+        re-reads it instead)."""
+        return self.node(memory_id, chunk_id)
+
     def session_arm(self, session_id: uuid.UUID) -> tuple[str, str]:
         """(policy, arm) of a live session. Raises KeyError if it is not live."""
         s = self.live.session(str(session_id))

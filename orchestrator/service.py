@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -41,7 +42,7 @@ from orchestrator.events import EventBus
 from orchestrator.experiments import DEFAULT_ARM, Arm
 from orchestrator.gate import Gate
 from orchestrator.intake import Intake
-from orchestrator.leader import LeaderLock
+from orchestrator.leader import LeaderLock, StandbyStopped
 from orchestrator.metrics import Metrics
 from orchestrator.reload import merge_live, refused_from
 from orchestrator.replica import ReplicaScheduler
@@ -598,13 +599,42 @@ async def _elect(db: Database, settings: Settings) -> LeaderLock:
     lock = LeaderLock(db.dsn, poll_s=cluster.leader_poll_s, on_lost=lost if standby else None,
                       connect_timeout_s=settings.database.connect_timeout_s,
                       reacquire=not standby)  # fmt: skip
-    if await lock.acquire(None if standby else 10.0):
+    stop = asyncio.Event()
+    restore = _while_standing_by(stop.set) if standby else (lambda: None)
+    try:
+        got = await lock.acquire(None if standby else 10.0, stop=stop)
+    finally:
+        restore()
+    if got:
         return lock
     await lock.close()
+    if standby:
+        raise StandbyStopped("stopped while standing by (never elected)")
     raise ConfigError(
         "cannot start: another scheduler holds this database's leader lock; run this process "
         "as an API replica (--role api) or as a standby (--role scheduler)"
     )
+
+
+def _while_standing_by(on_stop: Callable[[], None]) -> Callable[[], None]:
+    """SIGINT / SIGTERM call ``on_stop`` while a standby waits to be elected (uvicorn's own
+    handlers only act once start-up is over); returns what restores the previous handlers."""
+    loop = asyncio.get_running_loop()
+    saved: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, on_stop)
+            saved[sig] = previous
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread: nothing to restore
+
+    def restore() -> None:
+        for sig, handler in saved.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def _report_submissions(pool: GpuPool, db: Database) -> None:

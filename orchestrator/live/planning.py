@@ -140,8 +140,9 @@ class Planner:
         for s in self._sessions.values():
             proposals.extend(self._propose(s, now, picked))
         for job in self._running.values():
-            picked.extend(self._memories[job.memory_id].tree.ancestors(job.chunk_id,
-                                                                       budget.max_depth))
+            picked.extend(
+                self._memories[job.memory_id].tree.ancestors(job.chunk_id, budget.max_depth)
+            )
         for d in self._demands.values():
             tree = self._memories[d.memory_id].tree
             if d.parent_id is not None:
@@ -156,9 +157,7 @@ class Planner:
             budget=budget, bucket=self.bucket, timing=self.timing, frames=self.frames,
         )  # fmt: skip
 
-    def _propose(
-        self, s: LiveSession, now: float, picked: list[KnownNode]
-    ) -> tuple[Proposal, ...]:
+    def _propose(self, s: LiveSession, now: float, picked: list[KnownNode]) -> tuple[Proposal, ...]:
         v, budget = s.view, self.budget
         if now - v.last_active_at > budget.idle_timeout_s or v.policy == "none":
             return ()
@@ -267,4 +266,3 @@ class Planner:
         self._running[node.chunk_id] = job
         self._job_chunk[job.job_id] = node.chunk_id
         return job, claim
-
