@@ -172,3 +172,40 @@ async def test_replicas_and_failover(
         assert _chunk(r1.url, memory, root, "w", session).json()["chunk"]["outcome"] == "hit"
     finally:
         await conn.close()
+
+
+async def test_ownership_holds_on_a_replica(
+    procs: list[Proc], database_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    from tests.authutil import HS_SECRET, ISSUER, claims, sign_hs
+
+    env = {"REWIND_AUTH__MODE": "supabase", "REWIND_AUTH__JWT_SECRET": HS_SECRET,
+           "REWIND_AUTH__ISSUER": ISSUER}  # fmt: skip
+    leader = Proc("scheduler", database_url, data_dir, tmp_path / "s.log", delay_s=0.2, env=env)
+    procs.append(leader)
+    leader.wait_listening()
+    api = Proc("api", database_url, data_dir, tmp_path / "a.log", env=env)
+    procs.append(api)
+    api.wait_listening()
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+
+    def auth(user: uuid.UUID) -> dict[str, str]:
+        return {"authorization": f"Bearer {sign_hs(claims(user))}"}
+
+    created = httpx.post(
+        f"{api.url}/api/memories?inline=false",
+        json={"image_base64": base64.b64encode(photo_jpeg()).decode()},
+        headers=auth(alice), timeout=60,
+    )  # fmt: skip
+    assert created.status_code == 200, created.text
+    memory, root = created.json()["memory_id"], created.json()["chunk"]["chunk_id"]
+    ask = {"parent_chunk_id": root, "action": "w"}
+    url = f"{api.url}/api/memories/{memory}/chunks?inline=false"
+    assert httpx.post(url, json=ask, timeout=30).status_code == 401
+    assert httpx.post(url, json=ask, headers=auth(bob), timeout=30).status_code == 404
+    assert httpx.get(f"{api.url}/api/memories/{memory}", headers=auth(bob)).status_code == 404
+    first = httpx.post(url, json=ask, headers=auth(alice), timeout=30)
+    assert first.status_code == 200, first.text
+    again = httpx.post(url, json=ask, headers=auth(alice), timeout=30)
+    assert again.json()["chunk"]["outcome"] == "hit"
+    assert httpx.post(url, json=ask, headers=auth(bob), timeout=30).status_code == 404
