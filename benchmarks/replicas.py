@@ -119,12 +119,12 @@ def throughput(args: argparse.Namespace, db: str, data: Path, logs: Path) -> lis
     # The leader is a `--role all` process: its own API is today's single process (the
     # baseline), and it serves the replicas' demands and hit notes while they are measured.
     leader = Proc("all", db, data, logs / "leader.log", env={"REWIND_LOG__LEVEL": "warning"})
-    leader.wait_listening(90)
     ids = logs / "sessions.txt"
-    memory, root = _setup(leader.url, args.sessions, ids)
     targets = [("all", 1)] + [("api", n) for n in args.workers]
     runs: list[dict[str, Any]] = []
     try:
+        leader.wait_listening(90)
+        memory, root = _setup(leader.url, args.sessions, ids)
         for rep in range(args.repeats):
             for kind, n in targets if rep % 2 == 0 else list(reversed(targets)):
                 port = leader.port if kind == "all" else free_port()
@@ -149,20 +149,23 @@ def failovers(args: argparse.Namespace, db: str, data: Path, logs: Path) -> list
     env = {"REWIND_LOG__LEVEL": "warning"}
     out: list[dict[str, Any]] = []
     leader = Proc("scheduler", db, data, logs / "fo-0.log", delay_s=args.gpu_delay, env=env)
-    leader.wait_listening(90)
     api = Proc("api", db, data, logs / "fo-api.log", env=env)
-    api.wait_listening(90)
-    body = httpx.post(
-        f"{api.url}/api/memories?inline=false",
-        json={"image_base64": base64.b64encode(SAMPLE.read_bytes()).decode()},
-        timeout=120,
-    ).json()
-    memory, parent, session = body["memory_id"], body["chunk"]["chunk_id"], body["session_id"]
     actions = ["a", "d", "left", "right", "s", "up", "down", "w"]
+    started = [leader]
     try:
+        leader.wait_listening(90)
+        api.wait_listening(90)
+        body = httpx.post(
+            f"{api.url}/api/memories?inline=false",
+            json={"image_base64": base64.b64encode(SAMPLE.read_bytes()).decode()},
+            timeout=120,
+        ).json()
+        memory, parent = body["memory_id"], body["chunk"]["chunk_id"]
+        session = body["session_id"]
         for i in range(args.failovers):
             standby = Proc("scheduler", db, data, logs / f"fo-{i + 1}.log",
                            delay_s=args.gpu_delay, env=env)  # fmt: skip
+            started.append(standby)
             time.sleep(2.0)  # the standby is polling the lock
             answer: dict[str, Any] = {}
 
@@ -198,7 +201,8 @@ def failovers(args: argparse.Namespace, db: str, data: Path, logs: Path) -> list
             if answer.get("status") == 200:
                 parent = answer["body"]["chunk"]["chunk_id"]
     finally:
-        leader.kill9()
+        for p in started:
+            p.kill9()
         api.stop()
     return out
 

@@ -61,7 +61,10 @@ class Proc:
         if workers > 1:
             args += ["--workers", str(workers)]
         self._out = log.open("wb")
-        self.proc = subprocess.Popen(args, env=full, stdout=self._out, stderr=subprocess.STDOUT)
+        # Its own process group: a kill reaches the workers of ``--workers N`` too.
+        self.proc = subprocess.Popen(
+            args, env=full, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def listening(self) -> bool:
         """True when /api/health answers 200."""
@@ -89,9 +92,9 @@ class Proc:
         return self.log.read_text(errors="replace")[-chars:]
 
     def kill9(self) -> None:
-        """SIGKILL, as a power cut would."""
+        """SIGKILL to the process (and its workers), as a power cut would."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self) -> None:

@@ -177,6 +177,8 @@ async def test_replicas_and_failover(
 async def test_ownership_holds_on_a_replica(
     procs: list[Proc], database_url: str, data_dir: Path, tmp_path: Path
 ) -> None:
+    """Two API workers on one port (``--workers 2``) with Supabase-style auth: another user's
+    memory is 404 on a replica as in one process; the owner's hits are served from its view."""
     from tests.authutil import HS_SECRET, ISSUER, claims, sign_hs
 
     env = {"REWIND_AUTH__MODE": "supabase", "REWIND_AUTH__JWT_SECRET": HS_SECRET,
@@ -184,7 +186,7 @@ async def test_ownership_holds_on_a_replica(
     leader = Proc("scheduler", database_url, data_dir, tmp_path / "s.log", delay_s=0.2, env=env)
     procs.append(leader)
     leader.wait_listening()
-    api = Proc("api", database_url, data_dir, tmp_path / "a.log", env=env)
+    api = Proc("api", database_url, data_dir, tmp_path / "a.log", env=env, workers=2)
     procs.append(api)
     api.wait_listening()
     alice, bob = uuid.uuid4(), uuid.uuid4()
