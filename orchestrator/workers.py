@@ -4,11 +4,15 @@ Each worker is a full ``rewind serve --role api`` process (its own event loop, v
 pool and write-behind: a replica as any other, named ``<name>-w<i>``). They share the port with
 ``SO_REUSEPORT``: the Linux kernel spreads new connections over the listening processes, so no
 process proxies another's traffic. The supervisor restarts a worker that dies (after a second)
-and passes SIGINT / SIGTERM on to all of them.
+and passes SIGINT / SIGTERM on to all of them, once: workers run in their own sessions, so a
+terminal's Ctrl-C does not reach them twice (a second SIGINT makes uvicorn skip the graceful
+shutdown that flushes the hit rows written behind). A worker whose supervisor dies gets SIGTERM
+(Linux ``PR_SET_PDEATHSIG``) and stops gracefully.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -39,8 +43,23 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _stop_with_parent() -> None:
+    """Ask Linux for SIGTERM when the supervisor dies (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the supervisor was already gone
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def serve_reusing_port(app: Any, host: str, port: int, options: dict[str, Any]) -> None:
     """Run uvicorn for ``app`` on a SO_REUSEPORT socket (one worker of several)."""
+    _stop_with_parent()
     sock = reuse_port_socket(host, port)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
     server.run(sockets=[sock])
@@ -53,7 +72,7 @@ def _spawn(i: int, host: str, port: int, config: Path | None) -> subprocess.Pope
             "--host", host, "--port", str(port)]  # fmt: skip
     if config is not None:
         args += ["--config", str(config)]
-    return subprocess.Popen(args, env=env)
+    return subprocess.Popen(args, env=env, start_new_session=True)
 
 
 def supervise(workers: int, host: str, port: int, config: Path | None) -> int:
