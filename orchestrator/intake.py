@@ -6,7 +6,8 @@ notification was missed:
 
 - ``replica_hits``: hits a replica answered from its own view. Each is replayed into the live
   state (``LiveState.request``: the session's cursor moves, its policy learns the action), as a
-  hit answered in this process would be; the replica already wrote the analytics row.
+  hit answered in this process would be; the replica already wrote the analytics row, so
+  nothing is written here.
 - ``chunk_demands``: misses and in-flight hits. Each is served through ``Scheduler.request_chunk``
   under the replica's request id (claim, job promotion, ``chunk_requests`` row, the wait), then
   answered in its row (``demand_answer``: NOTIFY ``rewind_answers``). Rows are taken with
@@ -156,13 +157,29 @@ class Intake:
             if not await self.scheduler.ensure_memory(memory_id):
                 return
             session_id = await self._session(memory_id, hit["session_id"])
-            self.scheduler.replay_hit(
-                memory_id=memory_id, parent_id=hit["parent_chunk_id"], pose=hit["pose"],
-                action=hit["action"], session_id=session_id, request_id=hit["request_id"],
+        except LookupError as exc:
+            log.info("replica_hit_skipped", error=str(exc))
+            return
+        parent, pose, action = hit["parent_chunk_id"], hit["pose"], hit["action"]
+        sched = self.scheduler
+        try:
+            res = sched.live.request(
+                str(memory_id), str(parent) if parent else None, pose, action,
+                request_id=str(hit["request_id"]),
+                session_id=str(session_id) if session_id else None, now=sched.clock(),
                 record_history=hit["record_history"],
             )  # fmt: skip
-        except (LookupError, ParentNotReady, UnknownMemory) as exc:
+        except (ParentNotReady, UnknownMemory) as exc:
             log.info("replica_hit_skipped", error=str(exc))
+            return
+        sched.wake()
+        if res.outcome != "hit":
+            # The rare race where this state does not see the chunk ready yet (its job is
+            # ending): the request waits here like an in-flight hit; its promotion is durable.
+            try:
+                await sched.jobs.persist_request(res, memory_id, parent, pose, action)
+            except Exception as exc:  # analytics only: the next notes must still be replayed
+                log.warning("replica_hit_promotion_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _serve(self, d: asyncpg.Record) -> None:
         rid, memory_id = d["request_id"], d["memory_id"]

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import structlog
 
+from orchestrator.config import ClusterConfig, ConfigError
 from orchestrator.queries import Conn, query
 
 log = structlog.get_logger(__name__)
@@ -148,3 +152,64 @@ class LeaderLock:
 async def leader_present(conn: Conn) -> bool:
     """Whether any session holds the scheduler's lock (an API replica's check)."""
     return bool(await conn.fetchval(query("leader_present"), LEADER_KEY))
+
+
+async def elect(dsn: str, cluster: ClusterConfig, connect_timeout_s: float = 5.0) -> LeaderLock:
+    """The scheduler's leader lock for a process of role ``cluster.role``.
+
+    Role ``scheduler`` waits for it as long as it takes (a standby; SIGINT / SIGTERM stop the
+    wait). Role ``all`` waits at most 10 s (a predecessor killed a moment ago may hold it until
+    PostgreSQL notices), then refuses to start: a second scheduler on one database would
+    recover, and so interrupt, the first one's jobs.
+
+    Raises:
+        ConfigError: role ``all`` and another process holds the lock.
+        StandbyStopped: a standby was stopped before it was elected.
+    """
+
+    def lost() -> None:
+        # Another process may be elected within a poll: stop scheduling now, as a crash would
+        # (no graceful end that could mark chunks another leader now generates). The next
+        # leader recovers the work from the tables.
+        log.error("scheduler_lock_lost_exiting")
+        os._exit(70)
+
+    standby = cluster.role == "scheduler"
+    lock = LeaderLock(dsn, poll_s=cluster.leader_poll_s, on_lost=lost if standby else None,
+                      connect_timeout_s=connect_timeout_s, reacquire=not standby)  # fmt: skip
+    stop = asyncio.Event()
+    restore = _while_standing_by(stop.set) if standby else (lambda: None)
+    try:
+        got = await lock.acquire(None if standby else 10.0, stop=stop)
+    finally:
+        restore()
+    if got:
+        return lock
+    await lock.close()
+    if standby:
+        raise StandbyStopped("stopped while standing by (never elected)")
+    raise ConfigError(
+        "cannot start: another scheduler holds this database's leader lock; run this process "
+        "as an API replica (--role api) or as a standby (--role scheduler)"
+    )
+
+
+def _while_standing_by(on_stop: Callable[[], None]) -> Callable[[], None]:
+    """SIGINT / SIGTERM call ``on_stop`` while a standby waits to be elected (uvicorn's own
+    handlers only act once start-up is over); returns what restores the previous handlers."""
+    loop = asyncio.get_running_loop()
+    saved: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, on_stop)
+            saved[sig] = previous
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread: nothing to restore
+
+    def restore() -> None:
+        for sig, handler in saved.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)
+
+    return restore

@@ -96,7 +96,7 @@ class Scheduler:
         runner = JobRunner(db, store, pool, profile, demand_retries=demand_retries,
                            usd_per_gpu_s=config.usd_per_gpu_s)  # fmt: skip
         self.jobs = JobTasks(db, runner, self.live, self.events, self.metrics, clock,
-                             on_end=self._wake_up, usd_per_gpu_s=config.usd_per_gpu_s)  # fmt: skip
+                             on_end=self.wake, usd_per_gpu_s=config.usd_per_gpu_s)  # fmt: skip
         self._latest: dict[str, uuid.UUID] = {}  # memory id -> its newest session
         self._loading: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary())  # fmt: skip
@@ -112,7 +112,8 @@ class Scheduler:
         return Timing(gpu_s_per_chunk=g, cold_start_s=config.cold_start_s,
                       chunk_duration_s=self.profile.duration_s, think_s=config.think_s)  # fmt: skip
 
-    def _wake_up(self) -> None:
+    def wake(self) -> None:
+        """Plan soon (something a plan reads changed outside ``request_chunk``: issue 16)."""
         self._wake.set()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -287,30 +288,6 @@ class Scheduler:
             made = self.live.producer(str(memory_id), res.chunk_id)
             job_id = made.job_id if made is not None else None
         return self._answer(res, request_id, memory_id, parent_id, pose, action, wait_ms, job_id)
-
-    def replay_hit(
-        self, *, memory_id: uuid.UUID, parent_id: uuid.UUID | None, pose: str,
-        action: str | None, session_id: uuid.UUID | None, request_id: uuid.UUID,
-        record_history: bool = True,
-    ) -> None:  # fmt: skip
-        """A hit an API replica answered (and recorded) itself: the live state moves the
-        session's cursor and feeds the policies, as for a hit answered here (issue 16).
-
-        In the rare race where this state does not see the chunk ready yet (its job is ending),
-        the request waits in the live state like an in-flight hit, and its promotion is made
-        durable; nothing else is written. Raises ParentNotReady / UnknownMemory.
-        """
-        res = self.live.request(
-            str(memory_id), str(parent_id) if parent_id else None, pose, action,
-            request_id=str(request_id), session_id=str(session_id) if session_id else None,
-            now=self.clock(), record_history=record_history,
-        )  # fmt: skip
-        self._wake.set()
-        if res.outcome != "hit":
-            task = asyncio.create_task(
-                self.jobs.persist_request(res, memory_id, parent_id, pose, action)
-            )
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _record_hit(
         self, res: Resolution, request_id: uuid.UUID, memory_id: uuid.UUID,

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import signal
 import socket
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -42,7 +41,7 @@ from orchestrator.events import EventBus
 from orchestrator.experiments import DEFAULT_ARM, Arm
 from orchestrator.gate import Gate
 from orchestrator.intake import Intake
-from orchestrator.leader import LeaderLock, StandbyStopped
+from orchestrator.leader import LeaderLock, elect
 from orchestrator.metrics import Metrics
 from orchestrator.reload import merge_live, refused_from
 from orchestrator.replica import ReplicaScheduler
@@ -438,7 +437,7 @@ class Service:
                 await sched.start()
                 opened.append((sched, "replica"))
             else:
-                leader = await _elect(db, settings)
+                leader = await elect(db.dsn, settings.cluster, settings.database.connect_timeout_s)
                 opened.append((leader, "leader"))
                 pool = build_pool(settings)
                 opened.append((pool, "gpu"))
@@ -573,68 +572,6 @@ async def _bounded(step: Coroutine[Any, Any, object], seconds: float, name: str)
     elif not task.cancelled() and task.exception() is not None:
         exc = task.exception()
         log.warning("close_failed", part=name, error=f"{type(exc).__name__}: {exc}")
-
-
-async def _elect(db: Database, settings: Settings) -> LeaderLock:
-    """The scheduler's leader lock (``orchestrator.leader``).
-
-    Role ``scheduler`` waits for it as long as it takes (a standby). Role ``all`` waits at most
-    10 s (a predecessor killed a moment ago may still hold it until PostgreSQL notices), then
-    refuses to start: a second scheduler on one database would recover, and so interrupt, the
-    first one's jobs.
-
-    Raises:
-        ConfigError: role ``all`` and another process holds the lock.
-    """
-    cluster = settings.cluster
-
-    def lost() -> None:
-        # Another process may be elected within a poll: stop scheduling now, as a crash would
-        # (no graceful end that could mark chunks another leader now generates). The next
-        # leader recovers the work from the tables.
-        log.error("scheduler_lock_lost_exiting")
-        os._exit(70)
-
-    standby = cluster.role == "scheduler"
-    lock = LeaderLock(db.dsn, poll_s=cluster.leader_poll_s, on_lost=lost if standby else None,
-                      connect_timeout_s=settings.database.connect_timeout_s,
-                      reacquire=not standby)  # fmt: skip
-    stop = asyncio.Event()
-    restore = _while_standing_by(stop.set) if standby else (lambda: None)
-    try:
-        got = await lock.acquire(None if standby else 10.0, stop=stop)
-    finally:
-        restore()
-    if got:
-        return lock
-    await lock.close()
-    if standby:
-        raise StandbyStopped("stopped while standing by (never elected)")
-    raise ConfigError(
-        "cannot start: another scheduler holds this database's leader lock; run this process "
-        "as an API replica (--role api) or as a standby (--role scheduler)"
-    )
-
-
-def _while_standing_by(on_stop: Callable[[], None]) -> Callable[[], None]:
-    """SIGINT / SIGTERM call ``on_stop`` while a standby waits to be elected (uvicorn's own
-    handlers only act once start-up is over); returns what restores the previous handlers."""
-    loop = asyncio.get_running_loop()
-    saved: dict[int, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous = signal.getsignal(sig)
-            loop.add_signal_handler(sig, on_stop)
-            saved[sig] = previous
-        except (NotImplementedError, RuntimeError, ValueError):
-            continue  # not the main thread: nothing to restore
-
-    def restore() -> None:
-        for sig, handler in saved.items():
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, handler)
-
-    return restore
 
 
 def _report_submissions(pool: GpuPool, db: Database) -> None:
