@@ -17,11 +17,11 @@ uvicorn call, the same request/response models, no work. Then, side by side in t
 - latency, open loop at the 500-viewer rate: ``hey`` at ~75 req/s offered for ``--hey-seconds``.
   hey sends one body per process, so ``--hey-procs`` processes run at once, each with its own
   session id, ``-c 50/procs -q 1.5`` each (1.5 req/s per worker: 50 x 1.5 = 75 req/s in all);
-  per-request times come from ``-o csv`` and are merged for p50/p99. Caveat: hey's ``-q`` is a
-  ticker per worker and all workers start together, so the 75 req/s arrive as bursts of up to
-  50 simultaneous requests every 0.67 s, not as a Poisson stream: p50/p99 here are about the
-  time to drain a 50-request burst (roughly burst position x CPU per request), an upper bound
-  on what smooth arrivals at the same rate would see.
+  per-request times come from ``-o csv`` and are merged for p50/p99. hey's ``-q`` is a ticker
+  per worker and a process's workers start together, so the default is 50 processes of one
+  worker each, launched 1 / (1.5 x 50) s apart: the 75 req/s arrive evenly spread, as 500
+  independent viewers' requests would, instead of as bursts of 50 every 0.67 s (with
+  ``--hey-procs 5`` they are bursts of 10, and p99 measures the time to drain one).
 - a third wrk target, ``bare+mw``: the bare app plus a copy of the service's
   ``@app.middleware("http")`` request-context layer, to show what that layer alone costs.
 
@@ -297,6 +297,8 @@ def _hey(
             url,
         ]
         running.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        # Spread the processes' tickers over one tick, so requests arrive evenly, not in bursts.
+        time.sleep(1.0 / (qps * procs))
     latencies: list[float] = []
     codes: dict[str, int] = {}
     t0 = time.perf_counter()
@@ -727,7 +729,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50, help="wrk -c")
     parser.add_argument("--hey-seconds", type=float, default=15.0)
     parser.add_argument("--hey-repeats", type=int, default=1)
-    parser.add_argument("--hey-procs", type=int, default=5, help="hey processes (one session each)")
+    parser.add_argument("--hey-procs", type=int, default=50, help="hey processes (1 session each)")
     parser.add_argument("--hey-workers", type=int, default=50, help="hey -c in all")
     parser.add_argument("--hey-qps", type=float, default=1.5, help="hey -q (per worker)")
     parser.add_argument(

@@ -77,6 +77,13 @@ def synth(
         None
     ),
     seed: Annotated[int | None, typer.Option(help="seed")] = None,
+    viewer: Annotated[
+        str | None,
+        typer.Option(
+            help="viewer model: persistent, or human (mostly w, turns ~12.5% each "
+            "side, think 0.5-2 s)"
+        ),
+    ] = None,
 ) -> None:
     """Write a synthetic trace with documented knobs (orchestrator.sim.synth)."""
     from orchestrator.sim.run import synth_traces
@@ -93,6 +100,7 @@ def synth(
             think_mean_s=think_mean,
             think_cv=think_cv,
             seed=seed,
+            viewer=viewer,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -166,7 +166,10 @@ class GpuConfig(_Section):
     ``local``: the CPU renderer. ``modal``: the deployed ``modal_app``/``modal_cls``
     (gpu/modal_app.py), with a Modal token from MODAL_TOKEN_ID / MODAL_TOKEN_SECRET or
     ~/.modal.toml; the ``modal_*``, ``poll_s``, ``submit_*`` and ``max_wait_s`` keys apply to it
-    only, ``delay_s`` and ``workers`` to the local renderer only.
+    only, ``delay_s`` and ``workers`` to the local renderer only. ``warm_pool`` (Modal only):
+    every ``warm_interval_s`` set the deployment's ``min_containers`` from the viewers' predicted
+    demand (``orchestrator.warm_control``); ``scaledown_window_s`` must equal the deployment's
+    REWIND_MODAL_SCALEDOWN_WINDOW_S (how long Modal keeps an idle container).
     """
 
     backend: Literal["local", "modal"] = "local"
@@ -184,6 +187,9 @@ class GpuConfig(_Section):
     submit_timeout_s: float = Field(60.0, gt=0.0)
     submit_attempts: int = Field(3, ge=1, le=10)
     max_wait_s: float = Field(3600.0, gt=0.0)
+    warm_pool: bool = True
+    warm_interval_s: float = Field(30.0, gt=0.0)
+    scaledown_window_s: float = Field(300.0, gt=0.0)
 
 
 class SpeculationConfig(_Section):

@@ -68,12 +68,13 @@ class JsonTrustedHost(TrustedHostMiddleware):
 
     def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
         super().__init__(app, [_bracket(h) for h in allowed_hosts], www_redirect=False)
+        # Checked on every request: exact names in a set, wildcards as one suffix tuple.
+        self._exact = frozenset(p for p in self.allowed_hosts if not p.startswith("*"))
+        self._suffixes = tuple(p[1:] for p in self.allowed_hosts if p.startswith("*"))
 
     def allowed(self, host: str) -> bool:
         """Whether ``host`` (already lower-cased, brackets kept) matches a pattern."""
-        return any(
-            host == p or (p.startswith("*") and host.endswith(p[1:])) for p in self.allowed_hosts
-        )
+        return host in self._exact or (bool(self._suffixes) and host.endswith(self._suffixes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.allow_any or scope["type"] not in ("http", "websocket"):

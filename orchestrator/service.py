@@ -49,6 +49,7 @@ from orchestrator.scene import OfflineSceneAnalyzer, SceneAnalyzer, SceneInfo
 from orchestrator.scheduler import Scheduler, SchedulerConfig
 from orchestrator.soundscape import Audio, NoSoundscape, Soundscape
 from orchestrator.storage import BlobStore, Bucket, LocalBlobStore
+from orchestrator.warm_control import WarmController, warm_controller
 
 if TYPE_CHECKING:  # imported lazily: anthropic alone takes seconds to import
     from orchestrator.claude_scene import ClaudeSceneAnalyzer
@@ -386,6 +387,7 @@ class Service:
     leader: LeaderLock | None = None  # held by a scheduler elected among several processes
     intake: Intake | None = None  # API replicas' hits and demands, while this is the leader
     gate: Gate = field(init=False)
+    warm: WarmController | None = None
 
     def __post_init__(self) -> None:
         # Built from [auth], which is never reloaded live (a change needs a restart).
@@ -492,6 +494,8 @@ class Service:
         )
         service.gate.log_mode()
         if isinstance(sched, Scheduler):
+            assert pool is not None  # a scheduler runs the GPU pool
+            service.warm = _warm_control(settings, pool, sched)
             sched.live.speculation_allowed = service.gate.usage.allow_speculation_for_session
             intake = Intake(sched, db, name=name, note_user=service.gate.usage.note_session,
                             poll_s=settings.cluster.poll_s,
@@ -548,6 +552,8 @@ class Service:
     async def close(self) -> None:
         """Stop planning (running jobs become resumable), then the pool, the integrations'
         connections, the blob store and the database."""
+        if self.warm is not None:
+            await _bounded(self.warm.close(), 5.0, "warm-pool")
         if self.intake is not None:
             await _bounded(self.intake.close(), 10.0, "intake")
         await _bounded(self.scheduler.close(), 20.0, "scheduler")
@@ -574,12 +580,21 @@ async def _bounded(step: Coroutine[Any, Any, object], seconds: float, name: str)
         log.warning("close_failed", part=name, error=f"{type(exc).__name__}: {exc}")
 
 
+def _warm_control(settings: Settings, pool: GpuPool, scheduler: Scheduler) -> WarmController | None:
+    """The warm-pool loop for pools with containers (Modal), from ``[gpu]`` (issue 13 item 7)."""
+    gpu = settings.gpu
+    return warm_controller(
+        pool, scheduler.live, scheduler.clock, enabled=gpu.warm_pool,
+        idle_timeout_s=settings.speculation.idle_timeout_s, cold_start_s=gpu.cold_start_s,
+        horizon_s=gpu.scaledown_window_s, interval_s=gpu.warm_interval_s,
+    )  # fmt: skip
+
+
 def _report_submissions(pool: GpuPool, db: Database) -> None:
     """Store each remote call's id (Modal FunctionCall id) in ``gpu_jobs.external_id``.
 
     Only pools with an ``on_submitted`` hook (ModalGpuPool) have remote calls. The id is kept for
-    operators and for re-attaching after a restart, which the scheduler does not do yet (a
-    restart resubmits: see docs/deploy.md).
+    operators and for re-attaching after a restart (``ModalGpuPool.resume``).
     """
     if not hasattr(pool, "on_submitted"):
         return

@@ -1,10 +1,14 @@
-"""``oracle``: knows every viewer's future. Simulation only: the physical limit of speculation.
+"""``oracle``: knows each viewer's own future. Simulation only: the best *per-cursor* policy.
 
 Given each session's complete action sequence (from the trace the simulator replays, DESIGN.md
-"Traces"), it proposes exactly the path the viewer will take, with probability 1. No real policy
-can beat its hit rate at the same budget and depth, so a policy's score is best read as a fraction
-of the oracle's. A live service has no future to give it, hence ``make_policy("oracle")`` without
-``future`` fails.
+"Traces"), it proposes exactly the path the viewer will take, with probability 1, from that
+viewer's cursor, within ``max_depth`` and the budget like any policy. It is not the physical
+limit: on a shared memory a chunk another viewer will need can start long before that viewer
+arrives, and a per-cursor policy never proposes it (in the crowd regime a schedule knowing every
+viewer's future cuts the mean wait 10x as much as this policy does, or more). The honest bounds are
+``orchestrator.sim.bound`` (``clairvoyant`` and ``serial-chain``); the simulator reports shares
+of the better of ``clairvoyant`` and this policy. A live service has no future to give it, hence
+``make_policy("oracle")`` without ``future`` fails.
 """
 
 from __future__ import annotations

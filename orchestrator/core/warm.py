@@ -20,7 +20,10 @@ counts warm containers *in addition to* the busy ones the core already sees runn
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from orchestrator.core.types import SessionView, Timing
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +104,29 @@ def cold_start_of_next(idle_warm: int, starting_before: int, cold_start_s: float
     benefit still clears the threshold with the boot included.
     """
     return 0.0 if starting_before < max(0, idle_warm) else max(0.0, cold_start_s)
+
+
+def session_next_requests(
+    views: Iterable[SessionView], timing: Timing, now: float, idle_timeout_s: float
+) -> list[tuple[float, float]]:
+    """``(probability, seconds_between)`` per session, the input of ``predicted_rate``.
+
+    A viewer who stays asks for one chunk per cycle: the chunk plays (``chunk_duration_s``) and
+    they decide (``think_s``), so over a warm horizon of minutes their rate is one request per
+    cycle, whatever the phase of the current one. The chance they stay falls linearly from 1 when
+    last active now to 0 at ``idle_timeout_s`` of silence (where the live state's idle rule ends
+    the session), so the warm count follows the viewers still here and scales down as they leave.
+
+    Args:
+        views: the active sessions (``SessionView``; times in seconds on ``now``'s clock).
+        timing: the regime's chunk duration and think time (seconds).
+        now: current time (seconds).
+        idle_timeout_s: seconds of silence after which a session is ended (> 0).
+    """
+    cycle = max(1.0, timing.chunk_duration_s + timing.think_s)
+    out: list[tuple[float, float]] = []
+    for v in views:
+        p = max(0.0, 1.0 - max(0.0, now - v.last_active_at) / idle_timeout_s)
+        if p > 0.0:
+            out.append((p, cycle))
+    return out

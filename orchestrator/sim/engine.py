@@ -4,7 +4,9 @@ The simulator is a shell like ``orchestrator.scheduler.Scheduler``: it drives th
 ``orchestrator.live.LiveState`` (request resolution, cursor moves, proposals, the core's input,
 job outcomes, eviction), the same core and the same policies. Only what the service does with
 hardware is simulated here: the GPU pool (``orchestrator.sim.pool``: generation times, warm
-containers, cold starts) and the viewers (``orchestrator.sim.trace``). What the shell adds:
+containers, scale-down, cold starts, the idle bill; ``GpuPool.warm_idle(now)`` is the count of
+idle warm containers a live state can be told, as the service reads it from Modal) and the
+viewers (``orchestrator.sim.trace``). What the shell adds:
 
 - a session arrives at ``start_s``: the shell loads the memory's stored chunks into the live
   state (as the service loads them from the database) and requests the root chunk (no history);
@@ -69,7 +71,8 @@ class Simulation:
     ) -> None:
         self.trace, self.regime, self.policy, self.seed, self.strict = (
             trace, regime, policy, seed, strict)  # fmt: skip
-        self.pool = GpuPool(regime.pool, regime.generation, seed)
+        self.now = min((s.start_s for s in trace.sessions), default=0.0)
+        self.pool = GpuPool(regime.pool, regime.generation, seed, start_s=self.now)
         self.e = expected_gpu_s(regime.timing)
         numbers = itertools.count()
         self.live = LiveState(
@@ -78,7 +81,6 @@ class Simulation:
             new_chunk_id=lambda key: chunk_id(*key),
             new_job_id=lambda: f"j{next(numbers):07d}", seed=seed, evict_after_s=float("inf"),
         )  # fmt: skip
-        self.now = min((s.start_s for s in trace.sessions), default=0.0)
         self.live.bucket = BucketState(regime.budget.burst_gpu_s, self.now)
         self.running: dict[str, JobRecord] = {}  # chunk id -> job holding a slot
         self.by_job: dict[str, JobRecord] = {}
@@ -130,12 +132,17 @@ class Simulation:
             self._plan()
         if self.live.demands():  # with no event left, a waiting demand would wait forever
             raise SimulationError(f"demands never started: {self.live.demands()[:3]}")
+        # The bill ends with the last chunk served or job ended, not with the last idle wake-up.
+        served = (r.served_at for r in self.requests if r.served_at is not None)
+        ended = (j.ended_at for j in self.jobs if j.ended_at is not None)
+        billed_end = max(itertools.chain(served, ended), default=self.now)
+        idle_gpu_s = self.pool.close(billed_end)
         return SimResult(
             policy=self.policy.name, requests=tuple(self.requests), jobs=tuple(self.jobs),
             viewing_s=self.viewing_s, end_s=self.now, plans=self.plans,
             peak_running=self.peak_running, peak_speculative=self.peak_spec,
             cold_starts=self.pool.cold_starts, plan_wall_s=self.plan_wall,
-            propose_wall_s=self.propose_wall,
+            propose_wall_s=self.propose_wall, idle_gpu_s=idle_gpu_s, billed_end_s=billed_end,
         )  # fmt: skip
 
     # ---- viewers -----------------------------------------------------------------------------

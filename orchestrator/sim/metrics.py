@@ -8,16 +8,32 @@ Definitions (times in seconds, GPU time in GPU-seconds, money in USD):
   started when requested. wait: request to ready; ``wait_p50_s`` etc. are percentiles with linear
   interpolation between order statistics (numpy's default).
 - ``gpu_s_total``: every job's slot time (root, demand and speculative; cancelled jobs up to the
-  cancel). ``gpu_s_per_served_chunk`` = gpu_s_total / (requests + root requests).
+  cancel), cold-start load included (``gpu_s_cold_start``: the startup seconds of jobs on a
+  booting container; ``cold_starts_speculative`` counts the boots speculative jobs caused).
+  ``gpu_s_idle_warm``: billed seconds of containers up and idle
+  (``GpuPool.close``). ``gpu_s_billed`` = gpu_s_total + gpu_s_idle_warm: what Modal charges,
+  the GPU figure the ratios and targets use. ``gpu_s_per_served_chunk`` = gpu_s_total /
+  (requests + root requests).
 - ``gpu_s_speculative``: jobs started speculatively (promoted ones included); such a job is
   *used* when a request found it running or its chunk ready. ``waste_ratio`` = speculative
   GPU-seconds of unused jobs / all speculative GPU-seconds (0 when nothing was speculated).
+- ``lead``: for each request, when the job that produced its chunk started, relative to the
+  viewer: ``before_arrival`` (another viewer's chunk, or one started for a viewer not yet
+  there: only foresight across viewers gets it), ``steps_2_plus`` (before the viewer asked
+  for the chunk two steps earlier: deeper than depth 2 from the cursor), ``step_1`` (while the
+  viewer watched or waited for the step before) and ``on_request`` (at or after the request):
+  shares of requests.
 - ``usd_per_viewer_hour`` = gpu_s_total x price / viewing hours, viewing = chunks served x chunk
   duration (the same for every policy on one trace, so it compares spending directly).
 - Comparisons: ``vs_none`` / ``vs_oracle`` hold ratios metric / baseline's metric for
-  ``RATIO_KEYS`` (None when the baseline is 0 and the metric is not). ``wait_reduction_s`` =
-  none's mean wait - this mean wait; ``oracle_reduction_share`` = that / the oracle's reduction
-  (None when the oracle saves less than 1 ms); ``extra_gpu_s_vs_none`` = gpu_s_total - none's.
+  ``RATIO_KEYS`` (None when the baseline is 0 and the metric is not). "The oracle" is the honest
+  one (``orchestrator.sim.bound.honest_oracle``: the better, by mean wait, of the clairvoyant
+  schedule and the oracle policy's run), named in ``oracle_reference``. ``wait_reduction_s`` =
+  none's mean wait - this mean wait; ``oracle_reduction_share`` = that / the honest oracle's
+  reduction (None when it saves less than 1 ms); ``oracle_policy_reduction_share`` the same
+  against the per-cursor oracle policy (the old, inflated reference);
+  ``serial_chain_reduction_share`` against the serial-chain lower bound; ``extra_gpu_s_vs_none``
+  = gpu_s_billed - none's.
 """
 
 from __future__ import annotations
@@ -27,10 +43,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from orchestrator.sim.bound import SERIAL_CHAIN, honest_oracle
 from orchestrator.sim.engine import SimResult
 from orchestrator.sim.regime import Regime
 
-__all__ = ["RATIO_KEYS", "add_comparisons", "percentile", "summarize"]
+__all__ = ["RATIO_KEYS", "add_comparisons", "percentile", "pool_runs", "summarize"]
 
 RATIO_KEYS: tuple[str, ...] = (
     "hit_rate",
@@ -41,6 +58,7 @@ RATIO_KEYS: tuple[str, ...] = (
     "wait_p95_s",
     "wait_p99_s",
     "gpu_s_total",
+    "gpu_s_billed",
     "gpu_s_per_served_chunk",
     "waste_ratio",
     "usd_per_viewer_hour",
@@ -68,6 +86,33 @@ def _r(value: float) -> float:
     return float(f"{value:.12g}")
 
 
+def _lead(result: SimResult) -> dict[str, float]:
+    """The ``lead`` shares of the module doc."""
+    made: dict[str, float] = {}
+    for j in result.jobs:  # the job that completed the chunk (cancelled ones end early)
+        if j.ended_at is not None and j.cancel_reason is None and j.ended_at >= j.ends_at - 1e-9:
+            made.setdefault(j.chunk_id, j.started_at)
+    asked = {(r.session_id, r.step): r.requested_at for r in result.requests}
+    counts: Counter[str] = Counter()
+    for r in result.requests:
+        started = made.get(r.chunk_id)
+        if r.step < 0 or started is None:
+            continue
+        arrival = asked.get((r.session_id, -1), r.requested_at)
+        two_back = asked.get((r.session_id, r.step - 2))
+        if started < arrival:
+            counts["before_arrival"] += 1
+        elif two_back is not None and started < two_back:
+            counts["steps_2_plus"] += 1
+        elif started < r.requested_at:
+            counts["step_1"] += 1
+        else:
+            counts["on_request"] += 1
+    n = sum(counts.values())
+    keys = ("before_arrival", "steps_2_plus", "step_1", "on_request")
+    return {k: _r(_share(counts[k], n)) for k in keys}
+
+
 def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
     """The metrics of one run (module doc), as a JSON-ready dict."""
     steps = [r for r in result.requests if r.step >= 0]
@@ -79,6 +124,7 @@ def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
     gpu_total = sum(j.gpu_s for j in result.jobs)
     gpu_spec = sum(j.gpu_s for j in spec)
     gpu_wasted = sum(j.gpu_s for j in spec if not j.used)
+    gpu_cold = sum(min(j.startup_s, j.gpu_s) for j in result.jobs if j.cold)
     served = len(steps) + len(roots)
     usd = gpu_total * regime.usd_per_gpu_s
     viewer_hours = result.viewing_s / 3600.0
@@ -103,6 +149,9 @@ def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
         "gpu_s_demand": _r(gpu_total - gpu_spec),
         "gpu_s_speculative": _r(gpu_spec),
         "gpu_s_wasted": _r(gpu_wasted),
+        "gpu_s_cold_start": _r(gpu_cold),
+        "gpu_s_idle_warm": _r(result.idle_gpu_s),
+        "gpu_s_billed": _r(gpu_total + result.idle_gpu_s),
         "gpu_s_per_served_chunk": _r(_share(gpu_total, served)),
         "waste_ratio": _r(_share(gpu_wasted, gpu_spec)),
         "jobs": len(result.jobs),
@@ -111,9 +160,11 @@ def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
         "cancelled_jobs": sum(reasons.values()),
         "cancel_reasons": dict(sorted(reasons.items())),
         "cold_starts": result.cold_starts,
+        "cold_starts_speculative": sum(1 for j in spec if j.cold),
         "usd_total": _r(usd),
         "viewer_hours": _r(viewer_hours),
         "usd_per_viewer_hour": _r(_share(usd, viewer_hours)),
+        "lead": _lead(result),
         "peak_running": result.peak_running,
         "peak_speculative": result.peak_speculative,
         "plans": result.plans,
@@ -128,19 +179,116 @@ def _ratio(value: float, base: float) -> float | None:
 
 
 def add_comparisons(per_policy: Mapping[str, dict[str, Any]]) -> None:
-    """Add ``vs_none``, ``vs_oracle``, ``wait_reduction_s``, ``oracle_reduction_share`` and
-    ``extra_gpu_s_vs_none`` to every policy's metrics, in place, when those runs exist."""
+    """Add ``vs_none``, ``vs_oracle``, ``oracle_reference``, ``wait_reduction_s``, the reduction
+    shares and ``extra_gpu_s_vs_none`` to every run's metrics, in place, when those runs exist
+    (module doc; the oracle is ``bound.honest_oracle``)."""
     none = per_policy.get("none")
-    oracle = per_policy.get("oracle")
+    reference = honest_oracle(per_policy)
+    oracle = per_policy.get(reference) if reference is not None else None
+    shares = (("oracle_reduction_share", oracle), ("oracle_policy_reduction_share",
+              per_policy.get("oracle")), ("serial_chain_reduction_share",
+              per_policy.get(SERIAL_CHAIN)))  # fmt: skip
     for metrics in per_policy.values():
         for label, base in (("vs_none", none), ("vs_oracle", oracle)):
             if base is not None:
                 metrics[label] = {k: _ratio(metrics[k], base[k]) for k in RATIO_KEYS}
+        if reference is not None:
+            metrics["oracle_reference"] = reference
         if none is None:
             continue
         reduction = none["wait_mean_s"] - metrics["wait_mean_s"]
         metrics["wait_reduction_s"] = _r(reduction)
-        metrics["extra_gpu_s_vs_none"] = _r(metrics["gpu_s_total"] - none["gpu_s_total"])
-        if oracle is not None:
-            best = none["wait_mean_s"] - oracle["wait_mean_s"]
-            metrics["oracle_reduction_share"] = _r(reduction / best) if best > 1e-3 else None
+        metrics["extra_gpu_s_vs_none"] = _r(metrics["gpu_s_billed"] - none["gpu_s_billed"])
+        for label, base in shares:
+            if base is not None:
+                best = none["wait_mean_s"] - base["wait_mean_s"]
+                metrics[label] = _r(reduction / best) if best > 1e-3 else None
+
+
+_SUMMED = ("requests", "hits", "inflight", "misses", "root_requests", "served_chunks",
+           "gpu_s_total", "gpu_s_demand", "gpu_s_speculative", "gpu_s_wasted", "gpu_s_cold_start",
+           "gpu_s_idle_warm", "gpu_s_billed", "jobs", "speculative_jobs", "speculative_used",
+           "cancelled_jobs", "cold_starts", "cold_starts_speculative", "usd_total",
+           "viewer_hours", "plans")  # fmt: skip
+_AVERAGED = ("wait_p50_s", "wait_p95_s", "wait_p99_s")  # percentiles do not pool: their mean
+_MAXED = ("wait_max_s", "peak_running", "peak_speculative", "sim_end_s")
+
+
+def _weighted(runs: Sequence[Mapping[str, Any]], key: str, weight: str) -> float:
+    total = sum(m[weight] for m in runs)
+    return _share(sum(m[key] * m[weight] for m in runs), total)
+
+
+def _pool_calibration(cals: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    scored = [c for c in cals if c.get("scored")]
+    out: dict[str, Any] = {"scored": sum(c.get("scored", 0) for c in cals),
+                           "unscored": sum(c.get("unscored", 0) for c in cals)}  # fmt: skip
+    if not scored:
+        return out
+    bins: dict[float, dict[str, float]] = {}
+    for c in scored:
+        for row in c["reliability"]:
+            b = bins.setdefault(row["lo"], {"lo": row["lo"], "hi": row["hi"], "n": 0,
+                                            "p": 0.0, "seen": 0.0})  # fmt: skip
+            b["n"] += row["n"]
+            b["p"] += row["n"] * row["predicted"]
+            b["seen"] += row["n"] * row["realised"]
+    table = [
+        {"lo": b["lo"], "hi": b["hi"], "n": int(b["n"]), "predicted": round(b["p"] / b["n"], 6),
+         "realised": round(b["seen"] / b["n"], 6)}
+        for _, b in sorted(bins.items())
+    ]  # fmt: skip
+    n = sum(row["n"] for row in table)
+    gap = sum(row["n"] * abs(row["predicted"] - row["realised"]) for row in table)
+    out.update({"reliability": table, "ece": round(gap / n, 6) if n else None})
+    for key in (
+        "ece_all_actions",
+        "ece_top_label",
+        "log_loss_nats",
+        "uniform_log_loss_nats",
+        "brier",
+        "top1_accuracy",
+        "mean_top_probability",
+        "proposed_per_request",
+    ):
+        out[key] = round(_weighted(scored, key, "scored"), 6)  # pooled by requests scored
+    return out
+
+
+def pool_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One run's metrics from several (e.g. seeds) of the same policy and scenario, pooled as
+    one larger experiment: counts and GPU-seconds summed, rates and mean waits recomputed over
+    all requests, percentiles averaged over the runs (they do not pool), the reliability table
+    summed bin by bin and the ECE recomputed from it; other calibration scores are weighted by
+    requests scored. ``pooled_runs`` says how many were pooled.
+
+    Raises:
+        ValueError: no runs.
+    """
+    if not runs:
+        raise ValueError("pool_runs needs at least one run")
+    out: dict[str, Any] = {k: sum(m[k] for m in runs) for k in _SUMMED if k in runs[0]}
+    out.update({k: _r(sum(m[k] for m in runs) / len(runs)) for k in _AVERAGED})
+    out.update({k: max(m[k] for m in runs) for k in _MAXED})
+    n, served = out["requests"], out["served_chunks"]
+    for rate, count in (
+        ("hit_rate", "hits"),
+        ("inflight_rate", "inflight"),
+        ("miss_rate", "misses"),
+    ):
+        out[rate] = _r(_share(out[count], n))
+    out["wait_mean_s"] = _r(_weighted(runs, "wait_mean_s", "requests"))
+    out["root_wait_mean_s"] = _r(_weighted(runs, "root_wait_mean_s", "root_requests"))
+    out["gpu_s_per_served_chunk"] = _r(_share(out["gpu_s_total"], served))
+    out["waste_ratio"] = _r(_share(out["gpu_s_wasted"], out["gpu_s_speculative"]))
+    out["usd_per_viewer_hour"] = _r(_share(out["usd_total"], out["viewer_hours"]))
+    reasons: Counter[str] = Counter()
+    for m in runs:
+        reasons.update(m.get("cancel_reasons", {}))
+    out["cancel_reasons"] = dict(sorted(reasons.items()))
+    out["lead"] = {k: _r(_weighted([{**m["lead"], "requests": m["requests"]} for m in runs], k,
+                                   "requests")) for k in runs[0]["lead"]}  # fmt: skip
+    if "calibration" in runs[0]:
+        out["calibration"] = _pool_calibration([m["calibration"] for m in runs])
+    out["pooled_runs"] = len(runs)
+    return out

@@ -15,7 +15,15 @@ recently idle warm container; if none is idle it waits for a container still boo
 remaining boot time), else boots a new one (a cold start of ``cold_start_min_s`` to
 ``cold_start_max_s``). A job cancelled while its container boots leaves a container that becomes
 idle when its boot ends. GPU-seconds are charged for the time a job holds its slot, startup
-included (Modal bills from container start); idle warm containers are not charged here.
+included (Modal bills from container start).
+
+Idle time is billed too (Modal bills a container from start to stop, idle or not): ``idle_gpu_s``
+sums every container's seconds up and not holding a job, from the run's start (``start_s``) for
+the containers up then (``PoolModel.warm_at_start``), or from the release of its last job, to
+the moment it is taken again or stops (``scaledown_window_s`` after it went idle). ``close(end)``
+ends the account: containers of the kept minimum are billed to ``end``, the others to their stop.
+``warm_idle(now)`` is what the live state may be told (``ModalGpuPool.warm_idle`` in the
+service): containers up, booted and idle at ``now``, on which a job starts without a cold start.
 """
 
 from __future__ import annotations
@@ -52,7 +60,8 @@ def chunk_id(memory_id: str, parent_id: str | None, pose: str) -> str:
 
 @dataclass(slots=True)
 class _Boot:
-    ready_at: float  # when the container can run a job (seconds); -inf for the warm minimum
+    ready_at: float  # when the container can run a job (seconds)
+    idle_since: float  # when it last went idle: its idle time is billed from then (seconds)
 
 
 class GpuPool:
@@ -62,15 +71,19 @@ class GpuPool:
         model: slots, warm minimum, scale-down window, cold-start range (seconds).
         generation: the distribution of warm generation times G (GPU-seconds).
         seed: the world's seed (independent of the policy).
+        start_s: when the run starts: the initially warm containers are up (and billed) from then.
     """
 
-    def __init__(self, model: PoolModel, generation: Generation, seed: int) -> None:
+    def __init__(
+        self, model: PoolModel, generation: Generation, seed: int, start_s: float = 0.0
+    ) -> None:
         self.model = model
         self.generation = generation
         self.seed = seed
         self.busy = 0
-        self.idle: list[_Boot] = [_Boot(float("-inf")) for _ in range(model.warm_containers)]
+        self.idle: list[_Boot] = [_Boot(start_s, start_s) for _ in range(model.warm_at_start)]
         self.cold_starts = 0
+        self.idle_gpu_s = 0.0  # billed seconds of containers up and not holding a job
         self._g: dict[str, float] = {}
 
     def generation_s(self, chunk: str) -> float:
@@ -94,7 +107,15 @@ class GpuPool:
             and self.busy + len(self.idle) > self.model.warm_containers
             and self.idle[0].ready_at + window < now
         ):
-            self.idle.pop(0)
+            gone = self.idle.pop(0)
+            self.idle_gpu_s += gone.ready_at + window - gone.idle_since
+
+    def warm_idle(self, now: float) -> int:
+        """Containers up, booted and idle at ``now``: the next ``warm_idle(now)`` jobs start
+        without a cold start (the value ``LiveState.prepare(now, warm_idle=...)`` takes; the
+        service reads it from Modal, ``ModalGpuPool.warm_idle``)."""
+        self._expire(now)
+        return sum(1 for b in self.idle if b.ready_at <= now)
 
     def acquire(self, now: float, chunk: str, attempt: int) -> tuple[float, bool]:
         """Take a container for a job starting at ``now``.
@@ -112,11 +133,14 @@ class GpuPool:
         self.busy += 1
         ready = [b for b in self.idle if b.ready_at <= now]
         if ready:
-            self.idle.remove(max(ready, key=lambda b: b.ready_at))
+            taken = max(ready, key=lambda b: b.ready_at)
+            self.idle.remove(taken)
+            self.idle_gpu_s += now - taken.idle_since
             return 0.0, False
         if self.idle:
             booting = min(self.idle, key=lambda b: b.ready_at)
             self.idle.remove(booting)
+            self.idle_gpu_s += now - booting.idle_since
             return booting.ready_at - now, False
         if self.busy + len(self.idle) > self.model.max_containers:
             raise RuntimeError("container accounting broke: more containers than slots")
@@ -126,4 +150,19 @@ class GpuPool:
     def release(self, now: float, boot_ready_at: float) -> None:
         """A job ended or was cancelled at ``now``; its container idles from ``max(now, boot)``."""
         self.busy -= 1
-        self.idle.append(_Boot(max(now, boot_ready_at)))
+        self.idle.append(_Boot(max(now, boot_ready_at), now))
+
+    def close(self, end_s: float) -> float:
+        """End the idle account at ``end_s`` (the run's last served chunk or job end); returns
+        ``idle_gpu_s``. The ``warm_containers`` most recently idle are billed to ``end_s``, every
+        other idle container to its stop (``scaledown_window_s`` after it went idle), which may
+        lie after ``end_s``: Modal bills that tail too. Call once, after the last ``release``."""
+        self._expire(end_s)
+        window = self.model.scaledown_window_s
+        self.idle.sort(key=lambda b: b.ready_at)
+        extra = max(0, self.busy + len(self.idle) - self.model.warm_containers)
+        for i, b in enumerate(self.idle):
+            stop = b.ready_at + window if i < extra else max(end_s, b.ready_at)
+            self.idle_gpu_s += max(0.0, stop - b.idle_since)
+        self.idle.clear()
+        return self.idle_gpu_s

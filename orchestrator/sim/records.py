@@ -71,7 +71,11 @@ class RequestRecord:
 
 @dataclass(frozen=True, slots=True)
 class SimResult:
-    """Everything one run produced (times in seconds)."""
+    """Everything one run produced (times in seconds).
+
+    ``idle_gpu_s``: billed GPU-seconds of containers up and idle (``GpuPool.close``), from the
+    run's start to ``billed_end_s`` (the last chunk served or job ended) and scale-down tails.
+    """
 
     policy: str
     requests: tuple[RequestRecord, ...]
@@ -84,3 +88,5 @@ class SimResult:
     cold_starts: int
     plan_wall_s: float = field(compare=False, default=0.0)
     propose_wall_s: float = field(compare=False, default=0.0)
+    idle_gpu_s: float = 0.0
+    billed_end_s: float = 0.0

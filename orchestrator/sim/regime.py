@@ -13,7 +13,8 @@ Tables (every key optional unless marked; units in the names):
   ``uniform`` between ``min_gpu_s`` and ``max_gpu_s``, or ``lognormal`` with ``mean_gpu_s`` and
   coefficient of variation ``cv``, clipped to [min, max]).
 - ``[pool]``: ``max_containers`` (GPU slots), ``warm_containers`` (always-warm minimum, Modal's
-  ``min_containers``), ``scaledown_window_s`` (idle seconds before an extra container stops),
+  ``min_containers``), ``initial_warm`` (containers up at the start, default the minimum),
+  ``scaledown_window_s`` (idle seconds before an extra container stops),
   ``cold_start_min_s`` / ``cold_start_max_s`` (uniform extra seconds on a cold container).
 - ``[valuation]``: what the core is told (``Timing``): ``gpu_s_per_chunk`` (default: the mean of
   G), ``cold_start_s`` (expected extra seconds, default 0), ``think_s`` (default: synth mean).
@@ -93,13 +94,24 @@ class Generation:
 
 @dataclass(frozen=True, slots=True)
 class PoolModel:
-    """The GPU pool: slots, warm minimum, scale-down and cold starts (seconds)."""
+    """The GPU pool: slots, warm minimum, scale-down and cold starts (seconds).
+
+    ``warm_containers`` is Modal's ``min_containers`` (kept up even when idle); ``initial_warm``
+    containers are up when the run starts (default: the minimum; at most ``max_containers``);
+    those above the minimum stop after ``scaledown_window_s`` idle seconds like any other.
+    """
 
     max_containers: int = 8
     warm_containers: int = 0
     scaledown_window_s: float = 300.0
     cold_start_min_s: float = 0.0
     cold_start_max_s: float = 0.0
+    initial_warm: int | None = None
+
+    @property
+    def warm_at_start(self) -> int:
+        """Containers up when the run starts (``initial_warm``, default ``warm_containers``)."""
+        return self.warm_containers if self.initial_warm is None else self.initial_warm
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +184,8 @@ def _validate(r: Regime, where: str) -> None:
         raise RegimeError(f"{where}: generation needs 0 < min_gpu_s <= max_gpu_s, mean_gpu_s > 0")
     if p.max_containers < 1 or not 0 <= p.warm_containers <= p.max_containers:
         raise RegimeError(f"{where}: pool needs max_containers >= 1, 0 <= warm <= max")
+    if not 0 <= p.warm_at_start <= p.max_containers:
+        raise RegimeError(f"{where}: pool needs 0 <= initial_warm <= max_containers")
     if not 0 <= p.cold_start_min_s <= p.cold_start_max_s or p.scaledown_window_s < 0:
         raise RegimeError(f"{where}: pool needs 0 <= cold_start_min_s <= cold_start_max_s")
     if r.fps <= 0 or r.usd_per_gpu_s < 0 or r.tick_s < 0:
@@ -304,5 +318,7 @@ def apply_budget_overrides(regime: Regime, overrides: Mapping[str, float] | None
         if values["max_containers"] < 1:
             raise RegimeError("budget field max_containers must be >= 1")
         count = values["max_containers"]
-        pool = replace(pool, max_containers=count, warm_containers=min(pool.warm_containers, count))
+        initial = None if pool.initial_warm is None else min(pool.initial_warm, count)
+        pool = replace(pool, max_containers=count, warm_containers=min(pool.warm_containers, count),
+                       initial_warm=initial)  # fmt: skip
     return replace(regime, budget=budget, pool=pool)

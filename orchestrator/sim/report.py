@@ -24,19 +24,29 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("wait_p95_s", "p95 wait (s)", "s"),
     ("wait_p99_s", "p99 wait (s)", "s"),
     ("gpu_s_per_served_chunk", "GPU-s per served chunk", "s"),
-    ("gpu_s_total", "GPU-s total", "s"),
+    ("gpu_s_total", "GPU-s total in jobs (cold loads incl.)", "s"),
+    ("gpu_s_idle_warm", "GPU-s idle warm (billed)", "s"),
+    ("gpu_s_billed", "GPU-s billed", "s"),
     ("waste_ratio", "wasted GPU (%)", "pct"),
     ("usd_per_viewer_hour", "USD per viewer-hour", "usd"),
     ("vs_none.wait_mean_s", "mean wait vs none (x)", "x"),
     ("vs_oracle.wait_mean_s", "mean wait vs oracle (x)", "x"),
-    ("vs_none.gpu_s_total", "GPU-s vs none (x)", "x"),
-    ("vs_oracle.gpu_s_total", "GPU-s vs oracle (x)", "x"),
+    ("vs_none.gpu_s_billed", "billed GPU-s vs none (x)", "x"),
+    ("vs_oracle.gpu_s_billed", "billed GPU-s vs oracle (x)", "x"),
     ("oracle_reduction_share", "of oracle's wait saving (%)", "pct"),
+    ("oracle_policy_reduction_share", "of oracle policy's saving (%)", "pct"),
+    ("serial_chain_reduction_share", "of serial-chain bound's saving (%)", "pct"),
+    ("calibration.ece", "calibration: ECE of proposed P", "f3"),
+    ("calibration.ece_top_label", "calibration: top-label ECE", "f3"),
+    ("calibration.log_loss_nats", "calibration: log-loss (nats)", "f3"),
 )
 """(metric key, column title with its unit, format) of the printed table; dotted keys read
-nested dicts. "vs none" / "vs oracle" are ratios to the no-speculation baseline and to the oracle
-(which knows every viewer's next action); "of oracle's wait saving" is the share of the oracle's
-mean-wait reduction (over none) that the policy achieves."""
+nested dicts. "vs none" / "vs oracle" are ratios to the no-speculation baseline and to the honest
+oracle (``orchestrator.sim.bound``: a schedule knowing every viewer's whole future); "of oracle's
+wait saving" is the share of the honest oracle's mean-wait reduction (over none) that the run
+achieves, "of oracle policy's" the same against the per-cursor ``oracle`` policy, "of
+serial-chain bound's" against the lower bound (unlimited slots); the calibration rows score the
+policy's next-action probabilities against what the viewers did (``sim.calibration``)."""
 
 
 def _get(metrics: Mapping[str, Any], key: str) -> Any:
@@ -57,6 +67,8 @@ def _fmt(value: Any, kind: str) -> str:
         return f"{value:.2f}"
     if kind == "x":
         return f"{value:.2f}x"
+    if kind == "f3":
+        return f"{value:.3f}"
     return f"{value:.1f}" if abs(value) < 1e4 else f"{value:.0f}"
 
 
@@ -76,10 +88,15 @@ def format_table(
 def _points(
     name: str, metrics: Mapping[str, Any], sweep: Mapping[str, Sequence[Mapping[str, Any]]]
 ) -> list[tuple[float, float, float, float]]:
-    """(GPU-s, mean wait, hit rate, hit + in-flight rate) per sweep point, by GPU-s."""
+    """(billed GPU-s, mean wait, hit rate, hit + in-flight rate) per sweep point, in the sweep's
+    order (rising refill rate: the curve is parametric in the budget, GPU-s need not rise)."""
     rows = list(sweep.get(name, ())) or [metrics]
-    keys = ("gpu_s_total", "wait_mean_s", "hit_rate")
-    return sorted((*(p[k] for k in keys), p["hit_rate"] + p["inflight_rate"]) for p in rows)
+    return [(p.get("gpu_s_billed", p["gpu_s_total"]), p["wait_mean_s"], p["hit_rate"],
+             p["hit_rate"] + p["inflight_rate"]) for p in rows]  # fmt: skip
+
+
+_MARKERS = {"none": ("X", 9), "clairvoyant": ("*", 12), "serial-chain": ("P", 9)}
+"""Single points that must stay visible under the curves: the baseline and the two bounds."""
 
 
 def plot_tradeoff(
@@ -87,7 +104,7 @@ def plot_tradeoff(
     path: Path | str,
 ) -> None:
     """Write a PNG: one row per panel (e.g. per regime), columns mean wait and hit rate against
-    GPU-seconds; one line per policy.
+    billed GPU-hours (``gpu_s_billed``, else ``gpu_s_total``); one line per policy.
 
     Args:
         panels: title -> (per-policy metrics, sweep: policy -> list of sweep points with
@@ -106,17 +123,18 @@ def plot_tradeoff(
         for name, metrics in per_policy.items():
             pts = _points(name, metrics, sweep)
             gpu = [p[0] / 3600 for p in pts]
-            style = "o-" if len(pts) > 1 else "o"
-            line = ax_wait.plot(gpu, [p[1] for p in pts], style, label=name, markersize=4)
+            mark, ms = _MARKERS.get(name, ("o", 4))
+            style = f"{mark}-" if len(pts) > 1 else mark
+            line = ax_wait.plot(gpu, [p[1] for p in pts], style, label=name, markersize=ms)
             color = line[0].get_color()
-            ax_hit.plot(gpu, [100 * p[2] for p in pts], style, color=color, label=name, ms=4)
+            ax_hit.plot(gpu, [100 * p[2] for p in pts], style, color=color, label=name, ms=ms)
             ax_hit.plot(gpu, [100 * p[3] for p in pts], style.replace("-", "--"), color=color,
                         ms=3, alpha=0.6)  # fmt: skip
         ax_wait.set_title(f"{title}: mean wait")
-        ax_wait.set_xlabel("GPU-hours")
+        ax_wait.set_xlabel("billed GPU-hours")
         ax_wait.set_ylabel("mean wait (s)")
         ax_hit.set_title(f"{title}: hit rate (solid), hit + in-flight (dashed)")
-        ax_hit.set_xlabel("GPU-hours")
+        ax_hit.set_xlabel("billed GPU-hours")
         ax_hit.set_ylabel("share of requests (%)")
         for ax in (ax_wait, ax_hit):
             ax.grid(True, alpha=0.3)

@@ -5,8 +5,9 @@
 - ``synth_traces(out, **knobs)``: write a synthetic trace (``orchestrator.sim.synth``).
 - ``run_policies`` / ``budget_sweep``: the building blocks, used by ``benchmarks/policies.py``.
 
-``none`` and ``oracle`` are always run (added when not asked for): every metric is reported as a
-ratio to both.
+``none``, ``oracle`` and the two bounds of ``orchestrator.sim.bound`` (``clairvoyant``, the
+honest oracle's schedule, and ``serial-chain``, the lower bound) are always run (added when not
+asked for): every metric is reported as a ratio to none and to the honest oracle.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.frontier import expected_gpu_s
+from orchestrator.sim.bound import CLAIRVOYANT, SERIAL_CHAIN, clairvoyant, serial_chain
+from orchestrator.sim.calibration import RecordingPolicy, pretrain, summarize_calibration
 from orchestrator.sim.engine import Simulation
 from orchestrator.sim.metrics import add_comparisons, summarize
 from orchestrator.sim.regime import Regime, apply_budget_overrides, load_regime
@@ -26,6 +29,7 @@ from orchestrator.sim.report import format_table, plot_tradeoff
 from orchestrator.sim.synth import knobs_from, write_synthetic
 from orchestrator.sim.trace import Trace, future_actions, read_trace
 from policies import Policy, make_policy
+from policies.registry import time_free
 
 __all__ = [
     "budget_sweep",
@@ -40,7 +44,10 @@ __all__ = [
     "synth_traces",
 ]
 
-BASELINES = ("none", "oracle")
+BASELINES = ("none", "oracle", CLAIRVOYANT, SERIAL_CHAIN)
+SWEEP_KEYS = ("gpu_s_total", "gpu_s_billed", "wait_mean_s", "hit_rate", "inflight_rate")
+BOUNDS = {CLAIRVOYANT: clairvoyant, SERIAL_CHAIN: serial_chain}
+"""Runs that are schedules over the whole trace, not policies (``orchestrator.sim.bound``)."""
 
 
 def resolve_regime(
@@ -76,7 +83,8 @@ def parse_budget_overrides(text: str | None) -> dict[str, float]:
 
 
 def policy_names(policies: Sequence[str]) -> list[str]:
-    """The requested policies (comma-separated items allowed) plus ``none`` and ``oracle``."""
+    """The requested policies (comma-separated items allowed) plus the baselines (``none``,
+    ``oracle``, ``clairvoyant``, ``serial-chain``)."""
     names: list[str] = []
     for item in policies:
         for part in item.split(","):
@@ -99,19 +107,44 @@ def build_policy(name: str, regime: Regime, trace: Trace) -> Policy:
     return make_policy(name, params)
 
 
-def run_one(trace: Trace, regime: Regime, name: str, seed: int) -> dict[str, Any]:
-    """Simulate ``trace`` under policy ``name``; its metrics (``metrics.summarize``)."""
+def run_one(
+    trace: Trace, regime: Regime, name: str, seed: int, train: Trace | None = None
+) -> dict[str, Any]:
+    """Simulate ``trace`` under policy ``name`` (or compute bound ``name``, ``BOUNDS``); its
+    metrics (``metrics.summarize``) plus ``calibration`` (``sim.calibration``: the policy's
+    next-action predictions scored against the viewers' actions).
+
+    Args:
+        train: other viewers the policy learns from before the run (``calibration.pretrain``),
+            so that the predictions scored are on held-out viewers; None: it starts cold.
+    """
+    if name in BOUNDS:
+        return summarize(BOUNDS[name](trace, regime, seed), regime)
     policy = build_policy(name, regime, trace)
-    result = Simulation(trace, regime, policy, seed).run()
-    return summarize(result, regime)
+    if train is not None:
+        pretrain(policy, train)
+    recorder = RecordingPolicy(policy)
+    result = Simulation(trace, regime, recorder, seed, cache_proposals=time_free(policy)).run()
+    metrics = summarize(result, regime)
+    metrics["calibration"] = summarize_calibration(recorder.predictions, recorder.unscored)
+    metrics["pretrained_on"] = None if train is None else train.source
+    return metrics
 
 
-def run_many(jobs: Sequence[tuple[Trace, Regime, str, int]], workers: int) -> list[dict[str, Any]]:
-    """``run_one`` for each (trace, regime, policy, seed), spread over ``workers`` processes."""
+Job = tuple[Trace, Regime, str, int] | tuple[Trace, Regime, str, int, Trace | None]
+"""(trace, regime, policy or bound name, seed[, training trace]): one ``run_one``."""
+
+
+def _run_job(job: Job) -> dict[str, Any]:
+    return run_one(*job)
+
+
+def run_many(jobs: Sequence[Job], workers: int) -> list[dict[str, Any]]:
+    """``run_one`` for each job, spread over ``workers`` processes (results in job order)."""
     if workers <= 1 or len(jobs) <= 1:
-        return [run_one(*job) for job in jobs]
+        return [_run_job(job) for job in jobs]
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        return list(pool.map(run_one, *zip(*jobs, strict=True)))
+        return list(pool.map(_run_job, jobs))
 
 
 def run_policies(
@@ -136,11 +169,13 @@ def budget_sweep(
 ) -> dict[str, list[dict[str, Any]]]:
     """The trade-off curve: for each rate in ``regime.sweep_rates`` (``sweep_regime``), each
     policy's GPU-seconds, mean wait and hit rate. ``none`` spends the same at every rate, so it
-    is run once. Returns policy -> points sorted by rate."""
-    jobs: list[tuple[Trace, Regime, str, int]] = []
+    and the bounds do not depend on the budget, so they are run once. Returns policy -> points
+    sorted by rate."""
+    jobs: list[Job] = []
     labels: list[tuple[str, float, float]] = []
     for name in names:
-        for rate in regime.sweep_rates[:1] if name == "none" else regime.sweep_rates:
+        once = name == "none" or name in BOUNDS
+        for rate in regime.sweep_rates[:1] if once else regime.sweep_rates:
             swept = sweep_regime(regime, rate)
             jobs.append((trace, swept, name, seed))
             labels.append((name, rate, swept.budget.burst_gpu_s))
@@ -150,7 +185,7 @@ def budget_sweep(
             {
                 "rate_gpu_s_per_s": rate,
                 "burst_gpu_s": burst,
-                **{k: m[k] for k in ("gpu_s_total", "wait_mean_s", "hit_rate", "inflight_rate")},
+                **{k: m[k] for k in SWEEP_KEYS},
             }
         )
     return out
@@ -245,7 +280,8 @@ def synth_traces(out: Path, regime: str | None = None, **knobs: Any) -> int:
         regime: take the defaults from this regime's ``[synth]`` table (else ``SynthKnobs()``).
         **knobs: ``SynthKnobs`` fields (sessions, sessions_per_memory, arrival_rate_per_s,
             steps_min, steps_max, persistence, turn_bias, combo_share, memory_affinity,
-            think_mean_s, think_cv, uniform_actions, seed); None values keep the default.
+            think_mean_s, think_cv, uniform_actions, seed, viewer, forward_share, turn_share,
+            think_min_s, think_max_s); None values keep the default.
 
     Raises:
         ValueError: an unknown knob or a value out of range.

@@ -15,12 +15,22 @@ A viewer's next action is drawn as follows (every probability is a knob of ``Syn
 4. ``uniform_actions = True`` replaces all of the above by a uniform draw over the 24 actions:
    unpredictable viewers, the case where speculation cannot help.
 
-Think times are lognormal with mean ``think_mean_s`` seconds and coefficient of variation
-``think_cv`` (0 = always the mean). Sessions arrive as a Poisson process of ``arrival_rate_per_s``
-sessions per second (the first at 0 s; rate 0 = all at 0 s), take ``steps_min``..``steps_max``
-steps (uniform) and are assigned to memories round-robin, ``sessions_per_memory`` viewers each
-on average. Every random stream is seeded from ``seed`` and the session or memory index, so the
-same knobs always give the same trace.
+``viewer = "human"`` is a second model, closer to how people are reported to walk these worlds
+(the team's rule of thumb for real traces: mostly forward, turns 10-15 % each side, think
+0.5-2 s, many viewers per memory; a description, not a measurement): with probability
+``persistence`` the viewer repeats the previous action, otherwise draws afresh ``w`` with
+probability ``forward_share``, ``left`` and ``right`` with ``turn_share`` each, and otherwise one
+of the other moves (a 2, d 2, s 1, up 1, down 1, w+left 1, w+right 1). Repeating keeps the
+marginal shares (it is a Markov chain whose stationary law is the fresh draw), so persistence
+only adds streaks. Think times are uniform in [``think_min_s``, ``think_max_s``]. No memory
+favourites: viewers of one photo share the forward walk, not a hidden script.
+
+Think times (``viewer = "persistent"``, the default) are lognormal with mean ``think_mean_s``
+seconds and coefficient of variation ``think_cv`` (0 = always the mean). Sessions arrive as a
+Poisson process of ``arrival_rate_per_s`` sessions per second (the first at 0 s; rate 0 = all
+at 0 s), take ``steps_min``..``steps_max`` steps (uniform) and are assigned to memories
+round-robin, ``sessions_per_memory`` viewers each on average. Every random stream is seeded
+from ``seed`` and the session or memory index, so the same knobs always give the same trace.
 """
 
 from __future__ import annotations
@@ -40,6 +50,9 @@ __all__ = ["SynthKnobs", "knobs_from", "synthesize", "write_synthetic"]
 MOVE_WEIGHTS: dict[str, float] = {"w": 6.0, "a": 2.0, "d": 2.0, "s": 1.0}
 CAMERA_WEIGHTS: dict[str, float] = {"left": 3.0, "right": 3.0, "up": 1.0, "down": 1.0}
 FAVOURITE_WEIGHTS: tuple[float, ...] = (0.6, 0.3, 0.1)
+HUMAN_OTHER_WEIGHTS: dict[str, float] = {"a": 2.0, "d": 2.0, "s": 1.0, "up": 1.0, "down": 1.0,
+                                         "w+left": 1.0, "w+right": 1.0}  # fmt: skip
+VIEWERS = ("persistent", "human")
 assert set(MOVE_WEIGHTS) == set(MOVE_KEYS) and set(CAMERA_WEIGHTS) == set(CAMERA_KEYS)
 
 
@@ -60,6 +73,9 @@ class SynthKnobs:
         think_cv: coefficient of variation of the lognormal think time (>= 0; 0 = fixed).
         uniform_actions: draw every action uniformly from the 24 (ignores the four above).
         seed: seed of every random stream.
+        viewer: ``"persistent"`` (the model above) or ``"human"`` (module doc).
+        forward_share, turn_share: ``human``: P(fresh draw = w), P(= left) = P(= right).
+        think_min_s, think_max_s: ``human``: think time uniform in this range, seconds.
     """
 
     sessions: int = 40
@@ -75,6 +91,11 @@ class SynthKnobs:
     think_cv: float = 0.6
     uniform_actions: bool = False
     seed: int = 0
+    viewer: str = "persistent"
+    forward_share: float = 0.7
+    turn_share: float = 0.125
+    think_min_s: float = 0.5
+    think_max_s: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("sessions", "steps_min", "steps_max", "seed"):
@@ -95,6 +116,16 @@ class SynthKnobs:
             raise ValueError("synth knob sessions_per_memory must be >= 1")
         if not isinstance(self.uniform_actions, bool):
             raise ValueError("synth knob uniform_actions must be true or false")
+        if self.viewer not in VIEWERS:
+            raise ValueError(f"synth knob viewer must be one of {', '.join(VIEWERS)}")
+        for name in ("forward_share", "turn_share", "think_min_s", "think_max_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"synth knob {name} must be a finite number >= 0 (got {value!r})")
+        if self.forward_share + 2 * self.turn_share > 1.0:
+            raise ValueError("synth knobs need forward_share + 2 x turn_share <= 1")
+        if self.think_max_s < self.think_min_s:
+            raise ValueError("synth knob think_max_s must be >= think_min_s")
 
 
 def knobs_from(base: SynthKnobs | None = None, **overrides: Any) -> SynthKnobs:
@@ -134,7 +165,20 @@ def _favourites(k: SynthKnobs, memory_index: int) -> dict[str, float]:
     return favourites
 
 
+def _human_choice(rng: random.Random, k: SynthKnobs) -> str:
+    roll = rng.random()
+    if roll < k.forward_share:
+        return "w"
+    if roll < k.forward_share + k.turn_share:
+        return "left"
+    if roll < k.forward_share + 2 * k.turn_share:
+        return "right"
+    return _pick(rng, HUMAN_OTHER_WEIGHTS)
+
+
 def _think(rng: random.Random, k: SynthKnobs) -> float:
+    if k.viewer == "human":
+        return rng.uniform(k.think_min_s, k.think_max_s)
     if k.think_cv == 0 or k.think_mean_s == 0:
         return k.think_mean_s
     sigma2 = math.log(1.0 + k.think_cv**2)
@@ -151,6 +195,8 @@ def _steps(k: SynthKnobs, index: int, favourites: Mapping[str, float]) -> tuple[
             action = rng.choice(ACTION_NAMES)
         elif previous is not None and rng.random() < k.persistence:
             action = previous
+        elif k.viewer == "human":
+            action = _human_choice(rng, k)
         elif rng.random() < k.memory_affinity:
             action = _pick(rng, favourites)
         else:

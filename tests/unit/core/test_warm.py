@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.core.warm import WarmDemand, desired_warm, predicted_rate
+from orchestrator.core.types import SessionView, Timing
+from orchestrator.core.warm import WarmDemand, desired_warm, predicted_rate, session_next_requests
 
 
 def demand(**kw: float) -> WarmDemand:
@@ -57,3 +58,18 @@ def test_only_starts_beyond_the_idle_warm_containers_pay_a_cold_start() -> None:
 
     assert [cold_start_of_next(2, n, 240.0) for n in range(4)] == [0.0, 0.0, 240.0, 240.0]
     assert cold_start_of_next(0, 0, 240.0) == 240.0
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=500.0), max_size=20),
+       st.floats(min_value=1.0, max_value=300.0))  # fmt: skip
+def test_sessions_fade_out_as_they_fall_silent(silences: list[float], timeout: float) -> None:
+    timing = Timing(gpu_s_per_chunk=150.0, chunk_duration_s=5.0, think_s=2.0)
+    now = 1000.0
+    views = [SessionView(f"s{i}", "m", "c", now - s, now - s) for i, s in enumerate(silences)]
+    got = session_next_requests(views, timing, now, timeout)
+    assert len(got) == sum(1 for v in views if now - v.last_active_at < timeout)  # silent: 0
+    assert all(0.0 < p <= 1.0 and gap == 7.0 for p, gap in got)
+    rate = predicted_rate(got)
+    assert rate <= len(silences) / 7.0 + 1e-9
+    fresher = [SessionView(v.session_id, "m", "c", now, now) for v in views]
+    assert predicted_rate(session_next_requests(fresher, timing, now, timeout)) >= rate - 1e-9

@@ -213,3 +213,16 @@ def test_a_plan_breaking_the_core_contract_is_an_error(monkeypatch: pytest.Monke
     monkeypatch.setattr(engine, "plan", below_unready_parent)
     with pytest.raises(SimulationError, match="could not carry out"):
         run(trace, regime(g=10.0, think=2.0), "none")
+
+
+def test_idle_warm_time_is_billed_and_the_bill_ends_with_the_last_chunk() -> None:
+    # two warm slots, one viewer on demand: root 0..10, steps 17..27 and 34..44; one container
+    # is idle the whole 44 s, the other between jobs (10..17, 27..34)
+    trace = Trace((viewer("w w", think=2.0),))
+    reg = regime(g=10.0, think=2.0, slots=2)
+    result = run(trace, reg, "none")
+    assert result.billed_end_s == 44.0
+    assert result.idle_gpu_s == pytest.approx(44.0 + 7.0 + 7.0)
+    m = summarize(result, reg)
+    assert m["gpu_s_billed"] == pytest.approx(30.0 + 58.0)
+    assert m["gpu_s_idle_warm"] == pytest.approx(58.0)

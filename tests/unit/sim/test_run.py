@@ -84,8 +84,10 @@ def test_parse_budget_overrides() -> None:
 
 
 def test_policy_names_add_the_baselines() -> None:
-    assert policy_names(["markov,uniform", "Markov"]) == ["markov", "uniform", "none", "oracle"]
-    assert policy_names(["oracle", "none"]) == ["oracle", "none"]
+    bounds = ["clairvoyant", "serial-chain"]
+    assert policy_names(["markov,uniform", "Markov"]) == ["markov", "uniform", "none", "oracle",
+                                                          *bounds]  # fmt: skip
+    assert policy_names(["oracle", "none"]) == ["oracle", "none", *bounds]
 
 
 def test_percentile_interpolates_like_numpy() -> None:
@@ -116,14 +118,19 @@ def test_simulate_writes_json_table_and_plot(
     )  # fmt: skip
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     assert png.stat().st_size > 1000
-    assert list(report["policies"]) == ["markov", "none", "oracle"]
+    assert list(report["policies"]) == ["markov", "none", "oracle", "clairvoyant", "serial-chain"]
     assert report["budget"]["max_depth"] == 1 and report["trace"]["sessions"] == 5
     markov = report["policies"]["markov"]
     for key in ("hit_rate", "wait_p99_s", "gpu_s_per_served_chunk", "usd_per_viewer_hour"):
         assert key in markov and key in markov["vs_none"] and key in markov["vs_oracle"]
     assert report["policies"]["none"]["vs_none"]["wait_mean_s"] == 1.0
     assert [p["rate_gpu_s_per_s"] for p in report["sweep"]["markov"]] == [0.0, 4.0, 16.0]
-    assert len(report["sweep"]["none"]) == 1
+    assert len(report["sweep"]["none"]) == len(report["sweep"]["clairvoyant"]) == 1
+    # the honest oracle is at least as good as the oracle policy, the lower bound better still
+    waits = {n: report["policies"][n]["wait_mean_s"] for n in report["policies"]}
+    reference = report["policies"]["markov"]["oracle_reference"]
+    assert waits[reference] == min(waits["oracle"], waits["clairvoyant"])
+    assert waits["serial-chain"] <= waits[reference] + 1e-9
     printed = capsys.readouterr().out
     assert "markov" in printed and "mean wait vs none (x)" in printed
 
@@ -148,3 +155,26 @@ def test_proposal_cache_changes_nothing(policy: str) -> None:
         for cache in (True, False)
     ]
     assert results[0] == results[1]
+
+
+def test_pooled_runs_weigh_waits_by_requests_and_sum_the_bill() -> None:
+    from orchestrator.sim.metrics import pool_runs
+    from orchestrator.sim.run import run_one
+    from tests.unit.sim.test_engine import regime, viewer
+
+    reg = regime(g=10.0, think=2.0, slots=2)
+    one = run_one(Trace((viewer("w", think=2.0),)), reg, "markov", 0)
+    three = run_one(Trace((viewer("w d d", think=2.0),)), reg, "markov", 0)
+    pooled = pool_runs([one, three])
+    assert pooled["requests"] == 4 and pooled["pooled_runs"] == 2
+    assert pooled["wait_mean_s"] == pytest.approx(
+        (one["wait_mean_s"] * 1 + three["wait_mean_s"] * 3) / 4
+    )
+    assert pooled["gpu_s_billed"] == pytest.approx(one["gpu_s_billed"] + three["gpu_s_billed"])
+    cal = pooled["calibration"]
+    assert cal["scored"] == 4
+    assert sum(row["n"] for row in cal["reliability"]) == sum(
+        row["n"] for m in (one, three) for row in m["calibration"]["reliability"]
+    )
+    with pytest.raises(ValueError, match="at least one"):
+        pool_runs([])

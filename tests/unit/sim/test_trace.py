@@ -132,3 +132,21 @@ def test_synth_knobs_are_validated() -> None:
         SynthKnobs(persistence=1.5)
     with pytest.raises(ValueError, match="steps_max must be >= steps_min"):
         SynthKnobs(steps_min=5, steps_max=2)
+
+
+def test_human_viewers_walk_mostly_forward_and_think_briefly() -> None:
+    from collections import Counter
+
+    from orchestrator.sim.synth import SynthKnobs, synthesize
+
+    sessions = synthesize(SynthKnobs(sessions=300, viewer="human", persistence=0.3, seed=3))
+    actions = Counter(step.action for s in sessions for step in s.steps)
+    n = sum(actions.values())
+    assert 0.65 < actions["w"] / n < 0.75
+    assert 0.10 < actions["left"] / n < 0.15 and 0.10 < actions["right"] / n < 0.15
+    thinks = [step.think_s for s in sessions for step in s.steps]
+    assert min(thinks) >= 0.5 and max(thinks) <= 2.0
+    with pytest.raises(ValueError, match="forward_share"):
+        SynthKnobs(viewer="human", forward_share=0.9, turn_share=0.1)
+    with pytest.raises(ValueError, match="viewer must be one of"):
+        SynthKnobs(viewer="robot")
