@@ -57,7 +57,15 @@ def regime_for(containers: int, gpu_s: float, tick_s: float) -> Regime:
         generation=Generation(
             distribution="fixed", mean_gpu_s=gpu_s, min_gpu_s=gpu_s, max_gpu_s=gpu_s
         ),
-        pool=replace(base.pool, max_containers=containers, warm_containers=containers),
+        # All warm, no boots: a cold start (180-300 s, random) would move events off the grid.
+        pool=replace(
+            base.pool,
+            max_containers=containers,
+            warm_containers=containers,
+            initial_warm=containers,
+            cold_start_min_s=0.0,
+            cold_start_max_s=0.0,
+        ),
         budget=replace(
             base.budget,
             max_containers=containers,
