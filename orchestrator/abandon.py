@@ -113,4 +113,3 @@ async def mark_if_gone(request: Request, db: Database, request_id: uuid.UUID) ->
     log.info("client_gone")
     await mark_abandoned(db, watch)
     return True
-

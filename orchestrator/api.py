@@ -353,7 +353,7 @@ async def health(svc: Svc) -> dict[str, object]:
         "backend": backend,
         **(supervisor.report() if supervisor is not None else {}),
     }
-    gpu = await svc.pool.health()
+    gpu = await svc.gpu_health()
     gpu["busy_by_kind"] = svc.scheduler.busy_slots()
     gpu["queued_demands"] = svc.scheduler.queued_demands()
     storage = await svc.store.health()

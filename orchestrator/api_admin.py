@@ -74,7 +74,7 @@ async def waste(
 async def metrics(svc: Svc) -> Response:
     """Prometheus exposition (see ``orchestrator.metrics``)."""
     sched = svc.scheduler
-    body = svc.metrics.render(svc.pool.slots, sched.busy_slots(), sched.queued_demands())
+    body = svc.metrics.render(svc.gpu_slots, sched.busy_slots(), sched.queued_demands())
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 import uvicorn
@@ -71,17 +71,46 @@ def _settings(config: Path | None) -> Settings:
     return settings
 
 
+Role = Literal["all", "api", "scheduler"]
+
+
 @app.command()
 def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="listen address (\\[server] host)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (\\[server] port)")] = None,
+    role: Annotated[
+        Role | None,
+        typer.Option(
+            help="all: API + scheduler in one process (default); api: a replica; scheduler: "
+            "standby until elected by the database's advisory lock (\\[cluster] role)"
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes sharing the port (role api)")
+    ] = 1,
+    reuse_port: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run the HTTP API. With no DATABASE_URL it starts an embedded PostgreSQL under .rewind/."""
     from orchestrator.app import create_app
     from orchestrator.service import ConfigError, check_backends
 
     settings = _settings(config)
+    if role is not None:
+        cluster = settings.cluster.model_copy(update={"role": role})
+        settings = settings.model_copy(update={"cluster": cluster})
+    if workers > 1 and settings.cluster.role != "api":
+        raise typer.BadParameter(
+            "several workers are API replicas: add --role api", param_hint="--workers"
+        )
+    if settings.cluster.role != "all" and settings.database.url is None:
+        typer.echo(
+            f"rewind serve: role {settings.cluster.role!r} needs DATABASE_URL (a session-mode "
+            "PostgreSQL connection: see docs/deploy.md); the embedded database serves one "
+            "process (--role all)",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
         check_backends(settings)  # missing credentials: one line, no traceback, exit 2
     except ConfigError as exc:
@@ -94,14 +123,19 @@ def serve(
         update={"host": host or settings.server.host, "port": port or settings.server.port}
     )
     settings = settings.model_copy(update={"server": listen})
-    uvicorn.run(
-        create_app(settings, config_path=config),
-        host=listen.host,
-        port=listen.port,
-        log_config=None,
-        access_log=False,  # orchestrator.access_log writes one JSON line per request instead
-        **uvicorn_options(settings),
-    )
+    if workers > 1:
+        from orchestrator.workers import supervise
+
+        raise typer.Exit(supervise(workers, listen.host, listen.port, config))
+    app_ = create_app(settings, config_path=config)
+    options = {"log_config": None, "access_log": False, **uvicorn_options(settings)}
+    if reuse_port:
+        from orchestrator.workers import serve_reusing_port
+
+        serve_reusing_port(app_, listen.host, listen.port, options)
+        return
+    # access_log False: orchestrator.access_log writes one JSON line per request instead
+    uvicorn.run(app_, host=listen.host, port=listen.port, **options)
 
 
 @app.command()

@@ -330,6 +330,23 @@ class AuthConfig(_Section):
         return self
 
 
+class ClusterConfig(_Section):
+    """``[cluster]``: scale-out (issue 16; docs/deploy.md). ``role`` is what ``rewind serve``
+    runs: ``all`` (API + scheduler in one process, the default), ``api`` (a replica answering hits
+    from its own view and handing misses to the scheduler through the database) or
+    ``scheduler`` (a standby until it holds the leader lock, then API + scheduler). Roles other
+    than ``all`` need ``DATABASE_URL`` on a session-mode connection (LISTEN/NOTIFY and the
+    advisory lock). Times in seconds."""
+
+    role: Literal["all", "api", "scheduler"] = "all"
+    name: str | None = None  # this process in chunk_demands.replica / taken_by (default host:pid)
+    leader_poll_s: float = Field(0.5, gt=0.0)  # a standby's lock tries; bounds failover time
+    poll_s: float = Field(1.0, gt=0.0)  # catch-up queries (demands, answers, ready chunks)
+    wait_timeout_s: float = Field(900.0, gt=0.0)  # longest a replica holds a waiting request
+    leaderless_timeout_s: float = Field(30.0, gt=0.0)  # a waiting request answers 503 after this
+    answered_keep_s: float = Field(600.0, gt=0.0)  # answered chunk_demands rows kept this long
+
+
 class LogConfig(_Section):
     """``[log]``: structlog output."""
 
@@ -356,6 +373,7 @@ class Settings(BaseSettings):
     scene: SceneConfig = SceneConfig()
     soundscape: SoundscapeConfig = SoundscapeConfig()
     auth: AuthConfig = AuthConfig()
+    cluster: ClusterConfig = ClusterConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")

@@ -95,7 +95,7 @@ async def run_demo(
         memory_id, session_id = created.memory_id, created.session_id
         parent = created.served.chunk_id
         emit(
-            f"memory {memory_id}  policy={policy}  gpu slots={svc.pool.slots}  "
+            f"memory {memory_id}  policy={policy}  gpu slots={svc.gpu_slots}  "
             f"chunk={svc.profile.frames} frames {svc.profile.width}x{svc.profile.height}"
         )
         emit(f"root chunk ready in {created.served.wait_ms / 1000:.1f}s")

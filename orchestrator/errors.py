@@ -77,3 +77,19 @@ class DatabaseUnavailable(ApiError):
             f"retry in {retry_after_s} s",
         )
         self.retry_after_s = retry_after_s
+
+
+class SchedulerUnavailable(ApiError):
+    """503: no scheduler holds the leader lock (a failover is under way, issue 16); an API
+    replica cannot accept a request that needs a GPU. Retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, retry_after_s: int, detail: str | None = None) -> None:
+        super().__init__(
+            503,
+            "scheduler_unavailable",
+            detail
+            or "no scheduler is running right now (one is being elected); "
+            f"retry in {retry_after_s} s",
+            headers={"retry-after": str(retry_after_s)},
+        )
+        self.retry_after_s = retry_after_s

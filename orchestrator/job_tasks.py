@@ -177,8 +177,15 @@ class JobTasks:
             log.warning("job_failed", job_id=str(job.job_id), error=str(exc))
             failure = await self._failure(exc, str(job.job_id), chunk)
         ended = self.live.job_ended(
-            live_job.job_id, chunk, live_job.memory_id, ok=ok, now=self.clock(), gpu_s=gpu_s,
-            made_by=str(job.job_id), cold_start=cold, load_s=load_s,
+            live_job.job_id,
+            chunk,
+            live_job.memory_id,
+            ok=ok,
+            now=self.clock(),
+            gpu_s=gpu_s,
+            made_by=str(job.job_id),
+            cold_start=cold,
+            load_s=load_s,
         )
         self._answer(ended, failure)
         if self._tasks.get(chunk) is asyncio.current_task():
@@ -261,16 +268,23 @@ class JobTasks:
         spent = max(0.0, self.clock() - job.started_at)
         lock = self.lock(str(job.chunk_id))
         async with lock, self.db.pool.acquire() as conn, conn.transaction():
-            await repo.job_ended(conn, job.job_id, status, cancel_reason=job.cancel_reason,
-                                 gpu_seconds=spent, usd_per_gpu_s=self.usd_per_gpu_s)
+            await repo.job_ended(
+                conn,
+                job.job_id,
+                status,
+                cancel_reason=job.cancel_reason,
+                gpu_seconds=spent,
+                usd_per_gpu_s=self.usd_per_gpu_s,
+            )
             if status == "cancelled" and self._nobody_wants(job):
                 await repo.set_chunk_status(conn, job.chunk_id, "cancelled")
 
     async def _persist_failure(self, job: ActiveJob, error: str) -> None:
         lock = self.lock(str(job.chunk_id))
         async with lock, self.db.pool.acquire() as conn, conn.transaction():
-            await repo.job_ended(conn, job.job_id, "failed", error=error,
-                                 usd_per_gpu_s=self.usd_per_gpu_s)
+            await repo.job_ended(
+                conn, job.job_id, "failed", error=error, usd_per_gpu_s=self.usd_per_gpu_s
+            )
             if self._nobody_wants(job):
                 await repo.set_chunk_status(conn, job.chunk_id, "failed")
 

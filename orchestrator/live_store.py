@@ -101,6 +101,5 @@ async def interrupted_work(db: Database) -> tuple[int, list[PendingChunk]]:
     calls = {r["chunk_id"]: r["external_id"] for r in interrupted
              if r["kind"] == "demand" and r["external_id"]}  # fmt: skip
     return len(interrupted), [
-        PendingChunk(r["id"], r["memory_id"], r["session_id"], calls.get(r["id"]))
-        for r in pending
+        PendingChunk(r["id"], r["memory_id"], r["session_id"], calls.get(r["id"])) for r in pending
     ]

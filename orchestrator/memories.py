@@ -254,7 +254,9 @@ async def request_next_chunk(
         await own.readable_memory(pool, principal, memory_id)
     if not await sched.ensure_memory(memory_id):
         raise NotFound(f"no memory {memory_id}", field="memory_id")
-    parent = sched.live.node(str(memory_id), str(parent_id))
+    parent = sched.node(memory_id, parent_id)
+    if parent is None or parent.state != "ready":
+        parent = await sched.refresh_node(memory_id, parent_id)  # a replica's view may trail
     if parent is None:
         raise NotFound(f"no chunk {parent_id} in memory {memory_id}", field="parent_chunk_id")
     if session_id is None and principal is not None and not principal.is_operator:

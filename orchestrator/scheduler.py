@@ -16,6 +16,8 @@ Ordering rules that keep the tables right while jobs and requests interleave:
   fault can never leave a request hanging (issue 12); those writes are retried in the background.
 
 One scheduler process owns a database: start-up recovery assumes no other process runs jobs.
+With API replicas (issue 16) that one is elected by ``orchestrator.leader``; replicas' requests
+reach it through ``orchestrator.intake``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from orchestrator.events import EventBus
 from orchestrator.experiments import Arm
 from orchestrator.job_tasks import JobTasks
 from orchestrator.jobs import GenerationFailed, JobRunner
-from orchestrator.live import LiveState, Resolution
+from orchestrator.live import KnownNode, LiveState, Resolution
 from orchestrator.metrics import Metrics
 from orchestrator.policy_host import PolicyHost
 from orchestrator.scheduler_types import SchedulerConfig, ServedChunk
@@ -94,7 +96,7 @@ class Scheduler:
         runner = JobRunner(db, store, pool, profile, demand_retries=demand_retries,
                            usd_per_gpu_s=config.usd_per_gpu_s)  # fmt: skip
         self.jobs = JobTasks(db, runner, self.live, self.events, self.metrics, clock,
-                             on_end=self._wake_up, usd_per_gpu_s=config.usd_per_gpu_s)  # fmt: skip
+                             on_end=self.wake, usd_per_gpu_s=config.usd_per_gpu_s)  # fmt: skip
         self._latest: dict[str, uuid.UUID] = {}  # memory id -> its newest session
         self._loading: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary())  # fmt: skip
@@ -113,7 +115,8 @@ class Scheduler:
         return Timing(gpu_s_per_chunk=g, cold_start_s=config.cold_start_s,
                       chunk_duration_s=self.profile.duration_s, think_s=config.think_s)  # fmt: skip
 
-    def _wake_up(self) -> None:
+    def wake(self) -> None:
+        """Plan soon (something a plan reads changed outside ``request_chunk``: issue 16)."""
         self._wake.set()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -232,6 +235,15 @@ class Scheduler:
             live = self.live.session(str(session_id))
         return live.view if live is not None else None
 
+    def node(self, memory_id: uuid.UUID, chunk_id: uuid.UUID) -> KnownNode | None:
+        """A known chunk of a loaded memory (``state``, ``depth``), or None."""
+        return self.live.node(str(memory_id), str(chunk_id))
+
+    async def refresh_node(self, memory_id: uuid.UUID, chunk_id: uuid.UUID) -> KnownNode | None:
+        """As ``node``: here the live state is ahead of the database (an API replica's view
+        re-reads it instead)."""
+        return self.node(memory_id, chunk_id)
+
     def session_arm(self, session_id: uuid.UUID) -> tuple[str, str]:
         """(policy, arm) of a live session. Raises KeyError if it is not live."""
         s = self.live.session(str(session_id))
@@ -244,14 +256,17 @@ class Scheduler:
     async def request_chunk(
         self, *, memory_id: uuid.UUID, parent_id: uuid.UUID | None, pose: str,
         action: str | None, session_id: uuid.UUID | None, record_history: bool = True,
+        request_id: uuid.UUID | None = None, waited_s: float = 0.0,
     ) -> ServedChunk:  # fmt: skip
         """Serve chunk key (memory, parent, pose); wait until it is ready unless it is a hit.
 
         The caller has loaded the memory (``ensure_memory``) and checked that the parent is a
-        ready chunk of it (``live.node``). Raises GenerationFailed (502 with the job id) when
-        generation fails; asyncpg / OSError errors when a miss cannot be made durable.
+        ready chunk of it (``node``). ``request_id`` / ``waited_s`` (seconds already waited)
+        come from an API replica's demand row (``orchestrator.intake``); by default a new id and
+        0. Raises GenerationFailed (502 with the job id) when generation fails; asyncpg /
+        OSError errors when a miss cannot be made durable.
         """
-        t0, request_id = self.clock(), uuid.uuid4()
+        t0, request_id = self.clock() - waited_s, request_id or uuid.uuid4()
         res = self.live.request(
             str(memory_id), str(parent_id) if parent_id else None, pose, action,
             request_id=str(request_id), session_id=str(session_id) if session_id else None,

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import socket
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextvars import ContextVar
@@ -39,8 +40,11 @@ from orchestrator.db_supervisor import Supervision
 from orchestrator.events import EventBus
 from orchestrator.experiments import DEFAULT_ARM, Arm
 from orchestrator.gate import Gate
+from orchestrator.intake import Intake
+from orchestrator.leader import LeaderLock, elect
 from orchestrator.metrics import Metrics
 from orchestrator.reload import merge_live, refused_from
+from orchestrator.replica import ReplicaScheduler
 from orchestrator.scene import OfflineSceneAnalyzer, SceneAnalyzer, SceneInfo
 from orchestrator.scheduler import Scheduler, SchedulerConfig
 from orchestrator.soundscape import Audio, NoSoundscape, Soundscape
@@ -372,8 +376,8 @@ class Service:
     settings: Settings
     db: Database
     store: BlobStore
-    pool: GpuPool
-    scheduler: Scheduler
+    pool: GpuPool | None  # None on an API replica: the elected scheduler runs the GPU pool
+    scheduler: Scheduler | ReplicaScheduler
     scene: SceneAnalyzer
     soundscape: Soundscape
     events: EventBus
@@ -381,6 +385,8 @@ class Service:
     profile: GenerationProfile
     root_pose: str
     config_source: Callable[[], Settings] = field(default=lambda: load_settings())
+    leader: LeaderLock | None = None  # held by a scheduler elected among several processes
+    intake: Intake | None = None  # API replicas' hits and demands, while this is the leader
     gate: Gate = field(init=False)
     warm: WarmController | None = None
 
@@ -401,6 +407,12 @@ class Service:
         check_backends(settings)
         profile = profile_from(settings)
         root_pose = canonical_pose(settings.generation.root_pose, settings.generation.frames)
+        role = settings.cluster.role
+        if role != "all" and settings.database.url is None:
+            raise ConfigError(
+                f"cannot start: role {role!r} needs DATABASE_URL ([database] url) on a "
+                "session-mode connection; the embedded database serves one process (role all)"
+            )
         settings.server.data_dir.mkdir(parents=True, exist_ok=True)
         dbc = settings.database
         db = await open_database(
@@ -414,38 +426,52 @@ class Service:
             ),
         )
         opened: list[tuple[object, str]] = []
+        leader: LeaderLock | None = None
+        pool: GpuPool | None = None
+        events, metrics = EventBus(), Metrics()
+        name = settings.cluster.name or f"{socket.gethostname()}:{os.getpid()}"
         try:
             store = build_store(settings)
             opened.append((store, "storage"))
-            pool = build_pool(settings)
-            opened.append((pool, "gpu"))
-            _report_submissions(pool, db)
+            sched: Scheduler | ReplicaScheduler
+            if role == "api":
+                sched = ReplicaScheduler(db, scheduler_config(settings), settings.cluster,
+                                         name=name, events=events, metrics=metrics)  # fmt: skip
+                await sched.start()
+                opened.append((sched, "replica"))
+            else:
+                leader = await elect(db.dsn, settings.cluster, settings.database.connect_timeout_s)
+                opened.append((leader, "leader"))
+                pool = build_pool(settings)
+                opened.append((pool, "gpu"))
+                _report_submissions(pool, db)
+                sched = Scheduler(
+                    db,
+                    store,
+                    pool,
+                    profile,
+                    scheduler_config(settings),
+                    demand_retries=settings.gpu.demand_retries,
+                    events=events,
+                    metrics=metrics,
+                )
+                await sched.start()
+                opened.append((sched, "scheduler"))
             scene = build_scene(settings)
             opened.append((scene, "scene"))
             soundscape = build_soundscape(settings)
             opened.append((soundscape, "soundscape"))
-            events = EventBus()
-            metrics = Metrics()
-            scheduler = Scheduler(
-                db,
-                store,
-                pool,
-                profile,
-                scheduler_config(settings),
-                demand_retries=settings.gpu.demand_retries,
-                events=events,
-                metrics=metrics,
-            )
-            await scheduler.start()
         except BaseException:
-            for part, name in reversed(opened):
-                await _close(part, name)
+            for part, part_name in reversed(opened):
+                await _close(part, part_name)
             await db.close()
             raise
         log.info(
             "service_started",
-            gpu=pool.name,
-            slots=pool.slots,
+            role=role,
+            leader=leader is not None,
+            gpu=pool.name if pool is not None else None,
+            slots=pool.slots if pool is not None else None,
             storage=store.name,
             scene=scene.name,
             soundscape=soundscape.name,
@@ -457,7 +483,7 @@ class Service:
             db=db,
             store=store,
             pool=pool,
-            scheduler=scheduler,
+            scheduler=sched,
             scene=scene,
             soundscape=soundscape,
             events=events,
@@ -465,15 +491,41 @@ class Service:
             profile=profile,
             root_pose=root_pose,
             config_source=lambda: load_settings(config_path),
+            leader=leader,
         )
-        service.warm = _warm_control(settings, pool, scheduler)
-        if service.warm is not None:
-            scheduler.warm_idle = service.warm.idle_now
         service.gate.log_mode()
-        service.scheduler.live.speculation_allowed = (
-            service.gate.usage.allow_speculation_for_session
-        )
+        if isinstance(sched, Scheduler):
+            assert pool is not None  # a scheduler runs the GPU pool
+            service.warm = _warm_control(settings, pool, sched)
+            if service.warm is not None:
+                sched.warm_idle = service.warm.idle_now
+            sched.live.speculation_allowed = service.gate.usage.allow_speculation_for_session
+            intake = Intake(sched, db, name=name, note_user=service.gate.usage.note_session,
+                            poll_s=settings.cluster.poll_s,
+                            keep_answered_s=settings.cluster.answered_keep_s)  # fmt: skip
+            await intake.start()
+            service.intake = intake
         return service
+
+    @property
+    def gpu_slots(self) -> int:
+        """GPU slots of the pool (on an API replica: the configured pool size, run elsewhere)."""
+        return self.pool.slots if self.pool is not None else self.settings.gpu.max_containers
+
+    async def gpu_health(self) -> dict[str, object]:
+        """The GPU pool's health; on an API replica, whether a scheduler is elected to run it."""
+        if self.pool is not None:
+            health: dict[str, object] = await self.pool.health()
+            health["role"] = self.settings.cluster.role
+            health["leader"] = self.leader is not None and self.leader.held
+            return health
+        present = isinstance(self.scheduler, ReplicaScheduler) and self.scheduler.leader
+        return {
+            "status": "ok" if present else "degraded",
+            "role": "api",
+            "scheduler": "elected" if present else "none holds the leader lock",
+            "slots": self.gpu_slots,
+        }
 
     async def reload(self) -> dict[str, object]:
         """Re-read the configuration and apply its live parts (see ``orchestrator.reload``).
@@ -505,8 +557,13 @@ class Service:
         connections, the blob store and the database."""
         if self.warm is not None:
             await _bounded(self.warm.close(), 5.0, "warm-pool")
+        if self.intake is not None:
+            await _bounded(self.intake.close(), 10.0, "intake")
         await _bounded(self.scheduler.close(), 20.0, "scheduler")
-        await _bounded(self.pool.close(), 20.0, "gpu")
+        if self.pool is not None:
+            await _bounded(self.pool.close(), 20.0, "gpu")
+        if self.leader is not None:
+            await _bounded(self.leader.close(), 5.0, "leader")
         await _bounded(_close(self.scene, "scene"), 5.0, "scene")
         await _bounded(_close(self.soundscape, "soundscape"), 5.0, "soundscape")
         await _bounded(_close(self.store, "storage"), 5.0, "storage")

@@ -133,6 +133,16 @@ class WriteBehind:
         """Queue a cursor move (journeys keep request order: the queue is FIFO)."""
         self._put("session_move", (session_id, chunk_id), hit=hit)
 
+    def replica_hit(
+        self, request_id: uuid.UUID, *, memory_id: uuid.UUID, parent_id: uuid.UUID | None,
+        pose: str, action: str | None, session_id: uuid.UUID | None, record_history: bool,
+    ) -> None:  # fmt: skip
+        """Queue the note an API replica leaves the scheduler about a hit it answered (its
+        cursor move and action reach the live state and the policies; issue 16)."""
+        self._put("replica_hit_insert",
+                  (request_id, memory_id, parent_id, pose, action, session_id, record_history),
+                  hit=True)  # fmt: skip
+
     def used(self, job_id: uuid.UUID, hit: bool) -> None:
         """Queue the first-use stamp of a speculative job."""
         self._put("job_mark_used", (job_id,), hit=hit)

@@ -1,0 +1,1 @@
+SELECT * FROM chunk_demands WHERE request_id = $1

@@ -1,0 +1,1 @@
+SELECT user_id FROM sessions WHERE id = $1
