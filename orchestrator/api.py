@@ -13,6 +13,7 @@ from orchestrator import repo
 from orchestrator.abandon import client_watch, mark_if_gone
 from orchestrator.access_log import note
 from orchestrator.auth import Principal
+from orchestrator.backends import SignedUrls
 from orchestrator.db_supervisor import is_database_error
 from orchestrator.errors import NotFound
 from orchestrator.faults import ready_on_disk
@@ -30,7 +31,7 @@ from orchestrator.schemas import (
     SessionCreated,
     TreeChunk,
 )
-from orchestrator.service import Service, SignedUrls
+from orchestrator.service import Service
 from orchestrator.storage import BlobNotFound, Bucket, video_key
 
 router = APIRouter(prefix="/api")

@@ -93,7 +93,8 @@ def serve(
 ) -> None:
     """Run the HTTP API. With no DATABASE_URL it starts an embedded PostgreSQL under .rewind/."""
     from orchestrator.app import create_app
-    from orchestrator.service import ConfigError, check_backends
+    from orchestrator.backends import check_backends
+    from orchestrator.config import ConfigError
 
     settings = _settings(config)
     if role is not None:

@@ -114,9 +114,9 @@ def export(
     until: Annotated[str | None, typer.Option(help="ISO-8601 end (exclusive)")] = None,
 ) -> None:
     """Write real traffic (chunk request rows) in the trace format, to replay it."""
+    from orchestrator.backends import profile_from
     from orchestrator.config import load_settings
     from orchestrator.db import open_database
-    from orchestrator.service import profile_from
     from orchestrator.sim.export import export_sessions
     from orchestrator.sim.trace import write_trace
 

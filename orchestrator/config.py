@@ -37,7 +37,7 @@ DEFAULT_CONFIG_FILE = Path("rewind.toml")
 class ConfigError(RuntimeError):
     """The configuration selects a backend whose credentials or settings are missing.
 
-    Raised by ``orchestrator.service.check_backends`` (and so by ``Service.start``) before
+    Raised by ``orchestrator.backends.check_backends`` (and so by ``Service.start``) before
     anything is opened; the message is one line naming what is missing, never a secret.
     """
 

@@ -18,6 +18,7 @@ import structlog
 
 from orchestrator import repo
 from orchestrator.auth import Principal
+from orchestrator.backends import ExternalCall, metered
 from orchestrator.core.poses import PoseError, action_to_pose, canonical_pose, normalize_action
 from orchestrator.core.poses import pose_to_action as _pose_action
 from orchestrator.errors import Conflict, InvalidInput, NotFound
@@ -26,7 +27,7 @@ from orchestrator.media import decode_photo
 from orchestrator.queries import Conn
 from orchestrator.scene import SceneInfo
 from orchestrator.scheduler import ServedChunk
-from orchestrator.service import ExternalCall, Service, metered
+from orchestrator.service import Service
 from orchestrator.soundscape import Audio
 from orchestrator.storage import audio_key, original_key
 

@@ -12,9 +12,9 @@ from typing import Any, cast
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.backends import build_scene, build_soundscape, check_backends
 from orchestrator.config import ConfigError, Settings, load_settings
 from orchestrator.scene import OfflineSceneAnalyzer
-from orchestrator.service import build_scene, build_soundscape, check_backends
 from orchestrator.soundscape import NoSoundscape
 
 SECRETS = (
