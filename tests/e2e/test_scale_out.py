@@ -15,6 +15,7 @@ measure; tests check behaviour).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -55,7 +56,7 @@ async def _until(conn: asyncpg.Connection, sql: str, *args: Any, timeout_s: floa
         value = await conn.fetchval(sql, *args)
         if value:
             return value
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for: {sql}")
 
 
