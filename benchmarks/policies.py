@@ -70,7 +70,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from orchestrator.config import Settings  # noqa: E402
-from orchestrator.sim.bound import CLAIRVOYANT, SERIAL_CHAIN  # noqa: E402
+from orchestrator.sim.bound import ARRIVED, CLAIRVOYANT, SERIAL_CHAIN  # noqa: E402
 from orchestrator.sim.metrics import add_comparisons, pool_runs  # noqa: E402
 from orchestrator.sim.regime import Regime, load_regime  # noqa: E402
 from orchestrator.sim.report import plot_tradeoff  # noqa: E402
@@ -81,7 +81,7 @@ from orchestrator.tables import new_table, table_text  # noqa: E402
 
 REGIMES = ("a100", "short", "crowd")
 POLICIES = ("none", "uniform", "markov", "lookahead", "oracle")
-BOUNDS = (CLAIRVOYANT, SERIAL_CHAIN)
+BOUNDS = (CLAIRVOYANT, ARRIVED, SERIAL_CHAIN)
 LEARNED = ("uniform", "markov", "lookahead")
 SWEPT = ("uniform", "markov", "lookahead", "oracle")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -233,7 +233,7 @@ def _main_table(name: str, scenario: str, per: dict[str, dict[str, Any]]) -> str
     table = new_table(f"{name} / {scenario} (honest oracle = {ref})",
                       ["run", "wait s", "p95 s", "hit", "in-flight", "GPU-s billed",
                        "idle warm", "cold (spec)", "pre-arrival", "% oracle",
-                       "% oracle policy", "GPU/oracle", "GPU/none"],
+                       "% oracle policy", "% arrived", "GPU/oracle", "GPU/none"],
                       numeric_from=1)  # fmt: skip
     for p, m in per.items():
         table.add_row(
@@ -243,6 +243,7 @@ def _main_table(name: str, scenario: str, per: dict[str, dict[str, Any]]) -> str
             _pct(m["lead"]["before_arrival"]),
             _pct(m.get("oracle_reduction_share")),
             _pct(m.get("oracle_policy_reduction_share")),
+            _pct(m.get("arrived_reduction_share")),
             _x(m.get("vs_oracle", {}).get("gpu_s_billed")),
             _x(m.get("vs_none", {}).get("gpu_s_billed")),
         )  # fmt: skip

@@ -26,6 +26,11 @@ them):
   k-th chunk waiting compares with the k-th container to free up): the first wins when G is of
   the order of a cold start (a100, crowd), the second when G is much shorter (short). Each
   needed chunk is generated exactly once and nothing else is.
+- ``arrived_clairvoyant`` (``clairvoyant-arrived``): ``clairvoyant`` that may start a chunk only
+  once some viewer who will need it has arrived. It knows each present viewer's whole future
+  (deeper than any cursor, across viewers) but nothing of viewers still to come: the most a
+  causal scheduler could reach with perfect prediction of the viewers it has. The gap between it
+  and ``clairvoyant`` is what knowing future arrivals buys (on many-viewer memories, most of it).
 
 What ``clairvoyant`` is not: an optimal schedule. Earliest-need-first list scheduling on
 parallel slots with chain precedence is a strong heuristic, not a proof of optimality (an
@@ -35,7 +40,7 @@ to beat, and ``serial_chain`` is the bound none *can* beat. ``honest_oracle`` pi
 wait, the better of ``clairvoyant`` and the oracle policy's own run, so that a share of "the
 oracle's reduction" is never computed against a weaker reference than one we have measured.
 
-Both return a ``SimResult`` (requests and jobs as the engine records them), so
+Each returns a ``SimResult`` (requests and jobs as the engine records them), so
 ``orchestrator.sim.metrics.summarize`` reports them like any policy.
 """
 
@@ -54,10 +59,14 @@ from orchestrator.sim.records import JobRecord, RequestRecord, SimResult
 from orchestrator.sim.regime import Regime
 from orchestrator.sim.trace import SessionTrace, Trace
 
-__all__ = ["CLAIRVOYANT", "SERIAL_CHAIN", "clairvoyant", "honest_oracle", "serial_chain"]
+__all__ = [
+    "ARRIVED", "CLAIRVOYANT", "SERIAL_CHAIN", "arrived_clairvoyant", "clairvoyant", "honest_oracle",
+    "serial_chain",
+]  # fmt: skip
 
 SERIAL_CHAIN = "serial-chain"
 CLAIRVOYANT = "clairvoyant"
+ARRIVED = "clairvoyant-arrived"
 _DONE, _ARRIVE, _REQUEST = 0, 1, 2
 
 
@@ -158,8 +167,10 @@ def _result(
 class _Clairvoyant:
     """The earliest-need-first list schedule over the whole trace (module doc)."""
 
-    def __init__(self, trace: Trace, regime: Regime, seed: int, cautious: bool) -> None:
-        self.regime, self.cautious = regime, cautious
+    def __init__(
+        self, trace: Trace, regime: Regime, seed: int, cautious: bool, causal: bool = False
+    ) -> None:
+        self.regime, self.cautious, self.causal = regime, cautious, causal
         self.walks = _walks(trace, regime)
         start = min((w.trace.start_s for w in self.walks), default=0.0)
         self.pool = GpuPool(regime.pool, regime.generation, seed, start_s=start)
@@ -202,7 +213,8 @@ class _Clairvoyant:
             self._fill()
         end = max([self.now, *(j.ended_at or 0.0 for j in self.jobs)])
         idle = self.pool.close(end)
-        return _result(CLAIRVOYANT, self.regime, self.walks, self.jobs, self.pool.cold_starts,
+        name = ARRIVED if self.causal else CLAIRVOYANT
+        return _result(name, self.regime, self.walks, self.jobs, self.pool.cold_starts,
                        idle, self.peak)  # fmt: skip
 
     def _arrive(self, w: _Walk) -> None:
@@ -259,7 +271,10 @@ class _Clairvoyant:
         slots = self.regime.pool.max_containers
         if self.pool.busy >= slots or not self.startable:
             return
-        ranked = sorted(self.startable, key=lambda c: (self._need(c), c))
+        known = self.startable
+        if self.causal:  # only chunks some viewer who has arrived will need
+            known = {c for c in known if any(w.records for w, _ in self.needers[c])}
+        ranked = sorted(known, key=lambda c: (self._need(c), c))
         free_at = sorted(job.ends_at for job in self.running.values())
         queued = 0  # chunks left to wait for a container that frees up sooner than a boot
         for cid in ranked:
@@ -282,11 +297,14 @@ class _Clairvoyant:
         self.peak = max(self.peak, self.pool.busy)
 
 
-def clairvoyant(trace: Trace, regime: Regime, seed: int = 0) -> SimResult:
+def clairvoyant(trace: Trace, regime: Regime, seed: int = 0, causal: bool = False) -> SimResult:
     """The honest oracle's schedule (module doc): earliest-need-first on the regime's pool, the
     better (by mean step wait; ties by all waits, then GPU) of the eager-boot and the
-    cautious-boot variant."""
-    runs = [_Clairvoyant(trace, regime, seed, cautious).run() for cautious in (False, True)]
+    cautious-boot variant. ``causal``: a chunk may start only once a viewer who will need it has
+    arrived (``ARRIVED``): what knowing each present viewer's whole future, but nothing of viewers
+    still to come, can reach. The gap between the two is what only pre-arrival knowledge buys."""
+    runs = [_Clairvoyant(trace, regime, seed, cautious, causal).run()
+            for cautious in (False, True)]  # fmt: skip
 
     def rank(result: SimResult) -> tuple[float, float, float]:
         """Mean step wait, then every wait (roots too), then billed GPU-seconds."""
@@ -296,6 +314,11 @@ def clairvoyant(trace: Trace, regime: Regime, seed: int = 0) -> SimResult:
         return (sum(steps) / len(steps) if steps else 0.0, every, billed)
 
     return min(runs, key=rank)
+
+
+def arrived_clairvoyant(trace: Trace, regime: Regime, seed: int = 0) -> SimResult:
+    """``clairvoyant(..., causal=True)``: the schedule knows only viewers who have arrived."""
+    return clairvoyant(trace, regime, seed, causal=True)
 
 
 def honest_oracle(per_policy: Mapping[str, Mapping[str, Any]]) -> str | None:

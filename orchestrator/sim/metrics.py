@@ -32,8 +32,9 @@ Definitions (times in seconds, GPU time in GPU-seconds, money in USD):
   none's mean wait - this mean wait; ``oracle_reduction_share`` = that / the honest oracle's
   reduction (None when it saves less than 1 ms); ``oracle_policy_reduction_share`` the same
   against the per-cursor oracle policy (the old, inflated reference);
-  ``serial_chain_reduction_share`` against the serial-chain lower bound; ``extra_gpu_s_vs_none``
-  = gpu_s_billed - none's.
+  ``serial_chain_reduction_share`` against the serial-chain lower bound,
+  ``arrived_reduction_share`` against ``clairvoyant-arrived`` (knows only arrived viewers);
+  ``extra_gpu_s_vs_none`` = gpu_s_billed - none's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.sim.bound import SERIAL_CHAIN, honest_oracle
+from orchestrator.sim.bound import ARRIVED, SERIAL_CHAIN, honest_oracle
 from orchestrator.sim.engine import SimResult
 from orchestrator.sim.regime import Regime
 
@@ -187,7 +188,8 @@ def add_comparisons(per_policy: Mapping[str, dict[str, Any]]) -> None:
     oracle = per_policy.get(reference) if reference is not None else None
     shares = (("oracle_reduction_share", oracle), ("oracle_policy_reduction_share",
               per_policy.get("oracle")), ("serial_chain_reduction_share",
-              per_policy.get(SERIAL_CHAIN)))  # fmt: skip
+              per_policy.get(SERIAL_CHAIN)), ("arrived_reduction_share",
+              per_policy.get(ARRIVED)))  # fmt: skip
     for metrics in per_policy.values():
         for label, base in (("vs_none", none), ("vs_oracle", oracle)):
             if base is not None:

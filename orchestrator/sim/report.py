@@ -36,6 +36,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("oracle_reduction_share", "of oracle's wait saving (%)", "pct"),
     ("oracle_policy_reduction_share", "of oracle policy's saving (%)", "pct"),
     ("serial_chain_reduction_share", "of serial-chain bound's saving (%)", "pct"),
+    ("arrived_reduction_share", "of arrived-viewers bound's saving (%)", "pct"),
     ("calibration.ece", "calibration: ECE of proposed P", "f3"),
     ("calibration.ece_top_label", "calibration: top-label ECE", "f3"),
     ("calibration.log_loss_nats", "calibration: log-loss (nats)", "f3"),

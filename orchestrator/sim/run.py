@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.frontier import expected_gpu_s
-from orchestrator.sim.bound import CLAIRVOYANT, SERIAL_CHAIN, clairvoyant, serial_chain
+from orchestrator.sim.bound import (
+    ARRIVED,
+    CLAIRVOYANT,
+    SERIAL_CHAIN,
+    arrived_clairvoyant,
+    clairvoyant,
+    serial_chain,
+)
 from orchestrator.sim.calibration import RecordingPolicy, pretrain, summarize_calibration
 from orchestrator.sim.engine import Simulation
 from orchestrator.sim.metrics import add_comparisons, summarize
@@ -44,9 +51,9 @@ __all__ = [
     "synth_traces",
 ]
 
-BASELINES = ("none", "oracle", CLAIRVOYANT, SERIAL_CHAIN)
+BASELINES = ("none", "oracle", CLAIRVOYANT, ARRIVED, SERIAL_CHAIN)
 SWEEP_KEYS = ("gpu_s_total", "gpu_s_billed", "wait_mean_s", "hit_rate", "inflight_rate")
-BOUNDS = {CLAIRVOYANT: clairvoyant, SERIAL_CHAIN: serial_chain}
+BOUNDS = {CLAIRVOYANT: clairvoyant, ARRIVED: arrived_clairvoyant, SERIAL_CHAIN: serial_chain}
 """Runs that are schedules over the whole trace, not policies (``orchestrator.sim.bound``)."""
 
 

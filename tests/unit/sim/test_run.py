@@ -84,7 +84,7 @@ def test_parse_budget_overrides() -> None:
 
 
 def test_policy_names_add_the_baselines() -> None:
-    bounds = ["clairvoyant", "serial-chain"]
+    bounds = ["clairvoyant", "clairvoyant-arrived", "serial-chain"]
     assert policy_names(["markov,uniform", "Markov"]) == ["markov", "uniform", "none", "oracle",
                                                           *bounds]  # fmt: skip
     assert policy_names(["oracle", "none"]) == ["oracle", "none", *bounds]
@@ -118,7 +118,14 @@ def test_simulate_writes_json_table_and_plot(
     )  # fmt: skip
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     assert png.stat().st_size > 1000
-    assert list(report["policies"]) == ["markov", "none", "oracle", "clairvoyant", "serial-chain"]
+    assert list(report["policies"]) == [
+        "markov",
+        "none",
+        "oracle",
+        "clairvoyant",
+        "clairvoyant-arrived",
+        "serial-chain",
+    ]
     assert report["budget"]["max_depth"] == 1 and report["trace"]["sessions"] == 5
     markov = report["policies"]["markov"]
     for key in ("hit_rate", "wait_p99_s", "gpu_s_per_served_chunk", "usd_per_viewer_hour"):
@@ -131,6 +138,8 @@ def test_simulate_writes_json_table_and_plot(
     reference = report["policies"]["markov"]["oracle_reference"]
     assert waits[reference] == min(waits["oracle"], waits["clairvoyant"])
     assert waits["serial-chain"] <= waits[reference] + 1e-9
+    assert waits["serial-chain"] <= waits["clairvoyant-arrived"] + 1e-9
+    assert "arrived_reduction_share" in report["policies"]["markov"]
     printed = capsys.readouterr().out
     assert "markov" in printed and "mean wait vs none (x)" in printed
 
