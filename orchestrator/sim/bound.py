@@ -28,9 +28,10 @@ them):
   needed chunk is generated exactly once and nothing else is.
 - ``arrived_clairvoyant`` (``clairvoyant-arrived``): ``clairvoyant`` that may start a chunk only
   once some viewer who will need it has arrived. It knows each present viewer's whole future
-  (deeper than any cursor, across viewers) but nothing of viewers still to come: the most a
-  causal scheduler could reach with perfect prediction of the viewers it has. The gap between it
-  and ``clairvoyant`` is what knowing future arrivals buys (on many-viewer memories, most of it).
+  (deeper than any cursor, across viewers) but nothing of viewers still to come: about what a
+  causal scheduler with perfect prediction of the viewers it has could reach (the same list
+  heuristic, so a policy may beat it on some traces). The gap between it and ``clairvoyant`` is
+  what knowing future arrivals buys (on many-viewer memories, most of it).
 
 What ``clairvoyant`` is not: an optimal schedule. Earliest-need-first list scheduling on
 parallel slots with chain precedence is a strong heuristic, not a proof of optimality (an
