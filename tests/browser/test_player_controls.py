@@ -66,12 +66,19 @@ async def test_controls_probabilities_and_walk_stats(
         assert await page.get_attribute("#play-pause", "data-state") == "playing"
         # Full screen (the video with these controls, so they stay reachable) and back.
         await page.click("#fullscreen")
+        # The button follows the fullscreenchange event, which fires after
+        # fullscreenElement is set: wait for both rather than read the button once.
         await page.wait_for_function(
             "document.fullscreenElement === document.getElementById('screen')"
+            " && document.getElementById('fullscreen')"
+            ".getAttribute('aria-pressed') === 'true'"
         )
-        assert await page.get_attribute("#fullscreen", "aria-pressed") == "true"
         await page.click("#fullscreen")
-        await page.wait_for_function("document.fullscreenElement === null")
+        await page.wait_for_function(
+            "document.fullscreenElement === null"
+            " && document.getElementById('fullscreen')"
+            ".getAttribute('aria-pressed') === 'false'"
+        )
 
         # Walk: while a chunk plays, the summary never claims that nothing was prepared.
         rows = 1
