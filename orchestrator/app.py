@@ -8,6 +8,7 @@ broke which rule).
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,6 +54,8 @@ def create_app(
         owned = service is None
         svc = service or await Service.start(settings, config_path)
         app.state.service = svc
+        if owned:
+            _freeze_startup_heap()
         _install_sighup(svc)
         try:
             yield
@@ -136,6 +139,20 @@ def create_app(
         )
 
     return app
+
+
+def _freeze_startup_heap() -> None:
+    """Move what start-up built (modules, FastAPI's models, the Service) out of the collector's
+    reach: ``gc.freeze()`` after one full collection.
+
+    Measured under load (benchmarks/hits.py, 500 sessions): a full collection walked ~115,000
+    start-up objects, took 70-150 ms of CPU with the event loop stopped, and came about once per
+    1,000 requests: ~0.15 ms a request and the p99 of a saturated run. Frozen objects are never
+    collected; they live as long as the process anyway, and the collection before the freeze
+    leaves no garbage among them.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _version() -> str:

@@ -47,6 +47,31 @@ class _Op:
     hit: bool  # droppable under pressure
 
 
+# The order a batch's statements are written in: a request row before its answer; the other
+# statements are independent of each other (their rows exist before they are queued).
+_ORDER = {
+    name: rank
+    for rank, name in enumerate(("request_insert", "request_insert_served", "replica_hit_insert",
+                                 "request_served", "session_move", "job_mark_used"))
+}  # fmt: skip
+
+
+def _by_statement(batch: list[_Op]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The batch as one argument list per statement, in ``_ORDER`` (unknown names last, in
+    order of first appearance), each list in queue order.
+
+    One ``executemany`` per statement, not per run of equal statements: hits queue a request
+    row and a cursor move each, so runs were one row long and a flush of N hits made 2N round
+    trips (the queue fell behind under load). Within a statement the queue's order is kept,
+    so a session's cursor moves and journey still follow its requests.
+    """
+    groups: dict[str, list[tuple[Any, ...]]] = {}
+    for op in batch:
+        groups.setdefault(op.statement, []).append(op.args)
+    names = sorted(groups, key=lambda n: _ORDER.get(n, len(_ORDER)))  # stable: first seen
+    return [(n, groups[n]) for n in names]
+
+
 class WriteBehind:
     """A FIFO of writes flushed in batches. ``start()``, queue with the methods, ``close()``.
 
@@ -184,13 +209,8 @@ class WriteBehind:
 
     async def _write(self, batch: list[_Op]) -> None:
         async with self.db.pool.acquire() as conn, conn.transaction():
-            i = 0
-            while i < len(batch):  # runs of one statement keep their order
-                j = i
-                while j < len(batch) and batch[j].statement == batch[i].statement:
-                    j += 1
-                await conn.executemany(query(batch[i].statement), [op.args for op in batch[i:j]])
-                i = j
+            for statement, args in _by_statement(batch):
+                await conn.executemany(query(statement), args)
 
     async def _write_each(self, batch: list[_Op]) -> None:
         async with self.db.pool.acquire() as conn:
