@@ -35,7 +35,6 @@ import structlog
 
 from gpu.protocol import GpuPool
 from orchestrator import live_store
-from orchestrator.core.plan import plan
 from orchestrator.core.profile import GenerationProfile
 from orchestrator.core.types import Budget, NodeState, SessionView, Timing
 from orchestrator.db import Database
@@ -45,6 +44,7 @@ from orchestrator.job_tasks import JobTasks
 from orchestrator.jobs import GenerationFailed, JobRunner
 from orchestrator.live import KnownNode, LiveState, Resolution
 from orchestrator.metrics import Metrics
+from orchestrator.plan_slices import rest_s, sliced_plan
 from orchestrator.policy_host import PolicyHost
 from orchestrator.scheduler_types import SchedulerConfig, ServedChunk
 from orchestrator.storage import BlobStore
@@ -56,7 +56,6 @@ log = structlog.get_logger(__name__)
 
 _TICK_S = 1.0  # re-plan at least this often: idle timeouts and the bucket move with time
 _COALESCE_S = 0.05  # wake-ups within this window share one plan (small against any G)
-_OFF_LOOP_SESSIONS = 300  # plan() in a worker thread above this many sessions (> ~5 ms)
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
@@ -103,6 +102,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._planner: asyncio.Task[None] | None = None
         self.accepted = 0  # waiting requests made durable so far (harnesses wait on it)
+        self.plan_busy_s = 0.0  # seconds the last plan kept the loop (or the GIL) busy
         # Warm idle containers now, for cold-start-aware admission; None: unknown (every start
         # is valued warm). The service sets it from the warm-pool loop on Modal.
         self.warm_idle: Callable[[], int | None] = lambda: None
@@ -350,27 +350,26 @@ class Scheduler:
     # ---- planning ----------------------------------------------------------------------------
 
     async def _plan_loop(self) -> None:
+        rest = _COALESCE_S
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=_TICK_S)
-            await asyncio.sleep(_COALESCE_S)
+            await asyncio.sleep(rest)
             self._wake.clear()
             try:
                 await self.plan_once()
             except Exception:
                 log.exception("plan_failed")
+            rest = rest_s(self.plan_busy_s, _COALESCE_S)  # a flood of steps slows plans, not hits
 
     async def plan_once(self) -> None:
         """One plan over the live state, carried out (starts, cancels); skipped when nothing
-        a plan reads has changed (``LiveState.needs_plan``)."""
+        a plan reads has changed (``LiveState.needs_plan``). The policies' proposals are made
+        first, in slices with the loop free in between (``plan_slices``)."""
+        self.plan_busy_s = 0.0
         if not self.live.needs_plan(self.clock()):
             return
-        inp = self.live.prepare(self.clock(), warm_idle=self.warm_idle())
-        if len(inp.sessions) > _OFF_LOOP_SESSIONS:
-            decision = await asyncio.to_thread(plan, inp)
-        else:
-            decision = plan(inp)
-        scheduled = self.live.apply(decision, self.clock())
+        scheduled, self.plan_busy_s = await sliced_plan(self.live, self.clock, self.warm_idle())
         for cancel in scheduled.cancels:
             self.jobs.cancel(cancel)
         for start in scheduled.starts:

@@ -459,6 +459,23 @@ class LiveState(Planner):
                                  prior_cold_s=prior.cold_start_s)  # fmt: skip
         self.timing = replace(prior, gpu_s_per_chunk=g, cold_start_s=cold)
 
+    # ---- proposals ahead of a plan -----------------------------------------------------------
+
+    def propose_ahead(self, session_ids: Iterable[str], now: float) -> None:
+        """Bring these sessions' cached proposals up to date now, as ``prepare(now)`` would.
+
+        Lets a shell spread the policies' work over several slices (awaiting in between) before
+        the ``prepare`` that reads them: a session whose signature did not change since is a
+        cache hit there. Unknown ids, and sessions whose policy is not time-free (asked afresh
+        by every ``prepare`` anyway), are skipped; nothing else changes.
+        """
+        scratch: list[KnownNode] = []
+        for sid in session_ids:
+            s = self._sessions.get(sid)
+            if s is not None and self.proposer.time_free(s.arm):
+                self._propose(s, now, scratch)
+                scratch.clear()
+
     # ---- eviction and introspection ----------------------------------------------------------
 
     def _evict(self, now: float) -> None:
