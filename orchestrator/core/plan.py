@@ -107,6 +107,7 @@ from orchestrator.core.types import (
     SessionView,
     StartJob,
 )
+from orchestrator.core.votes import VoteIndex
 
 
 def job_key(job: RunningJob) -> Key:
@@ -140,6 +141,7 @@ class _Work:
     spec_live: int  # live speculative jobs (those a demand waits for included)
     pool: list[RunningJob]  # live speculative jobs no demand waits for: preemptible
     victims: list[_Victim] | None = None  # heap over ``pool``, built on first use
+    checked: VoteIndex | bool | None = False  # ``inp.votes`` once found usable (False: unchecked)
     want: _Want = field(default_factory=set)  # what may name a pool job's key (step b)
     cancels: list[CancelJob] = field(default_factory=list)
     demand_starts: list[StartJob] = field(default_factory=list)
@@ -167,6 +169,15 @@ class _Work:
         """Live speculative jobs no demand waits for."""
         return len(self.pool) if self.victims is None else len(self.victims)
 
+    def vote_index(self) -> VoteIndex | None:
+        """``inp.votes`` when it can stand for the proposals in this plan (``VoteIndex.fits``,
+        ``safe`` and ``holds``), else None; checked once."""
+        if self.checked is False:
+            v = self.inp.votes
+            ok = v is not None and v.fits(self.inp) and v.safe(self.inp.now, warm_gpu_s(self.inp))
+            self.checked = v if ok and v is not None and v.holds(self.active) else None
+        return self.checked if isinstance(self.checked, VoteIndex) else None
+
     def least_valuable(self) -> RunningJob | None:
         """Remove and return the least valuable preemptible job (None when there is none)."""
         if self.victims is None:
@@ -183,6 +194,15 @@ def _victim_votes(w: _Work) -> Votes:
     walks back up). Step b noted those (session, depth, pose) in ``w.want``: only such
     proposals are resolved.
     """
+    index = w.vote_index()
+    if index is not None:  # the index has every key's votes: read just the pool's
+        found: Votes = {}
+        for j in w.pool:
+            key = (j.memory_id, j.parent_id, j.pose)
+            v = index.votes(key)
+            if v is not None:
+                found[key] = v
+        return found
     return collect_votes(w.inp, w.index, w.active, w.want) if w.want else {}
 
 
@@ -368,7 +388,12 @@ def _admit_speculation(w: _Work) -> None:
     # A key a demand waits for is the demand's to start: speculating on it would generate it twice.
     taken = {(j.memory_id, j.parent_id, j.pose) for j in inp.jobs} | w.demanded
     bucket, min_score = w.bucket, budget.min_benefit_per_gpu_s
-    for c in ranked(inp, w.index, collect_votes(inp, w.index, w.active), taken):
+    index = w.vote_index()
+    best = (
+        index.best_first(inp, warm_gpu_s(inp), taken) if index is not None
+        else ranked(inp, w.index, collect_votes(inp, w.index, w.active), taken)
+    )  # fmt: skip
+    for c in best:
         if w.free_slots() <= 0 or w.spec_live + len(w.spec_starts) >= cap:
             break
         if held.get(c.session_id, 0) >= budget.per_session_inflight:

@@ -8,7 +8,10 @@ clock itself. GPU time is in GPU-seconds (one slot busy for one second).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from orchestrator.core.votes import VoteIndex
 
 JobKind = Literal["demand", "speculative"]
 """demand: a viewer is waiting for it; speculative: nobody has asked for it yet."""
@@ -270,6 +273,10 @@ class PlanInput:
             the starts of this plan beyond ``warm_idle`` (demands first) pay a cold start of
             ``Timing.cold_start_s``, and a speculative one is admitted only if its value covers
             it (``frontier.value``).
+        votes: the proposals already resolved and combined per chunk key, kept up to date by
+            the shell (``votes.VoteIndex``; its contract: exactly the votes of ``proposals``
+            over the active sessions and ``nodes``); None = the core resolves ``proposals``
+            itself. Either way the plan is the same; the index only saves the work.
     """
 
     now: float
@@ -283,6 +290,7 @@ class PlanInput:
     timing: Timing
     frames: int = 125
     warm_idle: int | None = None
+    votes: VoteIndex | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from orchestrator.core.types import (
     SessionView,
     Timing,
 )
+from orchestrator.core.votes import VoteIndex
 from orchestrator.live.proposals import ProposalCache, Proposer, children_signature
 from orchestrator.live.records import (
     CancelledJob,
@@ -102,6 +103,7 @@ class Planner:
     _pending_refund: float
     _next_idle_at: float
     _bucket_at: float
+    _votes: VoteIndex | None = None  # every session's votes, resolved incrementally (prepare)
 
     def _evict(self, now: float) -> None:
         raise NotImplementedError  # LiveState's
@@ -153,8 +155,18 @@ class Planner:
         )  # fmt: skip
         picked: list[KnownNode] = []
         proposals: list[Proposal] = []
+        votes = self._vote_index()
+        update = votes.update
         for s in self._sessions.values():
-            proposals.extend(self._propose(s, now, picked))
+            props, sub = self._propose(s, now, picked)
+            proposals.extend(props)
+            tree = self._memories[s.view.memory_id].tree
+            # Resolved again only when what resolution reads changed: the proposals, the view,
+            # the cursor's subtree to max_depth (``VoteIndex.update``).
+            update(s.view, props, tree.core_node, tree.core_by_key, (props, s.view, sub))
+        if len(votes) > len(self._sessions):
+            for sid in [sid for sid in votes.session_ids() if sid not in self._sessions]:
+                votes.drop(sid)  # evicted
         for job in self._running.values():
             picked.extend(
                 self._memories[job.memory_id].tree.ancestors(job.chunk_id, budget.max_depth)
@@ -171,22 +183,34 @@ class Planner:
             jobs=tuple(j.as_core() for j in self._running.values()),
             demands=tuple(self._demands.values()), proposals=tuple(proposals),
             budget=budget, bucket=self.bucket, timing=self.timing, frames=self.frames,
-            warm_idle=warm_idle,
+            warm_idle=warm_idle, votes=votes,
         )  # fmt: skip
 
-    def _propose(self, s: LiveSession, now: float, picked: list[KnownNode]) -> tuple[Proposal, ...]:
+    def _vote_index(self) -> VoteIndex:
+        """The incremental vote index, new when the parameters it resolves with changed."""
+        votes, t = self._votes, self.timing
+        if votes is None or (votes.max_depth, votes.frames, votes.duration, votes.think) != (
+            self.budget.max_depth, self.frames, t.chunk_duration_s, t.think_s,
+        ):  # fmt: skip
+            votes = self._votes = VoteIndex(self.budget.max_depth, self.frames, t)
+        return votes
+
+    def _propose(
+        self, s: LiveSession, now: float, picked: list[KnownNode]
+    ) -> tuple[tuple[Proposal, ...], tuple[KnownNode, ...] | None]:
+        """The session's proposals and the cursor subtree they were made over (None: none)."""
         v, budget = s.view, self.budget
         if is_idle(v, now, budget) or v.policy == "none":
-            return ()  # idle or gone (``viewers``): the core cancels what runs only for it
+            return (), None  # idle or gone (``viewers``): the core cancels what runs only for it
         if not self.speculation_allowed(v.session_id):
-            return ()  # P of its speculation drops to 0: the core cancels what it runs
+            return (), None  # P of its speculation drops to 0: the core cancels what it runs
         mem = self._memories[v.memory_id]
         where = (v.cursor_chunk_id, mem.tree.version, budget.max_depth)
         cached = self._subtrees.get(v.session_id)
         if cached is None or cached[0] != where:
             cursor = mem.tree.get(v.cursor_chunk_id)
             if cursor is None or cursor.state != "ready":
-                return ()  # nothing can start below a chunk that is not ready
+                return (), None  # nothing can start below a chunk that is not ready
             children: dict[str, NodeState] = {
                 c.action: c.state for c in mem.tree.children(cursor.chunk_id)
                 if c.action is not None and c.state != "pending"
@@ -204,7 +228,8 @@ class Planner:
 
         signature = (v.cursor_chunk_id, len(v.history), s.arm, children_signature(kids),
                      coarse_epoch(mem.epoch), self.host_epoch, budget.max_depth)  # fmt: skip
-        return self.proposals.get(self.proposer, s.arm, v.session_id, context, signature)
+        props = self.proposals.get(self.proposer, s.arm, v.session_id, context, signature)
+        return props, cached[1]
 
     def _memory_history(self, mem: _Memory) -> tuple[tuple[str, ...], ...]:
         cached = mem.history_cache

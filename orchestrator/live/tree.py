@@ -97,6 +97,16 @@ class KnownTree:
         cid = self._by_key.get(key)
         return self._by_id[cid] if cid is not None else None
 
+    def core_node(self, chunk_id: str) -> TreeNode | None:
+        """The core's view of node ``chunk_id`` (None when unknown or pending)."""
+        n = self._by_id.get(chunk_id)
+        return n.core if n is not None else None
+
+    def core_by_key(self, key: Key) -> TreeNode | None:
+        """The core's view of the node of chunk key ``key`` (None when unknown or pending)."""
+        cid = self._by_key.get(key)
+        return self._by_id[cid].core if cid is not None else None
+
     def put(self, node: KnownNode) -> KnownNode:
         """Insert or replace ``node`` (same id, or a new id for a new key).
 

@@ -45,6 +45,7 @@ from orchestrator.core.types import (
     Timing,
     TreeNode,
 )
+from orchestrator.core.votes import VoteIndex
 
 X = TypeVar("X")
 T = Timing(gpu_s_per_chunk=10.0, chunk_duration_s=5.0, think_s=2.0)
@@ -812,3 +813,13 @@ def test_plan_equals_the_plain_algorithm(rnd: random.Random) -> None:
     assert p == reference_plan(inp)
     for what in sorted({s.kind for s in p.starts} | {c.reason for c in p.cancels}):
         event(what)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_plan_with_a_vote_index_equals_the_plain_algorithm(rnd: random.Random) -> None:
+    """The shell's pre-resolved votes (``PlanInput.votes``) change no decision."""
+    inp = random_input(rnd)
+    tree = TreeIndex(inp.nodes)
+    votes = VoteIndex.of(inp, tree.node, lambda k: tree.by_key(*k))
+    assert plan(replace(inp, votes=votes)) == reference_plan(inp)

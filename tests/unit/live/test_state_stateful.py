@@ -22,7 +22,9 @@ from orchestrator.core.budget import refill, refund, speculative_slot_cap
 from orchestrator.core.frontier import is_idle
 from orchestrator.core.plan import plan
 from orchestrator.core.poses import action_to_pose
+from orchestrator.core.tree import TreeIndex
 from orchestrator.core.types import Budget, Timing
+from orchestrator.core.votes import VoteIndex
 from orchestrator.live import LiveState, SinglePolicy
 from orchestrator.live.tree import core_nodes
 from policies import make_policy
@@ -126,7 +128,13 @@ class LiveMachine(RuleBasedStateMachine):
     def schedule(self) -> None:
         inp = self.live.prepare(self.now)
         everything = [n for m in ("m1", "m2") if (t := self.live.tree(m)) for n in t]
-        assert plan(inp) == plan(replace(inp, nodes=core_nodes(everything)))
+        whole = replace(inp, nodes=core_nodes(everything), votes=None)
+        assert plan(inp) == plan(whole)
+        # The incremental vote index holds what resolving every proposal afresh gives.
+        assert inp.votes is not None and inp.votes.fits(inp)
+        fresh = TreeIndex(whole.nodes)
+        afresh = VoteIndex.of(whole, fresh.node, lambda k: fresh.by_key(*k))
+        assert inp.votes.contents() == afresh.contents()
         scheduled = self.live.apply(plan(inp), self.now)
         assert scheduled.stale == 0
         views = {v.session_id: v for v in inp.sessions}

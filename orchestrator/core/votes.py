@@ -1,0 +1,442 @@
+"""Proposals resolved to chunk keys and combined per key, kept up to date one session at a time.
+
+Why (issue 10): with 10^4 sessions a plan holds ~10^5 proposals, and ``frontier.collect_votes``
+reads every one of them (~1-2 us each) and ``frontier.ranked`` values every proposed key, at
+every plan, although a session's votes change only when its proposals, its view (cursor, watch
+start, think time) or the chunks around its cursor change. ``VoteIndex`` keeps each session's
+votes (``session_votes``: ``collect_votes``'s rules, one session at a time) and every key's
+combination of them; the live state updates it for the sessions whose inputs changed
+(``update``), and ``plan()`` reads it through ``PlanInput.votes`` instead of the proposals.
+
+Contract: an index given as ``PlanInput.votes`` holds exactly the votes ``collect_votes`` would
+collect from ``PlanInput.proposals`` over the active sessions and the snapshot's nodes (the same
+sessions with the same views, parents resolved through the same chunks), built with the input's
+``max_depth``, ``frames``, ``chunk_duration_s`` and ``think_s`` (``fits``). The live state's
+stateful test plans each of its inputs with and without the index and compares the plans.
+
+Lazy valuation (``best_first``: ``frontier.ranked``'s candidates, in its order, valuing only the
+keys it has to). Ranking values warm (cold = 0). Let a key's combined probability be p, and T its
+unclamped need time (``watch_started_at + depth * step``, the smallest over its sessions), so the
+lead is L = max(0, T - now). From ``frontier.value``:
+
+- score <= p / (1 - p): for d = 1 benefit and waste carry the same min(E, L); for d >= 2 the
+  benefit also loses the deferred saving. Floating-point rounding moves a computed score by a few
+  ulps, so the bound used is ``ub_s = p / (1 - p) * (1 + 1e-9)`` (inf when p = 1); scores are then
+  strictly below it when finite.
+- benefit <= p * min(E, L) (the rounded products are monotone), bounded by
+  ``ub_b = p_hi * min(E, L)`` with p_hi = 1 for p = 1 (else p (1 + 1e-9)).
+
+Keys whose (p, depth, T, step) are equal have bit-identical values at any ``now`` and E: they
+form one *run*, valued once and yielded in key order. Runs sit in a heap ordered by
+(-ub_s, -T, -p, depth, step), which is time-free; along it (-ub_s, -ub_b) never decreases (a
+smaller ub_s, or the same ub_s and an earlier need time). ``best_first`` walks the runs in that
+order without changing the heap, values each, and yields the best valued key as soon as its
+(-score, -benefit) is below the next run's (-ub_s, -ub_b): no run not yet valued can rank before
+it. Runs with p < ``min_probability`` are skipped and the walk stops at the first run with
+``ub_s <= min_benefit_per_gpu_s`` (nothing after it passes the score filter). Cost per plan:
+O((r + k) log r) for the r runs valued and the k keys yielded, instead of every proposal and key.
+
+The bounds need normal (not subnormal) floats: ``safe`` turns the lazy walk off (the planner then
+ranks from the proposals) when a probability is below 1e-100, a need time is not finite, or a need
+time and ``now`` are both within 1e-100 of 0, or 0 < E < 1e-100.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import NamedTuple
+
+from orchestrator.core.frontier import Candidate, _candidate, _Vote, active_by_id, value
+from orchestrator.core.poses import PoseError, action_to_pose
+from orchestrator.core.tree import Key
+from orchestrator.core.types import PlanInput, Proposal, SessionView, Timing, TreeNode
+
+_MARGIN = 1e-9  # relative slack of the score bound over rounding (a few ulps, ~1e-16 each)
+_TINY = 1e-100  # below this, products may be subnormal and the bounds lose their rigour
+
+_Raw = tuple[str, float, int, float, str, float]
+"""(session_id, p, depth, T, action, step_s): one session's vote with its need time T unclamped
+(``frontier._Vote`` clamps it at ``now``)."""
+
+_Params = tuple[float, int, float, float]
+"""(p, depth, T, step): what a key's value depends on besides ``now`` and E (its run)."""
+
+NodeOf = Callable[[str], TreeNode | None]
+"""Chunk id -> the core's node (None when absent, or not given to the core)."""
+NodeByKey = Callable[[Key], TreeNode | None]
+"""Chunk key -> the core's node (None when absent, or not given to the core)."""
+
+
+class Resolution(NamedTuple):
+    """``session_votes``' answer: the session's best vote per key, and which keys exist."""
+
+    votes: dict[Key, _Raw]
+    existing: frozenset[Key]  # keys with a ready or running node (not startable)
+
+
+def session_votes(
+    session: SessionView,
+    proposals: Collection[Proposal],
+    node_of: NodeOf,
+    node_by_key: NodeByKey,
+    max_depth: int,
+    pose_of: Callable[[str], str],
+    timing: Timing,
+) -> Resolution:
+    """Resolve one session's proposals to chunk keys (``frontier.collect_votes``'s rules).
+
+    Args:
+        session: the session (its proposals must all carry its id; others are ignored).
+        proposals: its proposals.
+        node_of, node_by_key: lookups into the tree the core is given.
+        max_depth: ``Budget.max_depth``.
+        pose_of: action -> canonical pose, "" for an action ``poses.action_to_pose`` rejects.
+        timing: supplies ``chunk_duration_s`` and the default ``think_s``.
+
+    Returns:
+        Per key, the session's best vote (largest p, then smallest depth, then action), need
+        time unclamped; and the keys among them whose node is ready or running.
+    """
+    own = session.think_s
+    step = timing.chunk_duration_s + (
+        timing.think_s if own is None else (own if own > 0.0 else 0.0)
+    )
+    sid, memory_id, cursor = session.session_id, session.memory_id, session.cursor_chunk_id
+    ws = session.watch_started_at
+    votes: dict[Key, _Raw] = {}
+    below: dict[str, TreeNode | None] = {}  # first pose -> the cursor's child (depth-2 parents)
+    at_cursor: TreeNode | bool | None = False  # the cursor's node, looked up once
+    for prop in proposals:
+        path = prop.path
+        depth = len(path)
+        if prop.session_id != sid or not 1 <= depth <= max_depth:
+            continue
+        action = path[-1]
+        last = pose_of(action)
+        p = prop.probability
+        if not math.isfinite(p) or not last:
+            continue
+        parent: TreeNode | None
+        if depth == 1:
+            if at_cursor is False:
+                at_cursor = node_of(cursor)
+            parent = at_cursor if isinstance(at_cursor, TreeNode) else None
+        elif depth == 2:
+            first = pose_of(path[0])
+            if not first:
+                continue
+            if first in below:
+                parent = below[first]
+            else:
+                parent = below[first] = node_by_key((memory_id, cursor, first))
+        else:
+            parent = _parent(node_of, node_by_key, memory_id, cursor, path, pose_of)
+        if parent is None or parent.state != "ready":
+            continue  # generation is serial: the chunk needs its parent's last frame
+        key = (memory_id, parent.chunk_id, last)
+        p = 0.0 if not p > 0.0 else (1.0 if p >= 1.0 else p)
+        old = votes.get(key)
+        if old is None or (-p, depth, action) < (-old[1], old[2], old[4]):
+            votes[key] = (sid, p, depth, ws + depth * step, action, step)
+    existing = frozenset(
+        key for key in votes if (n := node_by_key(key)) is not None and n.state != "failed"
+    )
+    return Resolution(votes, existing)
+
+
+def _parent(
+    node_of: NodeOf, node_by_key: NodeByKey, memory_id: str, cursor: str,
+    path: tuple[str, ...], pose_of: Callable[[str], str],
+) -> TreeNode | None:  # fmt: skip
+    """The node the path's last step branches from (``TreeIndex.last_step``), or None."""
+    parent = node_of(cursor)
+    parent_id: str | None = cursor
+    for action in path[:-1]:
+        pose = pose_of(action)
+        if not pose:
+            return None
+        parent = node_by_key((memory_id, parent_id, pose)) if parent_id is not None else None
+        parent_id = parent.chunk_id if parent is not None else None
+    return parent
+
+
+def pose_memo(frames: int) -> Callable[[str], str]:
+    """Action -> canonical pose for ``frames`` frames, "" for a rejected action (memoised)."""
+    memo: dict[str, str] = {}
+
+    def pose_of(action: str) -> str:
+        pose = memo.get(action)
+        if pose is None:
+            try:
+                pose = str(action_to_pose(action, frames))
+            except (PoseError, ValueError):
+                pose = ""  # a policy bug must not stall planning
+            memo[action] = pose
+        return pose
+
+    return pose_of
+
+
+def _combined(votes: Mapping[str, _Raw]) -> _Params:
+    """A key's run parameters from its sessions' votes (``frontier._combine``'s arithmetic)."""
+    if len(votes) == 1:
+        (v,) = votes.values()
+        return (v[1], v[2], v[3], v[5])
+    best = [votes[sid] for sid in sorted(votes)]
+    miss, t, depth, step = 1.0, best[0][3], best[0][2], best[0][5]
+    for v in best:
+        miss *= 1.0 - v[1]
+        t, depth, step = min(t, v[3]), min(depth, v[2]), min(step, v[5])
+    return (1.0 - miss, depth, t, step)
+
+
+def _ub_s(p: float) -> float:
+    return math.inf if p >= 1.0 else p / (1.0 - p) * (1.0 + _MARGIN)
+
+
+def _order(params: _Params) -> tuple[float, float, float, int, float]:
+    p, depth, t, step = params
+    return (-_ub_s(p), -t, -p, depth, step)
+
+
+def _odd(params: _Params) -> tuple[bool, bool]:
+    """(p is tiny but positive or T not finite, T is tiny): see ``safe``."""
+    p, _, t, _ = params
+    return (0.0 < p < _TINY or not math.isfinite(t), abs(t) < _TINY)
+
+
+class VoteIndex:
+    """Every session's votes, every key's combination, and the keys grouped in runs.
+
+    Args:
+        max_depth, frames, timing: the ``Budget.max_depth``, ``PlanInput.frames`` and the
+            ``Timing`` (only ``chunk_duration_s`` and ``think_s`` are read) votes are resolved
+            with; an input with others does not ``fit``.
+    """
+
+    def __init__(self, max_depth: int, frames: int, timing: Timing) -> None:
+        self.max_depth, self.frames = max_depth, frames
+        self.duration, self.think = timing.chunk_duration_s, timing.think_s
+        self._timing = timing
+        self.pose_of = pose_memo(frames)
+        self._sessions: dict[str, tuple[object, Resolution]] = {}  # sid -> (signature, votes)
+        self._views: dict[str, SessionView] = {}  # sessions with votes -> the view resolved
+        self._keys: dict[Key, dict[str, _Raw]] = {}  # key -> sid -> vote
+        self._exists: dict[Key, int] = {}  # key -> sessions that saw it ready or running
+        self._run_of: dict[Key, _Params] = {}
+        self._runs: dict[_Params, list[Key]] = {}  # run -> its keys, sorted
+        self._heap: list[tuple[tuple[float, float, float, int, float], _Params]] = []
+        self._heaped: set[_Params] = set()
+        self._odd_p = 0
+        self._odd_t = 0
+        self.resolved = 0  # sessions resolved (for benchmarks and tests)
+
+    @classmethod
+    def of(cls, inp: PlanInput, node_of: NodeOf, node_by_key: NodeByKey) -> VoteIndex:
+        """The index of ``inp``'s proposals over its active sessions (``frontier.active_by_id``)."""
+        index = cls(inp.budget.max_depth, inp.frames, inp.timing)
+        per: dict[str, list[Proposal]] = {}
+        for prop in inp.proposals:
+            per.setdefault(prop.session_id, []).append(prop)
+        for sid, s in active_by_id(inp).items():
+            index.update(s, per.get(sid, ()), node_of, node_by_key)
+        return index
+
+    def fits(self, inp: PlanInput) -> bool:
+        """True when ``inp`` is planned with the parameters the votes were resolved with."""
+        t = inp.timing
+        return (self.max_depth, self.frames, self.duration, self.think) == (
+            inp.budget.max_depth, inp.frames, t.chunk_duration_s, t.think_s,
+        )  # fmt: skip
+
+    def safe(self, now: float, e: float) -> bool:
+        """True when the lazy walk's bounds are rigorous for this ``now`` and E (module doc)."""
+        if self._odd_p or not (e == 0.0 or _TINY <= e < math.inf) or not math.isfinite(now):
+            return False
+        return not self._odd_t or abs(now) >= _TINY
+
+    def holds(self, active: Mapping[str, SessionView]) -> bool:
+        """True when every session with votes is in ``active`` with the view it was resolved
+        with (the part of the contract a plan can check cheaply)."""
+        get = active.get
+        if all(get(sid) is v for sid, v in self._views.items()):
+            return True
+        return all(get(sid) == v for sid, v in self._views.items())
+
+    def __len__(self) -> int:
+        """Sessions with votes."""
+        return len(self._sessions)
+
+    def session_ids(self) -> Collection[str]:
+        """The sessions the index holds (with or without votes)."""
+        return self._sessions.keys()
+
+    def update(
+        self,
+        session: SessionView,
+        proposals: Collection[Proposal],
+        node_of: NodeOf,
+        node_by_key: NodeByKey,
+        signature: object = None,
+    ) -> bool:
+        """Make ``session``'s votes those of ``proposals`` (``session_votes``).
+
+        ``signature``: anything that changes whenever the votes could (the session's view, its
+        proposals, the nodes around its cursor); when it equals the last one given, nothing is
+        resolved. None always resolves. Returns True when the session was resolved again.
+        """
+        sid = session.session_id
+        old = self._sessions.get(sid)
+        if signature is not None and old is not None and old[0] == signature:
+            return False
+        res = session_votes(session, proposals, node_of, node_by_key, self.max_depth,
+                            self.pose_of, self._timing)  # fmt: skip
+        self.resolved += 1
+        self._replace(sid, old[1] if old is not None else None, res)
+        self._sessions[sid] = (signature, res)
+        if res.votes:
+            self._views[sid] = session
+        else:
+            self._views.pop(sid, None)
+        return True
+
+    def drop(self, session_id: str) -> None:
+        """Forget a session's votes."""
+        old = self._sessions.pop(session_id, None)
+        self._views.pop(session_id, None)
+        if old is not None:
+            self._replace(session_id, old[1], None)
+
+    def _replace(self, sid: str, old: Resolution | None, new: Resolution | None) -> None:
+        old_votes = old.votes if old is not None else {}
+        new_votes = new.votes if new is not None else {}
+        for key in old_votes.keys() - new_votes.keys():
+            voters = self._keys[key]
+            del voters[sid]
+            self._exists[key] -= key in old.existing  # type: ignore[union-attr]
+            self._rerun(key, voters)
+        for key, vote in new_votes.items():
+            before = old_votes.get(key)
+            was = old is not None and key in old.existing
+            seen = key in new.existing  # type: ignore[union-attr]
+            if before == vote and was == seen:
+                continue
+            voters = self._keys.setdefault(key, {})
+            voters[sid] = vote
+            self._exists[key] = self._exists.get(key, 0) + seen - was
+            self._rerun(key, voters)
+
+    def _rerun(self, key: Key, voters: dict[str, _Raw]) -> None:
+        """Move ``key`` to the run its votes now give (out of every run when it has none)."""
+        old = self._run_of.pop(key, None)
+        if old is not None:
+            members = self._runs[old]
+            del members[bisect.bisect_left(members, key)]
+            if not members:
+                del self._runs[old]
+                self._count(old, -1)
+        if not voters:
+            del self._keys[key]
+            del self._exists[key]
+            return
+        params = _combined(voters)
+        self._run_of[key] = params
+        keys = self._runs.get(params)
+        if keys is None:
+            keys = self._runs[params] = []
+            self._count(params, 1)
+            if params not in self._heaped:
+                self._heaped.add(params)
+                heapq.heappush(self._heap, (_order(params), params))
+        bisect.insort(keys, key)
+        if len(self._heap) > 2 * len(self._runs) + 64:  # mostly emptied runs: rebuild
+            self._heap = [(_order(r), r) for r in self._runs]
+            heapq.heapify(self._heap)
+            self._heaped = set(self._runs)
+
+    def _count(self, params: _Params, delta: int) -> None:
+        odd_p, odd_t = _odd(params)
+        self._odd_p += delta * odd_p
+        self._odd_t += delta * odd_t
+
+    def contents(self) -> dict[Key, tuple[dict[str, _Raw], bool, _Params]]:
+        """Key -> (its votes by session, whether it exists, its run): what two indexes of the
+        same input must agree on (tests)."""
+        return {k: (dict(v), self._exists[k] > 0, self._run_of[k]) for k, v in self._keys.items()}
+
+    def votes(self, key: Key) -> _Vote | dict[str, _Vote] | None:
+        """The key's votes as ``frontier.collect_votes`` gives them at ``now`` = -inf (need times
+        unclamped; ``frontier.probability`` reads them), or None when nobody proposed it."""
+        voters = self._keys.get(key)
+        if voters is None:
+            return None
+        if len(voters) == 1:
+            (v,) = voters.values()
+            return v
+        return dict(voters)
+
+    def _runs_in_order(self) -> Iterator[_Params]:
+        """Non-empty runs in heap order, without changing the heap (a second heap walks it)."""
+        heap, runs = self._heap, self._runs
+        n = len(heap)
+        walk = [(heap[0], 0)] if n else []
+        while walk:
+            item, i = heapq.heappop(walk)
+            for c in (2 * i + 1, 2 * i + 2):
+                if c < n:
+                    heapq.heappush(walk, (heap[c], c))
+            if item[1] in runs:
+                yield item[1]
+
+    def best_first(self, inp: PlanInput, e: float, taken: Collection[Key]) -> Iterator[Candidate]:
+        """``frontier.ranked(inp, index, collect_votes(...), taken)``, from the index (module
+        doc); ``e`` is ``frontier.warm_gpu_s(inp)``. Call only when ``fits(inp)``,
+        ``safe(inp.now, e)`` and ``holds(active sessions)``."""
+        now, budget = inp.now, inp.budget
+        min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
+        exact: list[tuple[float, float, float, Key, int, _Params]] = []
+        runs = self._runs_in_order()
+        nxt = next(runs, None)
+        while True:
+            while nxt is not None:
+                p, depth, t, step = nxt
+                ub_s = _ub_s(p)
+                if not ub_s > min_score:
+                    nxt = None  # no run from here on passes the score filter
+                    break
+                lead = t - now if t > now else 0.0
+                if exact:
+                    ub_b = (1.0 if p >= 1.0 else p * (1.0 + _MARGIN)) * (e if e < lead else lead)
+                    if (exact[0][0], exact[0][1]) < (-ub_s, -ub_b):
+                        break  # the best valued key ranks before every run not valued yet
+                if p >= min_p:
+                    v = value(p, lead, depth, step, e)
+                    if v.score > min_score:
+                        first = self._runs[nxt][0]
+                        heapq.heappush(exact, (-v.score, -v.benefit_s, -p, first, 0, nxt))
+                nxt = next(runs, None)
+            if not exact:
+                return
+            top = heapq.heappop(exact)
+            keys = self._runs[top[5]]
+            if top[4] + 1 < len(keys):
+                i = top[4] + 1
+                heapq.heappush(exact, (top[0], top[1], top[2], keys[i], i, top[5]))
+            key = top[3]
+            if key in taken or self._exists[key]:
+                continue  # de-duplication, as ``ranked`` does
+            yield _candidate(key, self._clamped(key, now), inp, e)
+
+    def _clamped(self, key: Key, now: float) -> _Vote | dict[str, _Vote]:
+        """The key's votes with need times clamped at ``now`` (``collect_votes``' form)."""
+        out = {
+            sid: (s, p, depth, t if t > now else now, action, step)
+            for sid, (s, p, depth, t, action, step) in self._keys[key].items()
+        }
+        if len(out) == 1:
+            (v,) = out.values()
+            return v
+        return out

@@ -1,0 +1,125 @@
+"""The incremental vote index (orchestrator.core.votes) against the plain computation."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.core.frontier import (
+    active_by_id,
+    collect_votes,
+    probability,
+    ranked,
+    warm_gpu_s,
+)
+from orchestrator.core.poses import action_to_pose
+from orchestrator.core.tree import TreeIndex
+from orchestrator.core.types import (
+    BucketState,
+    Budget,
+    NodeState,
+    PlanInput,
+    Proposal,
+    SessionView,
+    Timing,
+    TreeNode,
+)
+from orchestrator.core.votes import VoteIndex
+
+ACTS = ("w", "a", "d", "left", "right", "w+left")
+PROBS = (0.0, 0.04, 0.1, 0.2, 0.25, 0.5, 0.5, 0.5, 0.9, 1.0, 1.0, 1.3)
+
+
+def pose(action: str) -> str:
+    return str(action_to_pose(action))
+
+
+def world(rnd: random.Random) -> tuple[tuple[TreeNode, ...], list[SessionView], float]:
+    """One memory's tree (all states), sessions on its ready chunks, ``now``."""
+    nodes = {"r": TreeNode("r", "m", None, pose("w"), "w", "ready", 0)}
+    for _ in range(rnd.randint(0, 14)):
+        parent = rnd.choice([c for c, n in nodes.items() if n.state == "ready"])
+        a = rnd.choice(ACTS)
+        state: NodeState = rnd.choice(("ready", "ready", "ready", "running", "failed"))
+        nodes.setdefault(f"{parent}/{a}", TreeNode(f"{parent}/{a}", "m", parent, pose(a), a,
+                                                   state, 1))  # fmt: skip
+    ready = [c for c, n in nodes.items() if n.state == "ready"]
+    now = rnd.choice((0.0, 10.0, 1000.0))
+    watch = (0.0, 2.0, 2.0, 9.0, 40.0)
+    sessions = [
+        SessionView(
+            f"s{i}",
+            "m",
+            rnd.choice(ready),
+            now - rnd.choice(watch),
+            now,
+            think_s=rnd.choice((None, None, 1.0, 0.0)),
+        )
+        for i in range(rnd.randint(1, 6))
+    ]
+    return tuple(nodes.values()), sessions, now
+
+
+def proposals(rnd: random.Random, sessions: list[SessionView]) -> list[Proposal]:
+    out = []
+    for s in sessions:
+        for _ in range(rnd.randint(0, 6)):
+            path = tuple(rnd.choice(ACTS) for _ in range(rnd.choice((1, 1, 2, 3))))
+            out.append(Proposal(s.session_id, path, rnd.choice(PROBS)))
+    return out
+
+
+def fill(index: VoteIndex, inp: PlanInput, tree: TreeIndex, props: list[Proposal]) -> None:
+    for s in inp.sessions:
+        mine = tuple(p for p in props if p.session_id == s.session_id)
+        index.update(s, mine, tree.node, lambda k: tree.by_key(*k), (mine, s))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_incremental_index_ranks_as_the_proposals_do(rnd: random.Random) -> None:
+    nodes, sessions, now = world(rnd)
+    final = proposals(rnd, sessions)
+    budget = Budget(max_depth=rnd.choice((1, 2, 3)), min_probability=rnd.choice((0.0, 0.05)),
+                    min_benefit_per_gpu_s=rnd.choice((-1.0, 0.0, 0.15, 1.0)))  # fmt: skip
+    timing = Timing(rnd.choice((0.0, 4.0, 150.0)), 0.0, 5.0, 2.0)
+    inp = PlanInput(now, nodes, tuple(sessions), (), (), tuple(final), budget,
+                    BucketState(0.0, now), timing)  # fmt: skip
+    tree = TreeIndex(nodes)
+    index = VoteIndex(budget.max_depth, inp.frames, timing)
+    fill(index, inp, tree, proposals(rnd, sessions))  # another state first, then the input's
+    if rnd.random() < 0.3:
+        index.drop(sessions[0].session_id)
+    fill(index, inp, tree, final)
+    afresh = VoteIndex.of(inp, tree.node, lambda k: tree.by_key(*k))
+    assert index.contents() == afresh.contents()
+    active = active_by_id(inp)
+    votes = collect_votes(inp, tree, active)
+    assert {k: probability(v) for k, v in votes.items()} == {
+        k: probability(v) for k in votes if (v := index.votes(k)) is not None
+    }
+    e = warm_gpu_s(inp)
+    assert index.fits(inp) and index.safe(now, e) and index.holds(active)
+    taken = set(rnd.sample(sorted(votes, key=str), min(len(votes), rnd.randint(0, 2))))
+    later = replace(inp, now=now + rnd.choice((0.0, 1.0, 7.0)))  # the index is time-free
+    for i in (inp, later):
+        expected = ranked(i, tree, collect_votes(i, tree, active_by_id(i)), taken)
+        assert list(index.best_first(i, e, taken)) == list(expected)
+
+
+def test_index_answers_none_for_unproposed_keys_and_forgets_dropped_sessions() -> None:
+    nodes = (TreeNode("r", "m", None, pose("w"), "w", "ready", 0),)
+    s = SessionView("s1", "m", "r", 0.0, 0.0)
+    inp = PlanInput(1.0, nodes, (s,), (), (), (Proposal("s1", ("w",), 0.6),), Budget(),
+                    BucketState(0.0, 0.0), Timing(10.0))  # fmt: skip
+    tree = TreeIndex(nodes)
+    index = VoteIndex.of(inp, tree.node, lambda k: tree.by_key(*k))
+    key = ("m", "r", pose("w"))
+    assert index.votes(key) is not None and index.votes(("m", "r", pose("a"))) is None
+    assert [c.key for c in index.best_first(inp, 10.0, set())] == [key]
+    index.drop("s1")
+    assert index.votes(key) is None and len(index) == 0
+    assert list(index.best_first(inp, 10.0, set())) == []
