@@ -76,17 +76,26 @@ class LookaheadPolicy:
         self._model: NextActionModel | None = None
 
     def _next(
-        self, ctx: PolicyContext, path: tuple[str, ...], actions: tuple[str, ...]
+        self,
+        ctx: PolicyContext,
+        path: tuple[str, ...],
+        spelling: dict[str, str],
+        offered: dict[str, int],
     ) -> dict[str, float]:
-        """P(next action | the session's history followed by ``path``), keyed as ``actions``."""
+        """P(next action | the session's history followed by ``path``), keyed as ``ctx.actions``
+        (``spelling``: normalised action -> its spelling there; ``offered``: keyed by those
+        spellings)."""
         history = ctx.session.history + path
-        raw: list[tuple[str, float]]
+        raw: dict[str, float] | list[tuple[str, float]]
         if self._checked is not self.base:
             # A runtime Protocol check costs ~10 us: once per base, not on every beam step.
             self._checked = self.base
             self._model = self.base if isinstance(self.base, NextActionModel) else None
         if self._model is not None:
-            raw = list(self._model.next_action_probabilities(ctx, history).items())
+            raw = self._model.next_action_probabilities(ctx, history)
+            if raw.keys() <= offered.keys():
+                return raw  # already spelled as in ctx.actions (markov's always is)
+            raw = list(raw.items())
         else:
             sub = replace(
                 ctx,
@@ -96,7 +105,6 @@ class LookaheadPolicy:
             )
             raw = [(p.path[0], p.probability) for p in self.base.propose(sub) if len(p.path) == 1]
         # Respell as in ctx.actions and drop what is not offered: a custom base may not.
-        spelling = {action_key(a): a for a in actions}
         dist: dict[str, float] = {}
         for action, p in raw:
             if (key := action_key(action)) in spelling:
@@ -107,18 +115,27 @@ class LookaheadPolicy:
         """The kept paths of every beam level with their joint probabilities (module doc)."""
         actions = unique_actions(ctx.actions)
         rank = {a: i for i, a in enumerate(actions)}
-        sid = ctx.session.session_id
+        spelling = {action_key(a): a for a in actions}
+        sid, beam = ctx.session.session_id, self.beam
         out: list[Proposal] = []
         kept: list[tuple[tuple[str, ...], float]] = [((), 1.0)]
         for _ in range(min(self.depth, ctx.max_depth)):
-            scored: list[tuple[tuple[str, ...], float]] = []
+            # Sorted by (-joint, ranks of the path): the module doc's order. Only a parent's own
+            # ``beam`` best children can be among the ``beam`` best of the level (its other
+            # children each have ``beam`` siblings before them), so each parent's are chosen
+            # first and only those are ranked together.
+            scored: list[tuple[float, tuple[int, ...], tuple[str, ...]]] = []
             for path, p_path in kept:
-                for action, p in self._next(ctx, path, actions).items():
+                ranks = tuple(rank[a] for a in path)
+                children = []
+                for action, p in self._next(ctx, path, spelling, rank).items():
                     joint = min(1.0, max(0.0, p_path * p))
                     if joint > 0.0:
-                        scored.append(((*path, action), joint))
-            scored.sort(key=lambda item: (-item[1], tuple(rank[a] for a in item[0])))
-            kept = scored[: self.beam]
+                        children.append((-joint, rank[action], action))
+                children.sort()
+                scored.extend((neg, (*ranks, r), (*path, a)) for neg, r, a in children[:beam])
+            scored.sort()
+            kept = [(path, -neg) for neg, _, path in scored[:beam]]
             if not kept:
                 break
             out.extend(Proposal(sid, path, p) for path, p in kept)

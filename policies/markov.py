@@ -74,6 +74,7 @@ import bisect
 import functools
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
@@ -175,6 +176,14 @@ class MarkovPolicy:
         self._seen: set[str] = set()  # every normalised action observed (the calibration's A)
         self._n1 = self._n2 = 0  # global (context, action) counts equal to 1 and to 2
         self.observed = 0  # events observed so far: lets a host or analyst see it is being fed
+        # Memos of the prediction (see "prediction" below), valid until the next observe().
+        self._keysets: dict[tuple[str, ...], _KeySet] = {}  # ctx.actions -> its key set
+        self._keyset_serial = 0
+        self._memo: dict[tuple[object, ...], list[float]] = {}  # context chain -> level's S
+        self._final: dict[tuple[object, ...], dict[str, float]] = {}  # chain -> P(a | h)
+        self._covers: dict[tuple[str, ...], bool] = {}  # keys -> every seen action is a key
+        self._calibration: tuple[list[float], list[float]] | None = None  # step 5's factors
+        self._discount: float | None = None  # ney_discount(n1, n2)
 
     # -- learning ---------------------------------------------------------------------------
 
@@ -199,13 +208,14 @@ class MarkovPolicy:
                 self._n2 -= 1
         self._seen.add(action)
         self.observed += 1
+        self._forget()
 
     def _learn_calibration(
         self, history: tuple[str, ...], action: str, memory: str, session: str
     ) -> None:
         """Step 5: add this event's forecasts (made before it is counted) to the bins."""
-        keys = sorted(self._seen | {action} | set(_DEFAULT_KEYS))
-        raw = self._raw(keys, history, memory, session)
+        keys = tuple(sorted(self._seen | {action} | set(_DEFAULT_KEYS)))
+        raw, _ = self._raw(self._keyset(keys), history, memory, session)
         for k, p in zip(keys, raw, strict=True):
             b = _bin(p)
             self._bins[b][0] += p
@@ -235,39 +245,99 @@ class MarkovPolicy:
         return dict(table.get(key, {}))
 
     # -- prediction -------------------------------------------------------------------------
+    #
+    # The arithmetic is the module doc's, term for term and in the same order (so results are
+    # bit-identical to the straightforward implementation kept in the tests,
+    # tests/unit/policies/reference.py); what changes is how much of it is done per call:
+    # - count rows stay sparse dicts of the actions seen (a few of the 24), and a shrink only
+    #   fixes up the entries with counts (a zero count's term is ``back * q / denom``);
+    # - each context level's result is memoised per (actions, memory, session, contexts so far)
+    #   until the next ``observe`` (the only thing that changes counts, bins or the discount):
+    #   lookahead's beam asks the same session about many hypothetical histories sharing their
+    #   shorter contexts, and the live state asks it again when only the cursor's children
+    #   changed.
+
+    def _keyset(self, actions: tuple[str, ...]) -> _KeySet:
+        """The distinct actions of ``actions`` (first spelling), their keys, the base prior."""
+        found = self._keysets.get(actions)
+        if found is None:
+            distinct = unique_actions(actions)
+            keys = tuple(action_key(a) for a in distinct)
+            self._keyset_serial += 1
+            found = _KeySet(self._keyset_serial, distinct, keys,
+                            {k: i for i, k in enumerate(keys)},
+                            _base(keys) if keys else [])  # fmt: skip
+            if len(self._keysets) >= _MEMO_MAX:
+                self._keysets.clear()
+            self._keysets[actions] = found
+        return found
+
+    def _forget(self) -> None:
+        """Counts changed: every memoised prediction is stale."""
+        self._memo.clear()
+        self._final.clear()
+        self._covers.clear()
+        self._calibration = None
+        self._discount = None
 
     def _raw(
-        self, keys: list[str], h: tuple[str, ...], memory_id: str, session_id: str
-    ) -> list[float]:
-        """Steps 1-4 of the module doc for normalised actions ``keys``."""
+        self, kx: _KeySet, h: tuple[str, ...], memory_id: str, session_id: str
+    ) -> tuple[list[float], tuple[object, ...]]:
+        """Steps 1-4 of the module doc for ``kx.keys`` after normalised history ``h``; also the
+        memo key of the context chain it went through."""
+        memo = self._memo
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+            self._final.clear()
+        covers = self._covers.get(kx.keys)
+        if covers is None:
+            covers = self._covers[kx.keys] = self._seen <= kx.index.keys()
+        d = self._discount
+        if d is None:
+            d = self._discount = ney_discount(self._n1, self._n2)
         empty: _Counts = {}
+        gtab = self._global
         memory = self._memory.get(memory_id, empty)
         session = self._session.get(session_id, empty)
+        ix = kx.index
+        s = kx.base
+        chain: tuple[object, ...] = (kx.serial, memory_id, session_id)
+        n = 0
+        for c in contexts(h, self.order):
+            n_all = _row(gtab, c, ix, covers)
+            if sum(n_all.values()) < self.min_count:
+                continue
+            chain = (chain, c)
+            hit = memo.get(chain)
+            if hit is None:
+                hit = memo[chain] = self._level(
+                    n, n_all, _row(memory, c, ix, covers), _row(session, c, ix, covers), s, d, ix
+                )
+            s = hit
+            n += 1
+        if n == 0:  # no level with global evidence: level 0 on the (thin) empty context
+            c = ()
+            s = self._level(0, _row(gtab, c, ix, covers), _row(memory, c, ix, covers),
+                            _row(session, c, ix, covers), s, d, ix)  # fmt: skip
+        return s, chain
 
-        def row(table: _Counts, c: tuple[str, ...]) -> list[int]:
-            found = table.get(c)
-            return [found.get(k, 0) for k in keys] if found else [0] * len(keys)
-
-        g = _base(tuple(keys))
-        m = s = g
-        d = ney_discount(self._n1, self._n2)
-        levels = [(c, r) for c in contexts(h, self.order)
-                  if sum(r := row(self._global, c)) >= self.min_count]  # fmt: skip
-        for n, (c, n_all) in enumerate(levels or [((), row(self._global, ()))]):
-            n_mem, n_ses = row(memory, c), row(session, c)
-            other_mem = [a - b for a, b in zip(n_all, n_mem, strict=True)]
-            other_ses = [a - b for a, b in zip(n_mem, n_ses, strict=True)]
-            # The previous level's session estimate is this level's global prior: what the
-            # viewer and their memory showed in a shorter context carries into a longer one.
-            # c0 globally: additive (no discount), so the base prior fades as traffic arrives
-            # even when that traffic spreads over every action.
-            if n:
-                g = _shrink(other_mem, s, self.kappa, d)
-            else:
-                g = _shrink(other_mem, s, self.alpha, 0.0)
-            m = _shrink(other_ses, g, self.beta, d)
-            s = _shrink(n_ses, m, self.beta, d)
-        return s
+    def _level(
+        self, n: int, n_all: dict[str, int], n_mem: dict[str, int], n_ses: dict[str, int],
+        s: list[float], d: float, ix: dict[str, int],
+    ) -> list[float]:  # fmt: skip
+        """One context level of steps 2-4: global (other memories), memory, session."""
+        other_mem, mem_seen = _minus(n_all, n_mem)
+        other_ses, ses_seen = _minus(n_mem, n_ses)
+        # The previous level's session estimate is this level's global prior: what the viewer
+        # and their memory showed in a shorter context carries into a longer one. c0 globally:
+        # additive (no discount), so the base prior fades as traffic arrives even when that
+        # traffic spreads over every action.
+        if n:
+            g = _shrink(other_mem, mem_seen, s, self.kappa, d, ix)
+        else:
+            g = _shrink(other_mem, mem_seen, s, self.alpha, 0.0, ix)
+        m = _shrink(other_ses, ses_seen, g, self.beta, d, ix)
+        return _shrink(n_ses, len(n_ses), m, self.beta, d, ix)
 
     def next_action_probabilities(
         self, ctx: PolicyContext, history: tuple[str, ...]
@@ -277,21 +347,33 @@ class MarkovPolicy:
         Scopes are ``ctx.session.session_id`` and ``ctx.session.memory_id``. Keys are spelled as
         in ``ctx.actions``; values sum to 1 (up to rounding), or the dict is empty if no actions.
         """
-        actions = unique_actions(ctx.actions)
-        if not actions:
+        kx = self._keyset(ctx.actions)
+        if not kx.actions:
             return {}
-        keys = [action_key(a) for a in actions]
-        h = tuple(action_key(a) for a in history)
-        raw = self._raw(keys, h, ctx.session.memory_id, ctx.session.session_id)
-        probs = self._recalibrate(raw) if self.calibrate else raw
-        return {a: min(1.0, max(0.0, p)) for a, p in zip(actions, probs, strict=True)}
+        # contexts() reads the last ``order`` actions and a streak capped at _STREAK_MAX.
+        h = tuple(action_key(a) for a in history[-max(self.order, _STREAK_MAX) :])
+        raw, chain = self._raw(kx, h, ctx.session.memory_id, ctx.session.session_id)
+        out = self._final.get(chain)
+        if out is None:
+            probs = self._recalibrate(raw) if self.calibrate else raw
+            out = self._final[chain] = {
+                a: min(1.0, max(0.0, p)) for a, p in zip(kx.actions, probs, strict=True)
+            }
+        return dict(out)
 
     def _recalibrate(self, raw: list[float]) -> list[float]:
         """Step 5: each p times its bin's realised / predicted mass (shrunk to 1), renormalised."""
+        factors = self._calibration
+        if factors is None:
+            factors = self._calibration = (
+                [realised + _BIN_PRIOR for _, realised in self._bins],
+                [predicted + _BIN_PRIOR for predicted, _ in self._bins],
+            )
+        num, den = factors
         fixed = []
         for p in raw:
-            predicted, realised = self._bins[_bin(p)]
-            fixed.append(p * (realised + _BIN_PRIOR) / (predicted + _BIN_PRIOR))
+            b = max(0, bisect.bisect_right(_EDGES, p) - 1)
+            fixed.append(p * num[b] / den[b])
         total = sum(fixed)
         return [q / total for q in fixed] if total > 0.0 else raw
 
@@ -362,19 +444,77 @@ def _bin(p: float) -> int:
     return max(0, bisect.bisect_right(_EDGES, p) - 1)
 
 
-def _shrink(counts: list[int], prior: list[float], strength: float, discount: float) -> list[float]:
+_MEMO_MAX = 200_000
+"""Entries a prediction memo may hold before it is emptied (it is emptied on every observe
+anyway; this bounds a host that asks without ever observing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _KeySet:
+    """The distinct actions a caller offers (its spelling), their normalised keys, each key's
+    index, and the base prior over them (step 1)."""
+
+    serial: int  # names it in memo keys (cheaper to hash than the actions)
+    actions: tuple[str, ...]
+    keys: tuple[str, ...]
+    index: dict[str, int]
+    base: list[float]
+
+
+def _row(table: _Counts, c: tuple[str, ...], index: dict[str, int], covers: bool) -> dict[str, int]:
+    """The counts after context ``c``, restricted to the keys of ``index`` (the live row
+    itself when every action ever seen is a key: callers never mutate it)."""
+    found = table.get(c)
+    if not found:
+        return _EMPTY
+    if covers:
+        return found
+    return {a: n for a, n in found.items() if a in index}
+
+
+_EMPTY: dict[str, int] = {}
+
+
+def _minus(a: dict[str, int], b: dict[str, int]) -> tuple[dict[str, int], int]:
+    """``a - b`` per action, without zero entries, and how many entries are > 0 (``a`` has
+    only positive counts). Normally every key of ``b`` is in ``a`` (a scope's events are in the
+    wider scope's counts too); a negative difference (a session id reused on two memories) is
+    kept, as the dense form keeps it."""
+    if not b:
+        return a, len(a)
+    out, seen = dict(a), len(a)
+    for k, v in b.items():
+        old = out.get(k, 0)
+        left = old - v
+        if old > 0 >= left:
+            seen -= 1
+        if left:
+            out[k] = left
+        else:
+            del out[k]
+    return out, seen
+
+
+def _shrink(
+    counts: dict[str, int], seen: int, prior: list[float], strength: float, discount: float,
+    index: dict[str, int],
+) -> list[float]:  # fmt: skip
     """Interpolated absolute discounting toward ``prior`` (module doc, step 2):
-    ``(max(n_a - D, 0) + (D * T + strength) * prior_a) / (n + strength)``, T = actions seen."""
-    total = sum(counts)
+    ``(max(n_a - D, 0) + (D * T + strength) * prior_a) / (n + strength)``, T = ``seen``
+    (actions with a count > 0). ``counts``: the nonzero counts by action (keys of ``index``);
+    an action without a count gets ``back * prior_a / denom``, which is what the dense
+    formula's ``(0.0 + back * prior_a) / denom`` evaluates to, bit for bit."""
+    total = sum(counts.values())
     if total <= 0:
         return prior
-    seen = sum(1 for n in counts if n > 0)
     back = discount * seen + strength
     denom = total + strength
-    return [
-        ((n - discount if n > discount else 0.0) + back * q) / denom
-        for n, q in zip(counts, prior, strict=True)
-    ]
+    out = [back * q / denom for q in prior]
+    for a, n in counts.items():
+        if n > discount:
+            i = index[a]
+            out[i] = (n - discount + back * prior[i]) / denom
+    return out
 
 
 def ney_discount(n1: int, n2: int) -> float:
