@@ -497,6 +497,8 @@ class LiveState(Planner):
         if s is None:
             return
         self.proposals.forget(session_id)
+        # Its cached cursor subtree would otherwise keep an ended session's nodes alive.
+        self._subtrees.pop(session_id, None)
         mem = self._memories.get(s.view.memory_id)
         if mem is not None:
             mem.sessions.discard(session_id)
