@@ -176,7 +176,8 @@ class EmbeddedPostgres:
         """Start the server again after it died; returns its URI (the same socket folder).
 
         Raises:
-            RuntimeError: the old server's processes still hold its shared memory (retry later).
+            RuntimeError: the old server's processes still hold its shared memory, or its
+                postmaster was still exiting so nothing was started (retry later).
             subprocess.CalledProcessError / TimeoutExpired: pg_ctl could not start it.
         """
         if self._server is None:
@@ -185,6 +186,9 @@ class EmbeddedPostgres:
         with mod.PostgresServer._lock:
             self._clear_stale_lock()
             self._server.ensure_postgres_running()
+        if not self.running():
+            # The wheel took a postmaster that was still dying of SIGKILL for a live one.
+            raise RuntimeError("the old server was still exiting; nothing was started (retry)")
         log.warning("embedded_postgres_restarted", pid=postmaster_pid(self.pgdata))
         uri: str = self._server.get_uri()
         return uri

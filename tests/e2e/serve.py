@@ -110,10 +110,19 @@ def pgdata(data_dir: Path) -> Path:
 
 
 def kill_postmaster(data_dir: Path, *, pg_folder: Path | None = None) -> int:
-    """SIGKILL the embedded postmaster of service folder ``data_dir`` (or of ``pg_folder``)."""
+    """SIGKILL the embedded postmaster of service folder ``data_dir`` (or of ``pg_folder``).
+
+    Returns once the postmaster has exited (gone or a zombie), so a restart that follows does not
+    find it still running for the instant SIGKILL takes to land (CI saw that: the restart took the
+    dying server for a live one and started nothing). Raises AssertionError after 10 s.
+    """
     pid = postmaster_pid(pg_folder or pgdata(data_dir))
     assert pid is not None and pid_alive(pid), "no running embedded postmaster"
     os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10.0
+    while pid_alive(pid):
+        assert time.monotonic() < deadline, f"postmaster {pid} still running 10 s after SIGKILL"
+        time.sleep(0.01)
     return pid
 
 
