@@ -51,7 +51,12 @@ Cost: ``collect_votes`` reads every proposal once (O(1) dict work each) and ``ra
 every key without sorting them: it heapifies the ones that pass the filters and yields them best
 first on demand, so the planner pays O(n + k log n) for the k candidates it looks at. ``ranked``
 and ``interests`` value through the same ``value`` function, so a lazily ranked candidate is
-bit-identical to the one ``interests`` + ``candidates`` give.
+bit-identical to the one ``interests`` + ``candidates`` give. This is the planner's path when
+the input carries no usable vote index; with ``PlanInput.votes`` the planner calls neither:
+``votes.VoteIndex`` keeps ``collect_votes``' result per session as the shell updates it (the
+same rules, ``votes.session_votes``), and its ``best_first`` yields ``ranked``'s candidates in
+the same order while valuing only the groups of equal-valued keys it has to (``votes`` module
+doc).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
@@ -137,8 +143,9 @@ def active_by_id(inp: PlanInput) -> dict[str, SessionView]:
     The order-free form of ``active_sessions``: one dict pass when ids are unique (the usual
     case), the sort only when some id is duplicated.
     """
-    now, budget = inp.now, inp.budget
-    latest = {s.session_id: s for s in inp.sessions}
+    now, timeout = inp.now, inp.budget.idle_timeout_s
+    # C-level passes (zip/map) rather than comprehensions: 10^4 sessions at every plan.
+    latest = dict(zip(map(_session_id, inp.sessions), inp.sessions, strict=True))
     if len(latest) != len(inp.sessions):
         latest = {}
         for s in sorted(
@@ -146,7 +153,16 @@ def active_by_id(inp: PlanInput) -> dict[str, SessionView]:
             key=lambda s: (s.session_id, s.last_active_at, s.watch_started_at, s.cursor_chunk_id),
         ):
             latest[s.session_id] = s
-    return {sid: s for sid, s in latest.items() if not is_idle(s, now, budget)}
+    # ``is_idle`` inlined: now - last_active_at > min(own, timeout), min's operand order kept.
+    return {
+        sid: s
+        for sid, s in latest.items()
+        if not now - s.last_active_at
+        > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
+    }
+
+
+_session_id = operator.attrgetter("session_id")
 
 
 def active_sessions(inp: PlanInput) -> tuple[SessionView, ...]:

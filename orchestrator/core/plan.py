@@ -55,17 +55,27 @@ touching each once is already milliseconds, so a plan only reads what can change
   speculative jobs and of the demands and the children of the demands' parents
   (``TreeIndex.prefetch``); each deeper level of ancestors (``max_depth`` > 2) costs one more;
 - reachability: at most ``max_depth`` ancestors per speculative job, each a dict read;
-- "least valuable": a heap, built on the first preemption or trim. Its P values come from only
-  the proposals that can name a preemptible job's key: those of sessions whose cursor is the
-  key's parent or its ancestor d - 1 levels up, of length d, whose last step has the key's pose
-  (noted by ``_Cursors.survey`` in step b; a necessary condition, then the same resolution as
-  for every proposal, ``frontier.collect_votes``);
+- "least valuable": a heap, built on the first preemption or trim. Its P values come from the
+  vote index when ``PlanInput.votes`` is usable (one dict read per preemptible job's key,
+  ``VoteIndex.votes``); without it, from only the proposals that can name a preemptible job's
+  key: those of sessions whose cursor is the key's parent or its ancestor d - 1 levels up, of
+  length d, whose last step has the key's pose (noted by ``_Cursors.survey`` in step b; a
+  necessary condition, then the same resolution as for every proposal,
+  ``frontier.collect_votes``);
 - speculation is skipped outright when it cannot start anything (no free slot, the speculative
-  cap reached, or an empty bucket): with 10^4 sessions on a pool of
-  tens to hundreds of slots that is the common case, and it saves valuing every proposal.
-  (An empty bucket skips it too.)
-  Otherwise every proposal is valued once (full indexes are built then) and candidates come off
-  a heap best first (``frontier.ranked``) until the slots, the cap or the bucket run out.
+  cap reached, or an empty bucket): with 10^4 sessions on a pool of tens to hundreds of slots
+  that is the common case, and it saves valuing every proposal. Otherwise, with
+  ``PlanInput.votes`` usable (``VoteIndex.fits``, ``safe`` and ``holds``: one pass over the
+  active sessions, an identity check each), candidates come best first from the index's lazy
+  walk (``VoteIndex.best_first``), which values only the runs of equal-valued keys it must to
+  fill the free slots: O((r + k) log r) for r runs valued and k keys taken, no proposal read.
+  Without the index every proposal is resolved and valued once (full indexes over the nodes are
+  built then) and candidates come off a heap best first (``frontier.ranked``).
+
+The index's upkeep is the shell's, outside ``plan()``: ``Planner.prepare`` calls
+``VoteIndex.update`` for every session (a signature comparison) and resolves again only the
+sessions whose proposals, view or cursor subtree changed (~30-60 us each with 10 proposals);
+``benchmarks/core.py`` times it beside ``plan()``.
 
 Every shortcut gives the very decisions the plain algorithm gives: ``test_plan.reference_plan``
 values every proposal, sorts every list and scans for the least valuable job, and must return
@@ -75,6 +85,7 @@ the same ``Plan`` on random inputs (duplicated ids, shared cursors, idle session
 from __future__ import annotations
 
 import heapq
+import operator
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -186,7 +197,7 @@ class _Work:
 
 
 def _victim_votes(w: _Work) -> Votes:
-    """Votes for the preemptible jobs' keys (read nothing else from them).
+    """Votes for the preemptible jobs' keys (read nothing else from them), without the index.
 
     A proposal of depth d names key (memory, parent, pose) only when its session's cursor is
     ``parent`` walked d - 1 parent links up and its last action's pose is ``pose``
@@ -194,29 +205,32 @@ def _victim_votes(w: _Work) -> Votes:
     walks back up). Step b noted those (session, depth, pose) in ``w.want``: only such
     proposals are resolved.
     """
-    index = w.vote_index()
-    if index is not None:  # the index has every key's votes: read just the pool's
-        found: Votes = {}
-        for j in w.pool:
-            key = (j.memory_id, j.parent_id, j.pose)
-            v = index.votes(key)
-            if v is not None:
-                found[key] = v
-        return found
     return collect_votes(w.inp, w.index, w.active, w.want) if w.want else {}
 
 
 def _victim_heap(w: _Work) -> list[_Victim]:
     if len(w.pool) <= 1:  # no ranking needed: skip valuing proposals
         return [(0.0, 0.0, j.job_id, j) for j in w.pool]
-    votes = _victim_votes(w)
-    heap: list[_Victim] = []
-    for j in w.pool:
-        v = votes.get((j.memory_id, j.parent_id, j.pose)) if votes else None
-        p = j.probability if v is None else probability(v)
-        heap.append((p, -j.started_at, j.job_id, j))
+    index = w.vote_index()
+    heap: list[_Victim]
+    if index is not None:  # the index holds every key's combined P: one read per pool job
+        p_of = index.probability_of
+        heap = []
+        for j in w.pool:
+            p = p_of((j.memory_id, j.parent_id, j.pose))
+            heap.append((j.probability if p is None else p, -j.started_at, j.job_id, j))
+    else:
+        votes = _victim_votes(w)
+        heap = []
+        for j in w.pool:
+            v = votes.get((j.memory_id, j.parent_id, j.pose)) if votes else None
+            p = j.probability if v is None else probability(v)
+            heap.append((p, -j.started_at, j.job_id, j))
     heapq.heapify(heap)
     return heap
+
+
+_cursor_of = operator.attrgetter("cursor_chunk_id")
 
 
 class _Cursors:
@@ -229,7 +243,7 @@ class _Cursors:
     __slots__ = ("_many", "_one")
 
     def __init__(self, sessions: Collection[SessionView]) -> None:
-        self._one = {s.cursor_chunk_id: s for s in sessions}
+        self._one = dict(zip(map(_cursor_of, sessions), sessions, strict=True))
         self._many: dict[str, list[SessionView]] = {}
         if len(self._one) != len(sessions):
             for s in sessions:
@@ -237,6 +251,25 @@ class _Cursors:
             self._many = {c: ss for c, ss in self._many.items() if len(ss) > 1}
             for chunk_id in self._many:
                 del self._one[chunk_id]
+
+    def near(self, job: RunningJob, depth: int) -> bool:
+        """True when a session on the job's memory watches its chunk or, with ``depth`` >= 1,
+        its parent: ``survey``'s answer for those two links alone (no ``want``)."""
+        memory, one = job.memory_id, self._one
+        s = one.get(job.chunk_id)
+        if s is not None and s.memory_id == memory:
+            return True
+        parent = job.parent_id if depth > 0 else None
+        if parent is not None:
+            s = one.get(parent)
+            if s is not None and s.memory_id == memory:
+                return True
+        if self._many:
+            for chunk_id in (job.chunk_id, parent):
+                for s in self._many.get(chunk_id, ()) if chunk_id is not None else ():
+                    if s.memory_id == memory:
+                        return True
+        return False
 
     def survey(self, job: RunningJob, ancestors: list[str], want: _Want) -> bool:
         """True when a session on the job's memory watches its chunk or one of ``ancestors``
@@ -283,9 +316,19 @@ def _cancel_unreachable(w: _Work) -> None:
     levels is a cursor on its memory (the chunk lies in that session's subtree)."""
     if not w.pool:
         return
-    chains = _chains(w.index, w.pool, w.inp.budget.max_depth)
-    survey = _Cursors(list(w.active.values())).survey
-    lost = [j for j in w.pool if not survey(j, chains[j.job_id], w.want)]
+    depth = w.inp.budget.max_depth
+    cursors = _Cursors(list(w.active.values()))
+    if w.vote_index() is not None:
+        # Victims are valued from the index, which needs no ``want``: a job whose chunk or
+        # parent is a cursor is reachable without walking its ancestry.
+        near = cursors.near
+        rest = [j for j in w.pool if not near(j, depth)]
+        chains = _chains(w.index, rest, depth)
+        lost = [j for j in rest if not cursors.survey(j, chains[j.job_id], set())]
+    else:
+        chains = _chains(w.index, w.pool, depth)
+        survey = cursors.survey
+        lost = [j for j in w.pool if not survey(j, chains[j.job_id], w.want)]
     if not lost:
         return
     idle = _Cursors([s for s in w.inp.sessions if s.session_id not in w.active]).survey

@@ -46,6 +46,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+import operator
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import NamedTuple
 
@@ -261,8 +262,8 @@ class VoteIndex:
     def holds(self, active: Mapping[str, SessionView]) -> bool:
         """True when every session with votes is in ``active`` with the view it was resolved
         with (the part of the contract a plan can check cheaply)."""
-        get = active.get
-        if all(get(sid) is v for sid, v in self._views.items()):
+        get, views = active.get, self._views
+        if all(map(operator.is_, map(get, views.keys()), views.values())):  # C-level pass
             return True
         return all(get(sid) == v for sid, v in self._views.items())
 
@@ -366,6 +367,12 @@ class VoteIndex:
         """Key -> (its votes by session, whether it exists, its run): what two indexes of the
         same input must agree on (tests)."""
         return {k: (dict(v), self._exists[k] > 0, self._run_of[k]) for k, v in self._keys.items()}
+
+    def probability_of(self, key: Key) -> float | None:
+        """``frontier.probability`` of the key's votes (its run's combined P, the same
+        arithmetic in the same session order), or None when nobody proposed it."""
+        params = self._run_of.get(key)
+        return None if params is None else params[0]
 
     def votes(self, key: Key) -> _Vote | dict[str, _Vote] | None:
         """The key's votes as ``frontier.collect_votes`` gives them at ``now`` = -inf (need times

@@ -20,13 +20,14 @@ from orchestrator.core.budget import (
     unspent_gpu_s,
 )
 from orchestrator.core.frontier import (
+    active_by_id,
     active_sessions,
     candidates,
     interests,
     revalue,
     warm_gpu_s,
 )
-from orchestrator.core.plan import demand_key, job_key, plan
+from orchestrator.core.plan import _chains, _Cursors, demand_key, job_key, plan
 from orchestrator.core.poses import action_to_pose
 from orchestrator.core.tree import TreeIndex
 from orchestrator.core.types import (
@@ -823,3 +824,23 @@ def test_plan_with_a_vote_index_equals_the_plain_algorithm(rnd: random.Random) -
     tree = TreeIndex(inp.nodes)
     votes = VoteIndex.of(inp, tree.node, lambda k: tree.by_key(*k))
     assert plan(replace(inp, votes=votes)) == reference_plan(inp)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_near_is_survey_on_the_first_two_links(rnd: random.Random) -> None:
+    """``_Cursors.near`` (the planner's shortcut with a vote index) answers True only where
+    ``survey`` over the job's whole ancestry does, and exactly as ``survey`` over the job's
+    chunk and parent."""
+    inp = random_input(rnd)
+    tree = TreeIndex(inp.nodes)
+    active = active_by_id(inp)
+    cursors = _Cursors(list(active.values()))
+    depth = inp.budget.max_depth
+    jobs = list({j.job_id: j for j in inp.jobs}.values())  # ids unique, as in the planner's pool
+    chains = _chains(tree, jobs, depth)
+    for j in jobs:
+        near = cursors.near(j, depth)
+        assert near == cursors.survey(j, chains[j.job_id][:1], set())
+        if near:
+            assert cursors.survey(j, chains[j.job_id], set())

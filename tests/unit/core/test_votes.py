@@ -101,6 +101,10 @@ def test_incremental_index_ranks_as_the_proposals_do(rnd: random.Random) -> None
     assert {k: probability(v) for k, v in votes.items()} == {
         k: probability(v) for k in votes if (v := index.votes(k)) is not None
     }
+    for k in index.contents():  # the run's P is the one the planner values victims with
+        v = index.votes(k)
+        assert v is not None and index.probability_of(k) == probability(v)
+    assert index.probability_of(("m", "r", "no such pose")) is None
     e = warm_gpu_s(inp)
     assert index.fits(inp) and index.safe(now, e) and index.holds(active)
     taken = set(rnd.sample(sorted(votes, key=str), min(len(votes), rnd.randint(0, 2))))
