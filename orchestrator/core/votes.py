@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
 import operator
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -209,6 +210,68 @@ def _odd(params: _Params) -> tuple[bool, bool]:
     return (0.0 < p < _TINY or not math.isfinite(t), abs(t) < _TINY)
 
 
+class SortedKeys:
+    """The keys of one run in key order, as sublists of at most ``2 * LOAD`` keys.
+
+    A run can hold 10^4 keys (every session of a policy that gives the same P at the same
+    depth and need time): a plain sorted list then moves ~80 KB of pointers on every insert
+    and delete, ~10 us each, several times per re-resolved session. Here both cost a bisect
+    over the sublists' last keys and one over a sublist (O(log n + LOAD)).
+    """
+
+    LOAD = 256
+    __slots__ = ("_len", "_lists", "_maxes")
+
+    def __init__(self) -> None:
+        self._lists: list[list[Key]] = []
+        self._maxes: list[Key] = []  # the last key of each sublist
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def add(self, key: Key) -> None:
+        """Insert ``key`` (not present) in order."""
+        lists, maxes = self._lists, self._maxes
+        self._len += 1
+        if not maxes:
+            lists.append([key])
+            maxes.append(key)
+            return
+        i = bisect.bisect_left(maxes, key)
+        if i == len(maxes):
+            i -= 1
+        sub = lists[i]
+        bisect.insort(sub, key)
+        maxes[i] = sub[-1]
+        if len(sub) > 2 * self.LOAD:
+            half = sub[self.LOAD :]
+            del sub[self.LOAD :]
+            maxes[i] = sub[-1]
+            lists.insert(i + 1, half)
+            maxes.insert(i + 1, half[-1])
+
+    def remove(self, key: Key) -> None:
+        """Delete ``key`` (present)."""
+        lists, maxes = self._lists, self._maxes
+        i = bisect.bisect_left(maxes, key)
+        sub = lists[i]
+        del sub[bisect.bisect_left(sub, key)]
+        self._len -= 1
+        if sub:
+            maxes[i] = sub[-1]
+        else:
+            del lists[i]
+            del maxes[i]
+
+    def first(self) -> Key:
+        """The smallest key (the run is not empty)."""
+        return self._lists[0][0]
+
+    def __iter__(self) -> Iterator[Key]:
+        return itertools.chain.from_iterable(self._lists)
+
+
 class VoteIndex:
     """Every session's votes, every key's combination, and the keys grouped in runs.
 
@@ -228,7 +291,7 @@ class VoteIndex:
         self._keys: dict[Key, dict[str, _Raw]] = {}  # key -> sid -> vote
         self._exists: dict[Key, int] = {}  # key -> sessions that saw it ready or running
         self._run_of: dict[Key, _Params] = {}
-        self._runs: dict[_Params, list[Key]] = {}  # run -> its keys, sorted
+        self._runs: dict[_Params, SortedKeys] = {}  # run -> its keys, in order
         self._heap: list[tuple[tuple[float, float, float, int, float], _Params]] = []
         self._heaped: set[_Params] = set()
         self._odd_p = 0
@@ -335,7 +398,7 @@ class VoteIndex:
         old = self._run_of.pop(key, None)
         if old is not None:
             members = self._runs[old]
-            del members[bisect.bisect_left(members, key)]
+            members.remove(key)
             if not members:
                 del self._runs[old]
                 self._count(old, -1)
@@ -347,12 +410,12 @@ class VoteIndex:
         self._run_of[key] = params
         keys = self._runs.get(params)
         if keys is None:
-            keys = self._runs[params] = []
+            keys = self._runs[params] = SortedKeys()
             self._count(params, 1)
             if params not in self._heaped:
                 self._heaped.add(params)
                 heapq.heappush(self._heap, (_order(params), params))
-        bisect.insort(keys, key)
+        keys.add(key)
         if len(self._heap) > 2 * len(self._runs) + 64:  # mostly emptied runs: rebuild
             self._heap = [(_order(r), r) for r in self._runs]
             heapq.heapify(self._heap)
@@ -404,7 +467,9 @@ class VoteIndex:
         ``safe(inp.now, e)`` and ``holds(active sessions)``."""
         now, budget = inp.now, inp.budget
         min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
-        exact: list[tuple[float, float, float, Key, int, _Params]] = []
+        # (-score, -benefit, -p, key, the run's keys after it); keys are unique across runs,
+        # so the comparison never reaches the iterator.
+        exact: list[tuple[float, float, float, Key, Iterator[Key]]] = []
         runs = self._runs_in_order()
         nxt = next(runs, None)
         while True:
@@ -422,16 +487,16 @@ class VoteIndex:
                 if p >= min_p:
                     v = value(p, lead, depth, step, e)
                     if v.score > min_score:
-                        first = self._runs[nxt][0]
-                        heapq.heappush(exact, (-v.score, -v.benefit_s, -p, first, 0, nxt))
+                        keys = iter(self._runs[nxt])
+                        first = next(keys)
+                        heapq.heappush(exact, (-v.score, -v.benefit_s, -p, first, keys))
                 nxt = next(runs, None)
             if not exact:
                 return
             top = heapq.heappop(exact)
-            keys = self._runs[top[5]]
-            if top[4] + 1 < len(keys):
-                i = top[4] + 1
-                heapq.heappush(exact, (top[0], top[1], top[2], keys[i], i, top[5]))
+            following = next(top[4], None)
+            if following is not None:
+                heapq.heappush(exact, (top[0], top[1], top[2], following, top[4]))
             key = top[3]
             if key in taken or self._exists[key]:
                 continue  # de-duplication, as ``ranked`` does
