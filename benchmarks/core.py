@@ -41,7 +41,8 @@ probabilities rotate), so their votes and the keys' runs move. Why 1.5 %: in
 a plan re-resolved median 3, mean 59, p90 161 sessions; 150 is about that p90. The first
 ``prepare`` of a live state builds the index (every session resolved): reported per session.
 
-It reports medians and p90s (ms) of the baseline, of ``plan()`` with the index, of the upkeep
+It reports medians and p90s (ms, wall; medians of process CPU time beside them, which other
+processes on the cores do not inflate) of the baseline, of ``plan()`` with the index, of the upkeep
 and of both together (garbage collection on, as in the service, after a full collection before
 each way: without it the baseline's 10^5 short-lived votes made full collections land in the
 indexed call that followed), the tracemalloc peak (KiB) of
@@ -267,30 +268,33 @@ def time_plan(inp: PlanInput, repeat: int, case: str = "saturated",
     base_t: list[float] = []
     plan_t: list[float] = []
     keep_t: list[float] = []
+    cpu_t: list[tuple[float, float, float]] = []  # (baseline, plan, upkeep) process CPU ms
     resolved: list[int] = []
     result = plan(inp)  # warm-up
+    clock, cpu = time.perf_counter, time.process_time
     for i, (step, props) in enumerate(seq):
         # A full collection (untimed) before each way: each pays for the collections its own
         # allocations trigger, not for the garbage the other way left (the baseline's 10^5
         # votes otherwise land full collections in the indexed call).
         gc.collect()
-        t0 = time.perf_counter()
+        t0, c0 = clock(), cpu()
         want = plan(step)
-        base_ms = (time.perf_counter() - t0) * 1000.0
+        base_ms, base_cpu = (clock() - t0) * 1000.0, (cpu() - c0) * 1000.0
         gc.collect()
         indexed = replace(step, votes=index)
-        t1 = time.perf_counter()
+        t1, c1 = clock(), cpu()
         before = index.resolved
         _upkeep(index, step, props, node_of, node_by_key)
-        t2 = time.perf_counter()
+        t2, c2 = clock(), cpu()
         got = plan(indexed)
-        t3 = time.perf_counter()
+        t3, c3 = clock(), cpu()
         if got != want:
             raise AssertionError(f"{case} at {n} sessions: the index changed the plan")
         if i:  # the first is the warm-up
             base_t.append(base_ms)
             keep_t.append((t2 - t1) * 1000.0)
             plan_t.append((t3 - t2) * 1000.0)
+            cpu_t.append((base_cpu, (c3 - c2) * 1000.0, (c2 - c1) * 1000.0))
             resolved.append(index.resolved - before)
         result = got
     last = seq[-1][0]
@@ -318,6 +322,10 @@ def time_plan(inp: PlanInput, repeat: int, case: str = "saturated",
         "index_upkeep_p90_ms": keep_p90,
         "index_total_median_ms": total,
         "index_total_p90_ms": total_p90,
+        "cpu_baseline_median_ms": _ms([c[0] for c in cpu_t])[0],
+        "cpu_index_plan_median_ms": _ms([c[1] for c in cpu_t])[0],
+        "cpu_index_upkeep_median_ms": _ms([c[2] for c in cpu_t])[0],
+        "cpu_index_total_median_ms": _ms([c[1] + c[2] for c in cpu_t])[0],
         "index_build_ms": round(build_ms, 3),
         "index_build_us_per_session": round(build_ms * 1000.0 / n, 1),
         "baseline_peak_kib": _peak_kib(last),
@@ -385,18 +393,26 @@ def main(argv: list[str] | None = None) -> int:
               "propose_us_per_session": policies, "target_met": met}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print("medians in ms; 'index' = plan() given PlanInput.votes, 'upkeep' = the index's update "
-          "before it (prepare), 'total' = both")  # fmt: skip
-    print(f"{'case':>10} {'sessions':>8} {'slots':>5} {'props':>6} {'starts':>6} {'changed':>7} "
-          f"{'baseline':>8} {'index':>6} {'upkeep':>6} {'total':>6} {'x':>5} "
+    print("medians in ms, wall (process CPU in brackets: robust to other processes on the "
+          "cores); 'index' = plan() given PlanInput.votes, 'upkeep' = the index's update "
+          "before it (prepare), 'total' = both; "
+          "x = baseline / total, CPU")  # fmt: skip
+    print(f"{'case':>10} {'sessions':>8} {'slots':>5} {'starts':>6} {'changed':>7} "
+          f"{'baseline':>15} {'index':>13} {'upkeep':>13} {'total':>13} {'x':>5} "
           f"{'build us/s':>10}")  # fmt: skip
+
+    def both(r: dict[str, Any], wall: str, cpu: str) -> str:
+        return f"{r[wall]:.2f} ({r[cpu]:.2f})"
+
     for r in rows:
-        ratio = r["baseline_median_ms"] / max(r["index_total_median_ms"], 1e-9)
-        print(f"{r['case']:>10} {r['sessions']:>8} {r['slots']:>5} {r['proposals']:>6} "
-              f"{r['starts']:>6} {r['changed_per_plan']:>7} {r['baseline_median_ms']:>8.2f} "
-              f"{r['index_plan_median_ms']:>6.2f} {r['index_upkeep_median_ms']:>6.2f} "
-              f"{r['index_total_median_ms']:>6.2f} {ratio:>5.1f} "
-              f"{r['index_build_us_per_session']:>10}")  # fmt: skip
+        ratio = r["cpu_baseline_median_ms"] / max(r["cpu_index_total_median_ms"], 1e-9)
+        print(f"{r['case']:>10} {r['sessions']:>8} {r['slots']:>5} {r['starts']:>6} "
+              f"{r['changed_per_plan']:>7} "
+              f"{both(r, 'baseline_median_ms', 'cpu_baseline_median_ms'):>15} "
+              f"{both(r, 'index_plan_median_ms', 'cpu_index_plan_median_ms'):>13} "
+              f"{both(r, 'index_upkeep_median_ms', 'cpu_index_upkeep_median_ms'):>13} "
+              f"{both(r, 'index_total_median_ms', 'cpu_index_total_median_ms'):>13} "
+              f"{ratio:>5.1f} {r['index_build_us_per_session']:>10}")  # fmt: skip
     for case, m in met.items():
         verdict = ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in m.items())
         print(f"target: plan() <= {TARGET_MS} ms at 10,000 sessions ({case}): {verdict}")
