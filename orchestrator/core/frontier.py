@@ -64,7 +64,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
@@ -144,8 +143,7 @@ def active_by_id(inp: PlanInput) -> dict[str, SessionView]:
     case), the sort only when some id is duplicated.
     """
     now, timeout = inp.now, inp.budget.idle_timeout_s
-    # C-level passes (zip/map) rather than comprehensions: 10^4 sessions at every plan.
-    latest = dict(zip(map(_session_id, inp.sessions), inp.sessions, strict=True))
+    latest = {s.session_id: s for s in inp.sessions}
     if len(latest) != len(inp.sessions):
         latest = {}
         for s in sorted(
@@ -161,8 +159,6 @@ def active_by_id(inp: PlanInput) -> dict[str, SessionView]:
         > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
     }
 
-
-_session_id = operator.attrgetter("session_id")
 
 
 def active_sessions(inp: PlanInput) -> tuple[SessionView, ...]:

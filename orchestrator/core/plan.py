@@ -85,7 +85,6 @@ the same ``Plan`` on random inputs (duplicated ids, shared cursors, idle session
 from __future__ import annotations
 
 import heapq
-import operator
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -230,9 +229,6 @@ def _victim_heap(w: _Work) -> list[_Victim]:
     return heap
 
 
-_cursor_of = operator.attrgetter("cursor_chunk_id")
-
-
 class _Cursors:
     """Which sessions watch which chunk (``survey``).
 
@@ -243,7 +239,7 @@ class _Cursors:
     __slots__ = ("_many", "_one")
 
     def __init__(self, sessions: Collection[SessionView]) -> None:
-        self._one = dict(zip(map(_cursor_of, sessions), sessions, strict=True))
+        self._one = {s.cursor_chunk_id: s for s in sessions}
         self._many: dict[str, list[SessionView]] = {}
         if len(self._one) != len(sessions):
             for s in sessions:
