@@ -57,11 +57,12 @@ touching each once is already milliseconds, so a plan only reads what can change
 - reachability: at most ``max_depth`` ancestors per speculative job, each a dict read;
 - "least valuable": a heap, built on the first preemption or trim. Its P values come from the
   vote index when ``PlanInput.votes`` is usable (one dict read per preemptible job's key,
-  ``VoteIndex.votes``); without it, from only the proposals that can name a preemptible job's
-  key: those of sessions whose cursor is the key's parent or its ancestor d - 1 levels up, of
-  length d, whose last step has the key's pose (noted by ``_Cursors.survey`` in step b; a
-  necessary condition, then the same resolution as for every proposal,
-  ``frontier.collect_votes``);
+  ``VoteIndex.probability_of``); without it, from only the proposals that can name a
+  preemptible job's key: those of sessions whose cursor is the key's parent or its ancestor
+  d - 1 levels up, of length d, whose last step has the key's pose (noted by
+  ``_Cursors.survey`` in step b; a necessary condition, then the same resolution as for every
+  proposal, ``frontier.collect_votes``). With the index, step b also checks a job's chunk and
+  parent first (``_Cursors.near``) and walks the ancestry of the other jobs only;
 - speculation is skipped outright when it cannot start anything (no free slot, the speculative
   cap reached, or an empty bucket): with 10^4 sessions on a pool of tens to hundreds of slots
   that is the common case, and it saves valuing every proposal. Otherwise, with
