@@ -219,7 +219,9 @@ class MarkovPolicy:
     def forget_session(self, session_id: str) -> None:
         """The session was evicted: drop its own counts (``policies.base.Forgetting``). Only
         this session's predictions read them (step 4), so every other session's probabilities
-        are unchanged; its events stay in the memory's and the global counts."""
+        are unchanged; its events stay in the memory's and the global counts. (An id observed
+        again afterwards starts with empty counts, and its step-5 forecasts differ from what
+        they would have been: a host forgets only a session that is gone.)"""
         if self._session.pop(session_id, None) is not None:
             self._memo.clear()  # memo keys name the session: a reused id must start afresh
             self._final.clear()
