@@ -9,11 +9,12 @@ Usage::
 The trace is synthetic (``rewind traces synth`` knobs), shaped like the real trace the issue
 replayed: mostly forward, ~19 steps per session, Poisson arrivals at a rate that keeps about 20
 sessions active at once. Each policy runs in its own process (``--workers`` at a time, like
-``rewind simulate``); per run the benchmark records wall seconds, the seconds spent preparing
-the core's input (proposals included) and in ``plan()``, the number of plans, and the process's
-peak RSS (MiB). It runs the same policies on half the trace too: "flat" means the peak RSS of
-the full trace is close to that of the half (the state is bounded by the active sessions, not by
-the sessions seen so far).
+``rewind simulate``); per run the benchmark records wall and CPU seconds (the machine is
+shared: wall seconds depend on its load), the seconds spent preparing the core's input
+(proposals included) and in ``plan()``, the number of plans, the process's peak RSS (MiB) and
+the entries the policy keeps per session / memory at the end. It runs the same policies on half
+the trace too: "flat" means the peak RSS of the full trace is close to that of the half (the
+state is bounded by the active sessions, not by the sessions seen so far).
 
 ``--baseline-rev REV`` also replays the same trace with the simulator of git revision ``REV``
 (checked out into a temporary worktree), for the side-by-side ratio; bounded by
@@ -75,13 +76,14 @@ def run_policy(trace_path: str, regime_name: str, policy: str) -> dict[str, Any]
     from orchestrator.sim.engine import Simulation
 
     trace, regime = read_trace(trace_path), load_regime(regime_name)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sim = Simulation(trace, regime, build_policy(policy, regime, trace), 0)
     result = sim.run()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     active = _peak_active(trace, result)
     return {
-        "policy": policy, "wall_s": round(wall, 2),
+        "policy": policy, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+        "policy_state": _policy_state(sim.policy),
         "prepare_s": round(result.propose_wall_s, 2), "plan_s": round(result.plan_wall_s, 2),
         "plans": result.plans, "requests": len(result.requests), "jobs": len(result.jobs),
         "peak_active_sessions": active, "proposals_asked": sim.live.proposals.asked,
@@ -89,6 +91,18 @@ def run_policy(trace_path: str, regime_name: str, policy: str) -> dict[str, Any]
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "final_state": sim.live.size(),
     }  # fmt: skip
+
+
+def _policy_state(policy: Any) -> dict[str, int]:
+    """Entries a policy keeps per session / memory at the end of the run (flatness check)."""
+    base = getattr(policy, "base", policy)
+    out = {}
+    for label, attr in (("sessions", "_session"), ("memories", "_memory"), ("cold", "_cold"),
+                        ("future", "future")):  # fmt: skip
+        table = getattr(base, attr, None)
+        if table is not None:
+            out[label] = len(table)
+    return out
 
 
 def _peak_active(trace: Trace, result: Any) -> int:
@@ -104,12 +118,14 @@ def _peak_active(trace: Trace, result: Any) -> int:
     return peak
 
 
-def run_all(trace_path: Path, regime: str, workers: int) -> tuple[float, list[dict[str, Any]]]:
+def run_all(
+    trace_path: Path, regime: str, workers: int, policies: tuple[str, ...] = POLICIES
+) -> tuple[float, list[dict[str, Any]]]:
     """Every policy, ``workers`` processes at a time (a fresh process per policy)."""
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, max_tasks_per_child=1) as pool:
-        runs = list(pool.map(run_policy, [str(trace_path)] * len(POLICIES),
-                             [regime] * len(POLICIES), POLICIES))  # fmt: skip
+        runs = list(pool.map(run_policy, [str(trace_path)] * len(policies),
+                             [regime] * len(policies), policies))  # fmt: skip
     return time.perf_counter() - t0, runs
 
 
@@ -146,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-rev", default=None)
     parser.add_argument("--baseline-timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "sim_scale.json")
+    parser.add_argument("--policies", default=",".join(POLICIES),
+                        help="comma-separated subset (default: all five)")  # fmt: skip
     args = parser.parse_args(argv)
+    policies = tuple(args.policies.split(","))
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(),
                "load_avg": os.getloadavg()}
     report: dict[str, Any] = {"machine": machine}
@@ -157,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             write_synthetic(path, knobs(n))
             steps = sum(len(s.steps) for s in synthesize(knobs(n)))
             traces[label] = path
-            total, runs = run_all(path, args.regime, args.workers)
+            total, runs = run_all(path, args.regime, args.workers, policies)
             report[label] = {"sessions": n, "steps": steps, "total_wall_s": round(total, 1),
+                             "total_cpu_s": round(sum(r["cpu_s"] for r in runs), 1),
                              "runs": runs}  # fmt: skip
         if args.baseline_rev:
             report["baseline"] = baseline(args.baseline_rev, traces["full"], args.regime,
@@ -172,12 +192,14 @@ def main(argv: list[str] | None = None) -> int:
 def _summary(report: dict[str, Any]) -> None:
     full, half = report["full"], report["half"]
     print(f"trace: {full['sessions']} sessions, {full['steps']} steps; "
-          f"{len(POLICIES)} policies in {full['total_wall_s']} s (target <= 60 s)")  # fmt: skip
-    print(f"{'policy':<10} {'wall s':>7} {'prep s':>7} {'plan s':>7} {'plans':>7} "
+          f"{len(full['runs'])} policies in {full['total_wall_s']} s wall, "
+          f"{full['total_cpu_s']} s CPU (target <= 60 s wall on 2 cores)")  # fmt: skip
+    print(f"{'policy':<10} {'wall s':>7} {'cpu s':>7} {'prep s':>7} {'plan s':>7} {'plans':>7} "
           f"{'active':>6} {'RSS MiB':>8} {'half RSS':>8}")  # fmt: skip
     halves = {r["policy"]: r for r in half["runs"]}
     for r in full["runs"]:
-        print(f"{r['policy']:<10} {r['wall_s']:>7} {r['prepare_s']:>7} {r['plan_s']:>7} "
+        print(f"{r['policy']:<10} {r['wall_s']:>7} {r['cpu_s']:>7} {r['prepare_s']:>7} "
+              f"{r['plan_s']:>7} "
               f"{r['plans']:>7} {r['peak_active_sessions']:>6} {r['peak_rss_mib']:>8} "
               f"{halves[r['policy']]['peak_rss_mib']:>8}")  # fmt: skip
     for b in report.get("baseline", {}).get("runs", []):

@@ -18,9 +18,12 @@ from orchestrator.core.poses import PoseError, normalize_action
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 
 __all__ = [
+    "Forgetting",
     "NextActionModel",
     "Policy",
     "action_key",
+    "forget_memory",
+    "forget_session",
     "sort_proposals",
     "unique_actions",
 ]
@@ -88,6 +91,38 @@ class NextActionModel(Protocol):
         ``ctx.session.history`` with hypothetical actions.
         """
         ...
+
+
+@runtime_checkable
+class Forgetting(Protocol):
+    """Optional extra: a policy that keeps per-session or per-memory state drops it when the host
+    says that session or memory is gone (``orchestrator.live.LiveState`` calls these on session
+    eviction and on cold-memory eviction), so its state is bounded by the live sessions, not by
+    every session ever seen. Forgetting one session's or memory's state must not change any
+    other live session's proposals. Neither method raises on an unknown id.
+    """
+
+    def forget_session(self, session_id: str) -> None:
+        """Session ``session_id`` was evicted: drop what is kept for it alone."""
+        ...
+
+    def forget_memory(self, memory_id: str) -> None:
+        """Memory ``memory_id`` went cold (no live session, no job): drop what is kept for it."""
+        ...
+
+
+def forget_session(policy: object, session_id: str) -> None:
+    """``policy.forget_session(session_id)`` when the policy offers it (``Forgetting``)."""
+    hook = getattr(policy, "forget_session", None)
+    if hook is not None:
+        hook(session_id)
+
+
+def forget_memory(policy: object, memory_id: str) -> None:
+    """``policy.forget_memory(memory_id)`` when the policy offers it (``Forgetting``)."""
+    hook = getattr(policy, "forget_memory", None)
+    if hook is not None:
+        hook(memory_id)
 
 
 @functools.lru_cache(maxsize=4096)  # on every propose() call: normalising is the hot path

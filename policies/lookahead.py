@@ -21,7 +21,15 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
-from policies.base import NextActionModel, Policy, action_key, sort_proposals, unique_actions
+from policies.base import (
+    NextActionModel,
+    Policy,
+    action_key,
+    forget_memory,
+    forget_session,
+    sort_proposals,
+    unique_actions,
+)
 
 __all__ = ["LookaheadPolicy"]
 
@@ -74,6 +82,9 @@ class LookaheadPolicy:
         self.beam = beam
         self._checked: object = None  # the base ``_model`` was checked for
         self._model: NextActionModel | None = None
+        # session id -> (what the answer read, the answer), valid until the next observe (the
+        # only call that changes the base's state); used with a NextActionModel base only.
+        self._answers: dict[str, tuple[tuple[object, ...], list[Proposal]]] = {}
 
     def _next(
         self,
@@ -112,7 +123,28 @@ class LookaheadPolicy:
         return dist
 
     def propose(self, ctx: PolicyContext) -> list[Proposal]:
-        """The kept paths of every beam level with their joint probabilities (module doc)."""
+        """The kept paths of every beam level with their joint probabilities (module doc).
+
+        With a ``NextActionModel`` base the answer reads only the session, memory and history,
+        ``ctx.actions`` and ``ctx.max_depth`` (not the cursor's children nor the time), so it is
+        kept per session until the next ``observe`` and repeated when those are unchanged (a
+        host asks again when only the cursor's children changed). The base must be fed through
+        this policy's ``observe`` (as every host does)."""
+        if self._checked is not self.base:
+            self._checked = self.base
+            self._model = self.base if isinstance(self.base, NextActionModel) else None
+        if self._model is None:
+            return self._propose(ctx)
+        v = ctx.session
+        key = (v.memory_id, v.history, ctx.actions, ctx.max_depth)
+        kept = self._answers.get(v.session_id)
+        if kept is not None and kept[0] == key:
+            return list(kept[1])
+        out = self._propose(ctx)
+        self._answers[v.session_id] = (key, out)
+        return list(out)
+
+    def _propose(self, ctx: PolicyContext) -> list[Proposal]:
         actions = unique_actions(ctx.actions)
         rank = {a: i for i, a in enumerate(actions)}
         spelling = {action_key(a): a for a in actions}
@@ -143,7 +175,18 @@ class LookaheadPolicy:
 
     def observe(self, event: ActionObserved) -> None:
         """Forwarded to the base predictor, which does the learning."""
+        self._answers.clear()
         self.base.observe(event)
+
+    def forget_session(self, session_id: str) -> None:
+        """Forwarded to the base (``policies.base.Forgetting``)."""
+        self._answers.pop(session_id, None)
+        forget_session(self.base, session_id)
+
+    def forget_memory(self, memory_id: str) -> None:
+        """Forwarded to the base (``policies.base.Forgetting``)."""
+        self._answers.clear()
+        forget_memory(self.base, memory_id)
 
     def __repr__(self) -> str:
         return f"LookaheadPolicy(base={self.base!r}, depth={self.depth}, beam={self.beam})"

@@ -65,14 +65,17 @@ and reading both would count them twice. Action names are compared after
 ``orchestrator.core.poses.normalize_action`` (``"right+w"`` is ``"w+right"``).
 
 State grows with the number of distinct (scope, context, action) triples seen: at most
-``order + 2`` counter increments per scope per observed action.
+``order + 2`` counter increments per scope per observed action. A host that evicts sessions and
+cold memories calls ``forget_session`` / ``forget_memory`` (``policies.base.Forgetting``), so
+the session and memory tables are bounded by the live ones; the global table is bounded by the
+contexts (at most ``24^order`` plus the streak contexts, times 24 actions).
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -173,6 +176,7 @@ class MarkovPolicy:
         self._global: _Counts = defaultdict(dict)
         self._memory: dict[str, _Counts] = defaultdict(lambda: defaultdict(dict))
         self._session: dict[str, _Counts] = defaultdict(lambda: defaultdict(dict))
+        self._cold: OrderedDict[str, _Counts] = OrderedDict()  # forget_memory's, oldest first
         self._seen: set[str] = set()  # every normalised action observed (the calibration's A)
         self._n1 = self._n2 = 0  # global (context, action) counts equal to 1 and to 2
         self.observed = 0  # events observed so far: lets a host or analyst see it is being fed
@@ -194,6 +198,8 @@ class MarkovPolicy:
         action = action_key(event.action)
         if self.calibrate:
             self._learn_calibration(history, action, event.memory_id, event.session_id)
+        if self._cold:
+            self._warm(event.memory_id)
         scopes = (self._global, self._memory[event.memory_id], self._session[event.session_id])
         for context in contexts(history, self.order):
             for counts in scopes:
@@ -209,6 +215,38 @@ class MarkovPolicy:
         self._seen.add(action)
         self.observed += 1
         self._forget()
+
+    def forget_session(self, session_id: str) -> None:
+        """The session was evicted: drop its own counts (``policies.base.Forgetting``). Only
+        this session's predictions read them (step 4), so every other session's probabilities
+        are unchanged; its events stay in the memory's and the global counts. (An id observed
+        again afterwards starts with empty counts, and its step-5 forecasts differ from what
+        they would have been: a host forgets only a session that is gone.)"""
+        if self._session.pop(session_id, None) is not None:
+            self._memo.clear()  # memo keys name the session: a reused id must start afresh
+            self._final.clear()
+
+    def forget_memory(self, memory_id: str) -> None:
+        """The memory went cold (no live session, no job): its counts move to a bounded store of
+        cold memories (the ``COLD_MEMORIES`` most recently cooled), from which they come back
+        intact if a viewer opens it again; beyond that bound the oldest cold memory's counts are
+        dropped, and a session that later opens on it starts from the global statistics, as
+        on a new memory. No live session's probabilities change (none is on a cold memory)."""
+        table = self._memory.pop(memory_id, None)
+        if table is None:
+            return
+        self._cold[memory_id] = table
+        self._cold.move_to_end(memory_id)
+        while len(self._cold) > COLD_MEMORIES:
+            self._cold.popitem(last=False)
+        self._memo.clear()
+        self._final.clear()
+
+    def _warm(self, memory_id: str) -> None:
+        """A cold memory's counts back in the live table (before it is read or counted)."""
+        table = self._cold.pop(memory_id, None)
+        if table is not None:
+            self._memory[memory_id] = table
 
     def _learn_calibration(
         self, history: tuple[str, ...], action: str, memory: str, session: str
@@ -239,7 +277,7 @@ class MarkovPolicy:
         if session_id is not None:
             table = self._session.get(session_id, {})
         elif memory_id is not None:
-            table = self._memory.get(memory_id, {})
+            table = self._memory.get(memory_id) or self._cold.get(memory_id, {})
         else:
             table = self._global
         return dict(table.get(key, {}))
@@ -296,6 +334,8 @@ class MarkovPolicy:
         if d is None:
             d = self._discount = ney_discount(self._n1, self._n2)
         empty: _Counts = {}
+        if self._cold:
+            self._warm(memory_id)
         gtab = self._global
         memory = self._memory.get(memory_id, empty)
         session = self._session.get(session_id, empty)
@@ -443,6 +483,10 @@ _DEFAULT_KEYS = tuple(action_key(a) for a in ACTION_NAMES)
 def _bin(p: float) -> int:
     return max(0, bisect.bisect_right(_EDGES, p) - 1)
 
+
+COLD_MEMORIES = 4096
+"""Cold memories whose counts ``forget_memory`` keeps (they come back if the memory is opened
+again): the per-memory state is bounded by the live memories plus this many."""
 
 _MEMO_MAX = 200_000
 """Entries a prediction memo may hold before it is emptied (it is emptied on every observe

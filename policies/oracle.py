@@ -95,5 +95,13 @@ class OraclePolicy:
     def observe(self, event: ActionObserved) -> None:
         """Ignored: the oracle already knows everything."""
 
+    def forget_session(self, session_id: str) -> None:
+        """The session was evicted: its future is no longer needed (``policies.base.Forgetting``;
+        a host evicts a session once it ended, so the table shrinks as the replay goes)."""
+        self.future.pop(session_id, None)
+
+    def forget_memory(self, memory_id: str) -> None:
+        """Nothing is kept per memory."""
+
     def __repr__(self) -> str:
         return f"OraclePolicy(sessions={len(self.future)}, depth={self.depth})"

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from orchestrator.core.types import ActionObserved, NodeState, PolicyContext, Proposal
 from policies import Policy
+from policies.base import forget_memory, forget_session
 from policies.registry import time_free
 
 Signature = tuple[object, ...]
@@ -62,6 +63,14 @@ class SinglePolicy:
     def time_free(self, arm: str) -> bool:
         """Whether proposals may be cached (``policies.registry.time_free``, or forced)."""
         return self._time_free
+
+    def forget_session(self, session_id: str) -> None:
+        """Tell the policy the session was evicted (``policies.base.Forgetting``, if offered)."""
+        forget_session(self.policy, session_id)
+
+    def forget_memory(self, memory_id: str) -> None:
+        """Tell the policy the memory went cold (``policies.base.Forgetting``, if offered)."""
+        forget_memory(self.policy, memory_id)
 
 
 class ProposalCache:

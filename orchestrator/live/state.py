@@ -58,6 +58,7 @@ from orchestrator.live.viewers import (
     think_estimate,
     think_observation,
 )
+from policies.base import forget_memory, forget_session
 
 
 class LiveState(Planner):
@@ -489,6 +490,7 @@ class LiveState(Planner):
         for mid, mem in list(self._memories.items()):
             if not mem.sessions and mid not in busy:
                 del self._memories[mid]
+                forget_memory(self.proposer, mid)
 
     def evict_session(self, session_id: str) -> None:
         """Forget a session now (its rows stay in the database)."""
@@ -497,6 +499,7 @@ class LiveState(Planner):
         if s is None:
             return
         self.proposals.forget(session_id)
+        forget_session(self.proposer, session_id)  # the policy's own per-session state
         # Its cached cursor subtree would otherwise keep an ended session's nodes alive.
         self._subtrees.pop(session_id, None)
         mem = self._memories.get(s.view.memory_id)

@@ -84,14 +84,14 @@ class Simulation:
         )  # fmt: skip
         self.live.bucket = BucketState(regime.budget.burst_gpu_s, self.now)
         self.running: dict[str, JobRecord] = {}  # chunk id -> job holding a slot
-        self.by_job: dict[str, JobRecord] = {}
+        self.by_job: dict[str, JobRecord] = {}  # job id -> record (a later hit marks it used)
         self.jobs: list[JobRecord] = []
         self.requests: list[RequestRecord] = []
         self.waiting: dict[str, tuple[SessionTrace, RequestRecord]] = {}  # request id -> viewer
-        self.steps: dict[str, int] = {}  # session id -> next step index
+        self.steps: dict[str, int] = {}  # live session id -> next step index
         self.stored: dict[str, list[tuple[KnownNode, Producer | None]]] = {}  # memory -> ready
         self.arrivals_left: dict[str, int] = {}
-        self.attempts: dict[str, int] = {}
+        self.attempts: dict[str, int] = {}  # chunk id -> generations started, until it is ready
         self.heap: list[tuple[float, int, int, str]] = []
         self.seq = 0
         self.plans = self.peak_running = self.peak_spec = 0
@@ -200,6 +200,7 @@ class Simulation:
             think = trace.steps[step].think_s
             self._push(self.now + duration + think, _ARRIVE, "r:" + trace.session_id)
         else:
+            del self.steps[trace.session_id]  # the viewer is done: keep state flat
             self.live.close_session(trace.session_id)
 
     # ---- the simulated pool ------------------------------------------------------------------
@@ -208,6 +209,7 @@ class Simulation:
         if job.ended_at is not None:
             return  # cancelled earlier; this completion never happens
         self._release(job)
+        self.attempts.pop(job.chunk_id, None)  # ready now: never generated again
         ended = self.live.job_ended(job.job_id, job.chunk_id, job.memory_id, ok=True,
                                     now=self.now, gpu_s=job.gpu_s)  # fmt: skip
         node = self.live.node(job.memory_id, job.chunk_id)

@@ -84,14 +84,12 @@ class GpuPool:
         self.idle: list[_Boot] = [_Boot(start_s, start_s) for _ in range(model.warm_at_start)]
         self.cold_starts = 0
         self.idle_gpu_s = 0.0  # billed seconds of containers up and not holding a job
-        self._g: dict[str, float] = {}
 
     def generation_s(self, chunk: str) -> float:
         """Warm generation time G of ``chunk`` (seconds; the same in every run with this seed)."""
-        g = self._g.get(chunk)
-        if g is None:
-            g = self._g[chunk] = self.generation.sample(*uniforms(self.seed, "gen", chunk))
-        return g
+        # Recomputed, not cached: a pure function of (seed, chunk), asked about once per job
+        # start, and a cache would grow with every chunk of the replay.
+        return self.generation.sample(*uniforms(self.seed, "gen", chunk))
 
     def cold_start_s(self, chunk: str, attempt: int) -> float:
         """Cold-start seconds the ``attempt``-th generation of ``chunk`` pays on a new container."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -226,3 +227,26 @@ def test_idle_warm_time_is_billed_and_the_bill_ends_with_the_last_chunk() -> Non
     m = summarize(result, reg)
     assert m["gpu_s_billed"] == pytest.approx(30.0 + 58.0)
     assert m["gpu_s_idle_warm"] == pytest.approx(58.0)
+
+
+@pytest.mark.parametrize("policy", ["markov", "lookahead", "oracle"])
+def test_the_policy_forgets_viewers_who_left(policy: str) -> None:
+    """The live state tells the policy about evicted sessions and cold memories
+    (``policies.base.Forgetting``): after the replay it keeps nothing per session, and what it
+    keeps per memory is in markov's bounded cold store."""
+    trace = Trace(tuple(
+        viewer("w d w", think=2.0, sid=f"s{i}", memory=f"m{i % 2}", start=40.0 * i)
+        for i in range(6)
+    ))  # fmt: skip
+    reg = replace(regime(g=3.0, think=2.0), budget=replace(regime(3.0, 2.0).budget,
+                                                           idle_timeout_s=5.0))  # fmt: skip
+    sim = Simulation(trace, reg, build_policy(policy, reg, trace), seed=1)
+    sim.run()
+    sim.live.prepare(sim.now + 1e3)  # evicts the last viewer too
+    base: Any = getattr(sim.policy, "base", sim.policy)
+    if policy == "oracle":
+        assert base.future == {}
+    else:
+        assert len(base._session) == 0 and len(base._memory) == 0
+        assert set(base._cold) == {"m0", "m1"}
+    assert sim.steps == {} and sim.attempts == {}
