@@ -57,8 +57,10 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        given = ""
+        for name, value in scope.get("headers") or ():  # no dict of every header per request
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
         # The client's id only when it is a short token (a line break would forge log lines).
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
