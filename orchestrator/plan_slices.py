@@ -10,8 +10,9 @@ Actions observed on the request path are queued by the policy host
 (``orchestrator.policy_host``); the policies learn them here, in slices, before any proposal is
 made. A plan woken only by cache hits (nothing waits on it: no miss, no job end) rests longer,
 ``HIT_REST_RATIO`` against its busy time and at least ``HIT_PLAN_S``: under a flood of hits the
-re-proposals take <= 10 % of the loop instead of 25 %, and the speculation a hit makes worth
-starting waits at most about a second (against 2-5 minutes of generation).
+re-proposals take <= 10 % of the loop instead of 25 % (the periodic tick waits for that plan
+too), and the speculation a hit makes worth starting waits at most ``HIT_MAX_REST_S`` (3 s, only
+when plans are that slow; ~0.25 s at 75 hits/s) against 2-5 minutes of generation.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ REST_RATIO = 3.0  # after a plan that kept the loop busy B s, rest 3 B: <= 25 % 
 MAX_REST_S = 1.0  # ... but plan at least about once a second
 HIT_PLAN_S = 0.25  # a plan only hits asked for waits at least this long after the last one
 HIT_REST_RATIO = 9.0  # ... and 9 B after one that was busy B s: <= 10 % of the loop
+HIT_MAX_REST_S = 3.0  # ... but at most this long (the tick waits for it too)
 
 
 def rest_s(busy_s: float, coalesce_s: float) -> float:
@@ -43,7 +45,7 @@ def rest_s(busy_s: float, coalesce_s: float) -> float:
 def hit_rest_s(busy_s: float) -> float:
     """Seconds a plan that only cache hits asked for waits after one that was busy ``busy_s``
     seconds (see the module docstring); a miss or a job's end cuts the wait short."""
-    return min(MAX_REST_S, max(HIT_PLAN_S, HIT_REST_RATIO * busy_s))
+    return min(HIT_MAX_REST_S, max(HIT_PLAN_S, HIT_REST_RATIO * busy_s))
 
 
 async def sliced_plan(
@@ -103,7 +105,8 @@ class PlanPacer:
 
     ``wake()`` (a miss, a job's end, a new session, a reconfiguration): plan after the
     ``coalesce_s`` window, or after ``rest_s`` of the last plan's busy time. ``hit()``: plan no
-    sooner than ``hit_rest_s`` after the last plan. At least every ``tick_s`` seconds anyway.
+    sooner than ``hit_rest_s`` after the last plan. At least every ``tick_s`` seconds anyway (or
+    at the pending hits' plan, if that is later).
     """
 
     def __init__(self, tick_s: float, coalesce_s: float) -> None:
@@ -132,6 +135,10 @@ class PlanPacer:
         """Until the next plan is due (a wake, a hit's rest passed, or the tick)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout=self.tick_s)
+        if not self._event.is_set() and self._timer is not None:
+            # The tick came while the hits' plan waits out its rest: that plan is the tick's
+            # (at most HIT_MAX_REST_S away); a wake cuts it short.
+            await self._event.wait()
         await asyncio.sleep(self._rest)
         self._event.clear()
         if self._timer is not None:  # the plan about to run covers the hits so far
