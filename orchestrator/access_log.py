@@ -34,6 +34,23 @@ _notes: ContextVar[dict[str, Any] | None] = ContextVar("rewind_access_notes", de
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
+_bound: tuple[tuple[int, ...], Any] = ((), None)
+
+
+def _logger() -> Any:
+    """``log`` bound once per structlog configuration (``logs.configure_logging`` sets
+    ``cache_logger_on_first_use=False``, so the lazy proxy re-binds on every call: about 3 % of
+    a cache hit's CPU). A ``configure`` that swaps processors, wrapper class (the level),
+    context class or logger factory gets a new binding; processors changed in place (as
+    ``structlog.testing.capture_logs`` does) are seen by the bound logger itself."""
+    global _bound
+    cfg = structlog.get_config()
+    key = tuple(id(cfg[k]) for k in ("processors", "wrapper_class", "context_class",
+                                      "logger_factory"))  # fmt: skip
+    if _bound[0] != key:
+        _bound = (key, log.bind())
+    return _bound[1]
+
 
 def note(**fields: Any) -> None:
     """Add ``fields`` to the current request's access line (no-op outside a request).
@@ -57,8 +74,10 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        given = ""
+        for name, value in scope.get("headers") or ():  # no dict of every header per request
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
         # The client's id only when it is a short token (a line break would forge log lines).
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
@@ -85,7 +104,7 @@ class AccessLog:
         finally:
             _notes.reset(token)
             route = scope.get("route")
-            log.info(
+            _logger().info(
                 "request",
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),

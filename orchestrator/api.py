@@ -121,12 +121,12 @@ async def post_memory(
 async def post_chunk(
     memory_id: uuid.UUID,
     body: ChunkRequest,
-    svc: Svc,
     caller: User,
     request: Request,
     inline: Inline = True,
 ) -> ChunkCreated:
     """Generate (or serve from cache) the next chunk from the parent's last frame (seed)."""
+    svc: Service = request.app.state.service  # not a dependency: the hit path's cost (issue 10)
     await svc.gate.usage.fresh(svc.db.pool)
     svc.gate.usage.check_demand(caller)
     served, session_id = await request_next_chunk(

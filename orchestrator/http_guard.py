@@ -164,7 +164,9 @@ class _GuardedBody:
             return await self.receive()
         remaining = self.deadline - self.limit.clock()
         try:
-            message = await asyncio.wait_for(self.receive(), max(remaining, 0.0))
+            # asyncio.timeout: a timer on this task, not a new task per read (wait_for's cost).
+            async with asyncio.timeout(max(remaining, 0.0)):
+                message = await self.receive()
         except TimeoutError:
             self.refusal = (
                 408,

@@ -71,6 +71,22 @@ class Metrics:
             "rewind_speculative_cancelled", "Cancelled speculative jobs", ["reason"], registry=r
         )
 
+        # (outcome, policy, arm) -> the request counter's and wait histogram's children: a
+        # ``labels()`` lookup validates and joins the label values on every call.
+        self._served: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def served(self, outcome: str, policy: str, arm: str, wait_s: float) -> None:
+        """Count one answered chunk request and observe its wait (seconds)."""
+        key = (outcome, policy, arm)
+        children = self._served.get(key)
+        if children is None:
+            children = self._served[key] = (
+                self.requests.labels(outcome=outcome, policy=policy, arm=arm),
+                self.wait.labels(outcome=outcome, policy=policy),
+            )
+        children[0].inc()
+        children[1].observe(wait_s)
+
     def render(self, slots: int, busy: dict[str, int], queued: int) -> bytes:
         """The exposition text, after refreshing the gauges from the live state."""
         self.slots.set(slots)

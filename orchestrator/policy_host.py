@@ -4,11 +4,20 @@ The host owns the policies' learned state (Ray Serve's pattern: the host keeps t
 and applies bounds outside the plug-in). Every policy instance observes every session's actions,
 so arms learn from the same traffic; each session is served proposals by its own arm's policy.
 A policy that raises is logged and proposes nothing: a plug-in bug never stalls demand jobs.
+
+Observations are queued, not learned on the request path: ``observe`` appends the event (a cache
+hit stays O(1) whatever the policy does per event) and the policies learn it before anything can
+read what they learned: ``propose``, ``reconfigure`` and the planner's ``drain`` (in slices,
+``orchestrator.plan_slices``) all feed the queue first, in arrival order. The queue lives in the
+same process memory as the policies' learned state, so nothing is lost that was not already
+lost with it.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import deque
 
 import structlog
 
@@ -31,12 +40,14 @@ class PolicyHost:
         self.experiment = experiment
         self.arms: tuple[Arm, ...] = ()
         self._policies: dict[str, Policy] = {}
+        self._queued: deque[ActionObserved] = deque()
         self.reconfigure(arms, experiment)
 
     def reconfigure(self, arms: tuple[Arm, ...], experiment: str) -> None:
         """Switch to ``arms``; an arm whose policy and params are unchanged keeps its state."""
         if not arms:
             raise ValueError("at least one arm is needed")
+        self.drain()  # the arms kept must not miss what was observed under the old set
         old = {a.name: a for a in self.arms}
         built: dict[str, Policy] = {}
         for arm in arms:
@@ -56,12 +67,30 @@ class PolicyHost:
         return next((a for a in self.arms if a.name == name), None)
 
     def observe(self, event: ActionObserved) -> None:
-        """Feed an action to every arm's policy."""
-        for name, policy in self._policies.items():
-            try:
-                policy.observe(event)
-            except Exception:
-                log.exception("policy_observe_failed", arm=name)
+        """Queue an action for every arm's policy (learned by the next ``drain``/``propose``)."""
+        self._queued.append(event)
+
+    @property
+    def queued(self) -> int:
+        """Observed actions not yet fed to the policies."""
+        return len(self._queued)
+
+    def drain(self, budget_s: float | None = None) -> int:
+        """Feed queued actions to every arm's policy, oldest first; with ``budget_s`` stop once
+        that many wall seconds have passed (at least one event is fed). Returns how many
+        remain queued."""
+        queue, policies = self._queued, self._policies
+        t0 = time.perf_counter() if budget_s is not None else 0.0
+        while queue:
+            event = queue.popleft()
+            for name, policy in policies.items():
+                try:
+                    policy.observe(event)
+                except Exception:
+                    log.exception("policy_observe_failed", arm=name)
+            if budget_s is not None and time.perf_counter() - t0 >= budget_s:
+                break
+        return len(queue)
 
     def time_free(self, arm: str) -> bool:
         """True when ``arm``'s policy ignores time, so its answers may be reused
@@ -71,6 +100,8 @@ class PolicyHost:
 
     def propose(self, arm: str, ctx: PolicyContext) -> list[Proposal]:
         """The proposals of ``arm``'s policy for one session ([] if the policy fails)."""
+        if self._queued:
+            self.drain()
         policy = self._policies.get(arm)
         if policy is None:
             return []

@@ -44,7 +44,7 @@ from orchestrator.job_tasks import JobTasks
 from orchestrator.jobs import GenerationFailed, JobRunner
 from orchestrator.live import KnownNode, LiveState, Resolution
 from orchestrator.metrics import Metrics
-from orchestrator.plan_slices import rest_s, sliced_plan
+from orchestrator.plan_slices import PlanPacer, sliced_plan
 from orchestrator.policy_host import PolicyHost
 from orchestrator.scheduler_types import SchedulerConfig, ServedChunk
 from orchestrator.storage import BlobStore
@@ -99,7 +99,7 @@ class Scheduler:
         self._latest: dict[str, uuid.UUID] = {}  # memory id -> its newest session
         self._loading: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary())  # fmt: skip
-        self._wake = asyncio.Event()
+        self.pacer = PlanPacer(_TICK_S, _COALESCE_S)
         self._planner: asyncio.Task[None] | None = None
         self.accepted = 0  # waiting requests made durable so far (harnesses wait on it)
         self.plan_busy_s = 0.0  # seconds the last plan kept the loop (or the GIL) busy
@@ -117,7 +117,7 @@ class Scheduler:
 
     def wake(self) -> None:
         """Plan soon (something a plan reads changed outside ``request_chunk``: issue 16)."""
-        self._wake.set()
+        self.pacer.wake()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class Scheduler:
             log.info("recovered", interrupted=interrupted, resubmitted=len(pending))
         if planner:
             self._planner = asyncio.create_task(self._plan_loop(), name="rewind-planner")
-            self._wake.set()
+            self.pacer.wake()
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Stop planning, interrupt running jobs (resumed by the next start), flush writes;
@@ -167,7 +167,7 @@ class Scheduler:
         for s in list(self.live.sessions()):
             arm = self.policies.arm(s.arm) or self.policies.assign(uuid.UUID(s.view.session_id))
             self.live.set_arm(s.view.session_id, arm.name, arm.policy)
-        self._wake.set()
+        self.pacer.wake()
 
     # ---- memories and sessions ---------------------------------------------------------------
 
@@ -195,7 +195,7 @@ class Scheduler:
         self.live.open_session(str(session_id), str(memory_id), str(cursor),
                                policy=chosen.policy, arm=chosen.name, now=self.clock())  # fmt: skip
         self._latest[str(memory_id)] = session_id
-        self._wake.set()
+        self.pacer.wake()
         return chosen
 
     async def resolve_session(
@@ -272,12 +272,13 @@ class Scheduler:
             request_id=str(request_id), session_id=str(session_id) if session_id else None,
             now=t0, record_history=record_history,
         )  # fmt: skip
-        self._wake.set()
         args = (res, request_id, memory_id, parent_id, pose, action, session_id)
         if res.outcome == "hit":
+            self.pacer.hit()  # nobody waits on the plan a hit asks for
             self._record_hit(*args)
             return self._answer(res, request_id, memory_id, parent_id, pose, action, 0.0,
                                 res.job_id)  # fmt: skip
+        self.pacer.wake()
         waiter = self.jobs.waiter(res.chunk_id)
         job_id = await self._record_wait(*args)
         try:
@@ -333,11 +334,7 @@ class Scheduler:
         parent_id: uuid.UUID | None, pose: str, action: str | None, wait_ms: float,
         job_id: str | None,
     ) -> ServedChunk:  # fmt: skip
-        labels = {"policy": res.policy or "", "arm": res.arm or ""}
-        self.metrics.requests.labels(outcome=res.outcome, **labels).inc()
-        self.metrics.wait.labels(outcome=res.outcome, policy=res.policy or "").observe(
-            wait_ms / 1000.0
-        )
+        self.metrics.served(res.outcome, res.policy or "", res.arm or "", wait_ms / 1000.0)
         self.events.publish(str(memory_id), "chunk_served", chunk_id=res.chunk_id,
                             outcome=res.outcome, wait_ms=round(wait_ms, 1))  # fmt: skip
         node = self.live.node(str(memory_id), res.chunk_id)
@@ -350,17 +347,14 @@ class Scheduler:
     # ---- planning ----------------------------------------------------------------------------
 
     async def _plan_loop(self) -> None:
-        rest = _COALESCE_S
+        self.pacer.running = True
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=_TICK_S)
-            await asyncio.sleep(rest)
-            self._wake.clear()
+            await self.pacer.wait()
             try:
                 await self.plan_once()
             except Exception:
                 log.exception("plan_failed")
-            rest = rest_s(self.plan_busy_s, _COALESCE_S)  # a flood of steps slows plans, not hits
+            self.pacer.planned(self.plan_busy_s)
 
     async def plan_once(self) -> None:
         """One plan over the live state, carried out (starts, cancels); skipped when nothing
