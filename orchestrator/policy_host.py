@@ -24,6 +24,7 @@ import structlog
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from orchestrator.experiments import Arm, assign_arm
 from policies import Policy, make_policy
+from policies.base import forget_memory, forget_session
 from policies.registry import time_free
 
 log = structlog.get_logger(__name__)
@@ -91,6 +92,26 @@ class PolicyHost:
             if budget_s is not None and time.perf_counter() - t0 >= budget_s:
                 break
         return len(queue)
+
+    def forget_session(self, session_id: str) -> None:
+        """Every arm's policy drops what it keeps for an evicted session (``policies.base.
+        Forgetting``); queued actions are fed first, so none of that session's arrives after."""
+        self.drain()
+        for name, policy in self._policies.items():
+            try:
+                forget_session(policy, session_id)
+            except Exception:
+                log.exception("policy_forget_failed", arm=name)
+
+    def forget_memory(self, memory_id: str) -> None:
+        """Every arm's policy moves a cold memory's state out of its live tables (markov keeps
+        a bounded cold store, so a memory opened again is predicted as before)."""
+        self.drain()
+        for name, policy in self._policies.items():
+            try:
+                forget_memory(policy, memory_id)
+            except Exception:
+                log.exception("policy_forget_failed", arm=name)
 
     def time_free(self, arm: str) -> bool:
         """True when ``arm``'s policy ignores time, so its answers may be reused

@@ -41,7 +41,7 @@ def test_observe_is_queued_and_learned_before_any_proposal() -> None:
         host.observe(_event(a))
     assert rec.seen == [] and host.queued == 3
     # The next proposal sees every observation, in arrival order.
-    assert host.propose("a", object()) == [3]  # type: ignore[arg-type]
+    assert host.propose("a", object()) == [3]  # type: ignore[arg-type,comparison-overlap]
     assert rec.seen == ["w", "a", "d"] and host.queued == 0
 
 
@@ -101,3 +101,16 @@ def test_pacer_hit_schedules_a_later_plan_and_wake_asks_at_once() -> None:
         assert pacer._timer is None and timer.cancelled()  # that plan covers the hits
 
     asyncio.run(run())
+
+
+def test_forget_session_feeds_the_queue_first_and_reaches_markov() -> None:
+    host = PolicyHost((Arm("a", "markov"),), "exp")
+    for action in ("w", "w", "d"):
+        host.observe(ActionObserved("s1", "m1", (), action))
+    host.forget_session("s1")
+    markov = host._policies["a"]
+    assert host.queued == 0  # learned before forgetting, so nothing of s1 arrives later
+    assert "s1" not in markov._session  # type: ignore[attr-defined]
+    host.forget_memory("m1")
+    assert "m1" not in markov._memory  # type: ignore[attr-defined]
+    host.forget_session("unknown")  # nothing kept: a no-op
