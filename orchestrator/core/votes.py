@@ -296,6 +296,11 @@ class VoteIndex:
         self._heaped: set[_Params] = set()
         self._odd_p = 0
         self._odd_t = 0
+        # Keys whose votes changed since their run was last computed. A key shared by n
+        # sessions that all step before a plan would otherwise be re-combined (a sort of n
+        # votes) n times: quadratic in the viewers at one node (the hits benchmark: 500
+        # sessions on one cursor). Settled once per key before anything reads the runs.
+        self._pending: set[Key] = set()
         self.resolved = 0  # sessions resolved (for benchmarks and tests)
 
     @classmethod
@@ -318,6 +323,7 @@ class VoteIndex:
 
     def safe(self, now: float, e: float) -> bool:
         """True when the lazy walk's bounds are rigorous for this ``now`` and E (module doc)."""
+        self._settle()
         if self._odd_p or not (e == 0.0 or _TINY <= e < math.inf) or not math.isfinite(now):
             return False
         return not self._odd_t or abs(now) >= _TINY
@@ -381,7 +387,7 @@ class VoteIndex:
             voters = self._keys[key]
             del voters[sid]
             self._exists[key] -= key in old.existing  # type: ignore[union-attr]
-            self._rerun(key, voters)
+            self._pending.add(key)
         for key, vote in new_votes.items():
             before = old_votes.get(key)
             was = old is not None and key in old.existing
@@ -391,7 +397,14 @@ class VoteIndex:
             voters = self._keys.setdefault(key, {})
             voters[sid] = vote
             self._exists[key] = self._exists.get(key, 0) + seen - was
-            self._rerun(key, voters)
+            self._pending.add(key)
+
+    def _settle(self) -> None:
+        """Move every key whose votes changed to its run (before the runs are read)."""
+        if self._pending:
+            keys, self._pending = self._pending, set()
+            for key in keys:
+                self._rerun(key, self._keys[key])
 
     def _rerun(self, key: Key, voters: dict[str, _Raw]) -> None:
         """Move ``key`` to the run its votes now give (out of every run when it has none)."""
@@ -429,17 +442,20 @@ class VoteIndex:
     def contents(self) -> dict[Key, tuple[dict[str, _Raw], bool, _Params]]:
         """Key -> (its votes by session, whether it exists, its run): what two indexes of the
         same input must agree on (tests)."""
+        self._settle()
         return {k: (dict(v), self._exists[k] > 0, self._run_of[k]) for k, v in self._keys.items()}
 
     def probability_of(self, key: Key) -> float | None:
         """``frontier.probability`` of the key's votes (its run's combined P, the same
         arithmetic in the same session order), or None when nobody proposed it."""
+        self._settle()
         params = self._run_of.get(key)
         return None if params is None else params[0]
 
     def votes(self, key: Key) -> _Vote | dict[str, _Vote] | None:
         """The key's votes as ``frontier.collect_votes`` gives them at ``now`` = -inf (need times
         unclamped; ``frontier.probability`` reads them), or None when nobody proposed it."""
+        self._settle()
         voters = self._keys.get(key)
         if voters is None:
             return None
@@ -450,6 +466,7 @@ class VoteIndex:
 
     def _runs_in_order(self) -> Iterator[_Params]:
         """Non-empty runs in heap order, without changing the heap (a second heap walks it)."""
+        self._settle()
         heap, runs = self._heap, self._runs
         n = len(heap)
         walk = [(heap[0], 0)] if n else []
@@ -465,6 +482,7 @@ class VoteIndex:
         """``frontier.ranked(inp, index, collect_votes(...), taken)``, from the index (module
         doc); ``e`` is ``frontier.warm_gpu_s(inp)``. Call only when ``fits(inp)``,
         ``safe(inp.now, e)`` and ``holds(active sessions)``."""
+        self._settle()
         now, budget = inp.now, inp.budget
         min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
         # (-score, -benefit, -p, key, the run's keys after it); keys are unique across runs,
