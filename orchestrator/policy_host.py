@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 
 import structlog
 
@@ -96,20 +97,18 @@ class PolicyHost:
     def forget_session(self, session_id: str) -> None:
         """Every arm's policy drops what it keeps for an evicted session (``policies.base.
         Forgetting``); queued actions are fed first, so none of that session's arrives after."""
-        self.drain()
-        for name, policy in self._policies.items():
-            try:
-                forget_session(policy, session_id)
-            except Exception:
-                log.exception("policy_forget_failed", arm=name)
+        self._forget(forget_session, session_id)
 
     def forget_memory(self, memory_id: str) -> None:
         """Every arm's policy moves a cold memory's state out of its live tables (markov keeps
         a bounded cold store, so a memory opened again is predicted as before)."""
+        self._forget(forget_memory, memory_id)
+
+    def _forget(self, hook: Callable[[object, str], None], ident: str) -> None:
         self.drain()
         for name, policy in self._policies.items():
             try:
-                forget_memory(policy, memory_id)
+                hook(policy, ident)
             except Exception:
                 log.exception("policy_forget_failed", arm=name)
 
