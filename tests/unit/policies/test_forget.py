@@ -12,11 +12,9 @@ from hypothesis import strategies as st
 
 import policies.markov as markov_module
 from orchestrator.core.types import ActionObserved
-from policies.lookahead import LookaheadPolicy
 from policies.markov import MarkovPolicy
 from policies.oracle import OraclePolicy
-from tests.unit.policies.reference import ReferenceLookahead, ReferenceMarkov
-from tests.unit.policies.test_reference import ask_st, ctx_for, observe_st, params_st
+from tests.unit.policies.test_reference import ask_st, ctx_for, observe_st, params_st, policy_pairs
 
 forget_st = st.tuples(
     st.sampled_from(["forget_session", "forget_memory"]),
@@ -34,10 +32,7 @@ forget_st = st.tuples(
 def test_forgetting_leaves_other_sessions_unchanged(
     params: dict[str, object], ops: list[tuple[object, ...]], depth: int, beam: int
 ) -> None:
-    fast = MarkovPolicy(**params)  # type: ignore[arg-type]
-    slow = ReferenceMarkov(**params)  # type: ignore[arg-type]
-    fast_deep = LookaheadPolicy(MarkovPolicy(**params), depth=depth, beam=beam)  # type: ignore[arg-type]
-    slow_deep = ReferenceLookahead(ReferenceMarkov(**params), depth=depth, beam=beam)  # type: ignore[arg-type]
+    fast, slow, fast_deep, slow_deep = policy_pairs(params, depth, beam)
     histories: dict[tuple[str, str], tuple[str, ...]] = {}
     forgotten: set[str] = set()  # sessions whose own counts the fast ones dropped
     for op in ops:

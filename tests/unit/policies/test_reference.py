@@ -54,6 +54,18 @@ def ctx_for(
     return PolicyContext(view, (history,), {}, ACTION_SETS[actions], depth, 0.0)
 
 
+def policy_pairs(
+    params: dict[str, object], depth: int, beam: int
+) -> tuple[MarkovPolicy, ReferenceMarkov, LookaheadPolicy, ReferenceLookahead]:
+    """markov and lookahead, and the reference versions they are held to, built alike."""
+    return (
+        MarkovPolicy(**params),  # type: ignore[arg-type]
+        ReferenceMarkov(**params),  # type: ignore[arg-type]
+        LookaheadPolicy(MarkovPolicy(**params), depth=depth, beam=beam),  # type: ignore[arg-type]
+        ReferenceLookahead(ReferenceMarkov(**params), depth=depth, beam=beam),  # type: ignore[arg-type]
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     params=params_st,
@@ -64,10 +76,7 @@ def ctx_for(
 def test_optimised_prediction_matches_the_reference(
     params: dict[str, object], ops: list[tuple[object, ...]], depth: int, beam: int
 ) -> None:
-    fast = MarkovPolicy(**params)  # type: ignore[arg-type]
-    slow = ReferenceMarkov(**params)  # type: ignore[arg-type]
-    fast_deep = LookaheadPolicy(MarkovPolicy(**params), depth=depth, beam=beam)  # type: ignore[arg-type]
-    slow_deep = ReferenceLookahead(ReferenceMarkov(**params), depth=depth, beam=beam)  # type: ignore[arg-type]
+    fast, slow, fast_deep, slow_deep = policy_pairs(params, depth, beam)
     histories: dict[tuple[str, str], tuple[str, ...]] = {}
     for op in ops:
         if op[0] == "observe":
