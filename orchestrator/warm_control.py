@@ -98,6 +98,7 @@ class WarmController:
         self._busy_at_read = 0
         self.last: WarmDecision | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def decide(self, now: float) -> tuple[float, int, int]:
         """(predicted requests/s, busy containers, idle containers worth keeping) now."""
@@ -139,12 +140,16 @@ class WarmController:
         return max(0, self.warm_idle - max(0, started))
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 d = await self.tick()
                 log.debug("warm_pool", rate=round(d.rate_per_s, 4), busy=d.busy, warm=d.warm,
                           min_containers=d.min_containers, warm_idle=d.warm_idle)  # fmt: skip
             except Exception as exc:  # a failed tick keeps the last setting; the next one retries
+                if self._stopping:
+                    # close()'s cancel landed inside a Modal client call, which can re-raise it
+                    # as an ordinary exception: swallowing it kept the loop (and close) alive.
+                    return
                 log.warning("warm_pool_failed", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(self.interval_s)
 
@@ -157,10 +162,11 @@ class WarmController:
         """Stop the loop. The pool keeps its last minimum; Modal scales down on its own once
         the next process (or nobody) lowers it."""
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+            self._task, self._stopping = None, False
 
 
 def warm_controller(
