@@ -18,6 +18,10 @@ viewers (``orchestrator.sim.trace``). What the shell adds:
   guess it refused), and every ``regime.tick_s``; each plan is told the simulated pool's warm
   idle containers (``GpuPool.warm_idle``), as the service tells it Modal's.
 
+What the run keeps: the metrics' ``Tally`` (``orchestrator.sim.records``), streamed as it goes
+(a few bytes per request and job), and, unless ``records=False``, a ``RequestRecord`` per request
+and a ``JobRecord`` per job.
+
 Event order at equal times: job completions, arrivals and requests, wake-ups; then insertion
 order. ``SimulationError``: a demand never started, or (``strict``) a plan the live state could
 not carry out (stale actions: in a simulation the plan is applied as soon as it is made, so one
