@@ -16,9 +16,16 @@ the entries the policy keeps per session / memory at the end. It runs the same p
 the trace too: "flat" means the peak RSS of the full trace is close to that of the half (the
 state is bounded by the active sessions, not by the sessions seen so far).
 
-``--baseline-rev REV`` also replays the same trace with the simulator of git revision ``REV``
-(checked out into a temporary worktree), for the side-by-side ratio; bounded by
-``--baseline-timeout`` seconds per policy (a baseline that times out is reported as such).
+Policies are started most expensive first (``COST_ORDER``), so that with 2 workers the long
+runs overlap instead of the last one running alone; the table keeps ``--policies``' order. The
+runs keep no per-request records (``Simulation(records=False)``: the metrics are streamed), and
+each reports its summary (``orchestrator.sim.metrics.summarize``).
+
+``--baseline-rev REV`` also replays the full trace with the simulator of git revision ``REV``
+(checked out into a temporary worktree), the same policies ``--workers`` at a time, for the
+side-by-side ratios of wall and CPU seconds; bounded by ``--baseline-timeout`` seconds per policy
+(a baseline that times out is reported as such). Each baseline run's summary is compared with
+ours field by field ("results: identical" or the fields that differ; timings aside).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,23 +49,26 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 from orchestrator.sim.regime import load_regime  # noqa: E402
 from orchestrator.sim.run import build_policy  # noqa: E402
 from orchestrator.sim.synth import SynthKnobs, synthesize, write_synthetic  # noqa: E402
-from orchestrator.sim.trace import Trace, read_trace  # noqa: E402
+from orchestrator.sim.trace import read_trace  # noqa: E402
 
 POLICIES = ("none", "uniform", "markov", "lookahead", "oracle")
+COST_ORDER = ("lookahead", "uniform", "markov", "oracle", "none")
+"""Most expensive first (CPU seconds measured on main, 2026-12-02): the order runs start in."""
 RESULTS = _HERE / "results"
 ROOT = _HERE.parent
 
 _BASELINE_SCRIPT = """
 import json, resource, sys, time
 from orchestrator.sim.engine import Simulation
+from orchestrator.sim.metrics import summarize
 from orchestrator.sim.regime import load_regime
 from orchestrator.sim.run import build_policy
 from orchestrator.sim.trace import read_trace
 trace = read_trace(sys.argv[1]); regime = load_regime(sys.argv[2])
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 result = Simulation(trace, regime, build_policy(sys.argv[3], regime, trace), 0).run()
-print(json.dumps({"wall_s": time.perf_counter() - t0, "requests": len(result.requests),
-                  "jobs": len(result.jobs),
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"wall_s": wall, "cpu_s": cpu, "summary": summarize(result, regime),
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -72,24 +82,26 @@ def knobs(sessions: int) -> SynthKnobs:
 
 
 def run_policy(trace_path: str, regime_name: str, policy: str) -> dict[str, Any]:
-    """One policy over the trace in a fresh process; timings and peak RSS."""
+    """One policy over the trace in a fresh process; timings, peak RSS and the summary."""
     from orchestrator.sim.engine import Simulation
+    from orchestrator.sim.metrics import summarize
 
     trace, regime = read_trace(trace_path), load_regime(regime_name)
     t0, c0 = time.perf_counter(), time.process_time()
-    sim = Simulation(trace, regime, build_policy(policy, regime, trace), 0)
+    sim = Simulation(trace, regime, build_policy(policy, regime, trace), 0, records=False)
     result = sim.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    active = _peak_active(trace, result)
+    summary = summarize(result, regime)
     return {
         "policy": policy, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
         "policy_state": _policy_state(sim.policy),
         "prepare_s": round(result.propose_wall_s, 2), "plan_s": round(result.plan_wall_s, 2),
-        "plans": result.plans, "requests": len(result.requests), "jobs": len(result.jobs),
-        "peak_active_sessions": active, "proposals_asked": sim.live.proposals.asked,
+        "plans": result.plans, "requests": summary["requests"] + summary["root_requests"],
+        "jobs": summary["jobs"], "peak_active_sessions": result.peak_sessions,
+        "proposals_asked": sim.live.proposals.asked,
         "proposals_reused": sim.live.proposals.reused,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "final_state": sim.live.size(),
+        "final_state": sim.live.size(), "summary": summary,
     }  # fmt: skip
 
 
@@ -105,53 +117,74 @@ def _policy_state(policy: Any) -> dict[str, int]:
     return out
 
 
-def _peak_active(trace: Trace, result: Any) -> int:
-    spans: dict[str, list[float]] = {}
-    for r in result.requests:
-        span = spans.setdefault(r.session_id, [r.requested_at, r.requested_at])
-        span[1] = max(span[1], r.served_at or r.requested_at)
-    events = sorted([(a, 1) for a, _ in spans.values()] + [(b, -1) for _, b in spans.values()])
-    peak = live = 0
-    for _, d in events:
-        live += d
-        peak = max(peak, live)
-    return peak
+def start_order(policies: tuple[str, ...]) -> list[str]:
+    """``policies`` most expensive first (``COST_ORDER``; others after, in their order)."""
+    known = [p for p in COST_ORDER if p in policies]
+    return known + [p for p in policies if p not in known]
 
 
 def run_all(
     trace_path: Path, regime: str, workers: int, policies: tuple[str, ...] = POLICIES
 ) -> tuple[float, list[dict[str, Any]]]:
-    """Every policy, ``workers`` processes at a time (a fresh process per policy)."""
+    """Every policy, ``workers`` processes at a time (a fresh process per policy), started
+    most expensive first; the runs in ``policies``' order."""
+    order = start_order(policies)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, max_tasks_per_child=1) as pool:
-        runs = list(pool.map(run_policy, [str(trace_path)] * len(policies),
-                             [regime] * len(policies), policies))  # fmt: skip
-    return time.perf_counter() - t0, runs
+        runs = list(pool.map(run_policy, [str(trace_path)] * len(order),
+                             [regime] * len(order), order))  # fmt: skip
+    by_name = dict(zip(order, runs, strict=True))
+    return time.perf_counter() - t0, [by_name[p] for p in policies]
 
 
-def baseline(rev: str, trace_path: Path, regime: str, timeout_s: float) -> dict[str, Any]:
-    """The simulator of git revision ``rev`` on the same trace, one policy at a time."""
+def _baseline_run(
+    wt: str, trace_path: str, regime: str, policy: str, timeout_s: float
+) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": wt}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _BASELINE_SCRIPT, trace_path, regime, policy],
+            env=env, capture_output=True, text=True, timeout=timeout_s, cwd=wt,
+        )  # fmt: skip
+        run = json.loads(proc.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        run = {"timeout_s": timeout_s}
+    except (IndexError, json.JSONDecodeError):
+        run = {"error": proc.stderr.strip().splitlines()[-1:]}
+    return {"policy": policy, **run}
+
+
+def baseline(
+    rev: str, trace_path: Path, regime: str, timeout_s: float, workers: int,
+    policies: tuple[str, ...] = POLICIES,
+) -> dict[str, Any]:  # fmt: skip
+    """The simulator of git revision ``rev`` on the same trace, ``workers`` policies at a time
+    (most expensive first, as ours); total wall seconds and the runs in ``policies``' order."""
     out: dict[str, Any] = {"rev": rev, "runs": []}
+    order = start_order(policies)
     with tempfile.TemporaryDirectory(prefix="rewind-baseline-") as tmp:
         wt = Path(tmp) / "wt"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(wt), rev],
                        check=True)  # fmt: skip
         try:
-            env = {**os.environ, "PYTHONPATH": str(wt)}
-            for policy in ("none", "oracle"):
-                try:
-                    proc = subprocess.run(
-                        [sys.executable, "-c", _BASELINE_SCRIPT, str(trace_path), regime, policy],
-                        env=env, capture_output=True, text=True, timeout=timeout_s, cwd=wt,
-                    )  # fmt: skip
-                    run = json.loads(proc.stdout.strip().splitlines()[-1])
-                except subprocess.TimeoutExpired:
-                    run = {"timeout_s": timeout_s}
-                out["runs"].append({"policy": policy, **run})
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=workers) as pool:  # each run is a subprocess
+                runs = list(pool.map(_baseline_run, [str(wt)] * len(order),
+                                     [str(trace_path)] * len(order), [regime] * len(order),
+                                     order, [timeout_s] * len(order)))  # fmt: skip
+            out["total_wall_s"] = round(time.perf_counter() - t0, 1)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)],
                            check=False)  # fmt: skip
+    by_name = {r["policy"]: r for r in runs}
+    out["runs"] = [by_name[p] for p in policies]
     return out
+
+
+def differing(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """The summary fields whose values differ (``plans`` included; nested dicts compared whole)."""
+    keys = sorted(set(ours) | set(theirs))
+    return [k for k in keys if ours.get(k) != theirs.get(k)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,8 +199,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset (default: all five)")  # fmt: skip
     args = parser.parse_args(argv)
     policies = tuple(args.policies.split(","))
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(),
-               "load_avg": os.getloadavg()}
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg": os.getloadavg(),
+    }
     report: dict[str, Any] = {"machine": machine}
     with tempfile.TemporaryDirectory() as tmp:
         traces = {}
@@ -181,8 +217,13 @@ def main(argv: list[str] | None = None) -> int:
                              "total_cpu_s": round(sum(r["cpu_s"] for r in runs), 1),
                              "runs": runs}  # fmt: skip
         if args.baseline_rev:
-            report["baseline"] = baseline(args.baseline_rev, traces["full"], args.regime,
-                                          args.baseline_timeout)  # fmt: skip
+            base = baseline(args.baseline_rev, traces["full"], args.regime,
+                            args.baseline_timeout, args.workers, policies)  # fmt: skip
+            report["baseline"] = base
+            ours = {r["policy"]: r for r in report["full"]["runs"]}
+            for b in base["runs"]:
+                if "summary" in b:
+                    b["differs"] = differing(ours[b["policy"]]["summary"], b.pop("summary"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     _summary(report)
@@ -202,15 +243,23 @@ def _summary(report: dict[str, Any]) -> None:
               f"{r['plan_s']:>7} "
               f"{r['plans']:>7} {r['peak_active_sessions']:>6} {r['peak_rss_mib']:>8} "
               f"{halves[r['policy']]['peak_rss_mib']:>8}")  # fmt: skip
-    for b in report.get("baseline", {}).get("runs", []):
+    base = report.get("baseline")
+    if base:
+        cpu = sum(b.get("cpu_s", 0.0) for b in base["runs"])
+        print(f"baseline {base['rev']} (same trace, same workers): {base['total_wall_s']} s wall,"
+              f" {cpu:.1f} s CPU ({base['total_wall_s'] / full['total_wall_s']:.2f}x / "
+              f"{cpu / max(full['total_cpu_s'], 1e-9):.2f}x ours)")  # fmt: skip
+    for b in base["runs"] if base else []:
         ours = next(r for r in full["runs"] if r["policy"] == b["policy"])
         if "wall_s" in b:
+            same = "identical" if not b["differs"] else "DIFFER in " + ", ".join(b["differs"])
             print(
-                f"baseline {report['baseline']['rev']} {b['policy']}: {b['wall_s']:.1f} s "
-                f"({b['wall_s'] / ours['wall_s']:.1f}x ours), RSS {b['peak_rss_mib']:.0f} MiB"
+                f"baseline {b['policy']:<10} {b['wall_s']:>7.1f} s wall {b['cpu_s']:>7.1f} s CPU "
+                f"({b['cpu_s'] / ours['cpu_s']:.2f}x ours), RSS {b['peak_rss_mib']:.0f} MiB; "
+                f"results: {same}"
             )
         else:
-            print(f"baseline {report['baseline']['rev']} {b['policy']}: > {b['timeout_s']} s")
+            print(f"baseline {b['policy']}: {b.get('timeout_s', b.get('error'))}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ the ``beam`` most probable; level d + 1 extends each kept level-d path by every 
 those extensions. Levels run to ``min(depth, ctx.max_depth)``. The answer is every kept path of
 every level (at most ``beam * depth`` proposals); a kept path's prefixes were kept at the levels
 before, so the set is prefix-closed. Ties break by the order of ``ctx.actions``; zero-probability
-paths are dropped.
+paths are dropped, and a step probability above 1 (a faulty base) counts as 1. The base is not
+asked about a kept path that cannot place a child in the next level (``beam`` extensions already
+found are strictly more probable than the path itself): the answer is the same.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from policies.base import (
     action_key,
     forget_memory,
     forget_session,
-    sort_proposals,
     unique_actions,
 )
 
@@ -85,6 +86,7 @@ class LookaheadPolicy:
         # session id -> (what the answer read, the answer), valid until the next observe (the
         # only call that changes the base's state); used with a NextActionModel base only.
         self._answers: dict[str, tuple[tuple[object, ...], list[Proposal]]] = {}
+        self._offer: tuple[tuple[str, ...], dict[str, int], dict[str, str]] | None = None
 
     def _next(
         self,
@@ -144,34 +146,51 @@ class LookaheadPolicy:
         self._answers[v.session_id] = (key, out)
         return list(out)
 
+    def _offered(self, offered: tuple[str, ...]) -> tuple[dict[str, int], dict[str, str]]:
+        """``ctx.actions`` without repeats (``unique_actions``) -> rank, and normalised action ->
+        its spelling there; kept for the last ``ctx.actions`` seen (hosts pass one tuple)."""
+        memo = self._offer
+        if memo is None or (memo[0] is not offered and memo[0] != offered):
+            actions = unique_actions(offered)
+            rank = {a: i for i, a in enumerate(actions)}
+            memo = self._offer = (offered, rank, {action_key(a): a for a in actions})
+        return memo[1], memo[2]
+
     def _propose(self, ctx: PolicyContext) -> list[Proposal]:
-        actions = unique_actions(ctx.actions)
-        rank = {a: i for i, a in enumerate(actions)}
-        spelling = {action_key(a): a for a in actions}
+        rank, spelling = self._offered(ctx.actions)
         sid, beam = ctx.session.session_id, self.beam
         out: list[Proposal] = []
-        kept: list[tuple[tuple[str, ...], float]] = [((), 1.0)]
+        # (-joint, ranks of the path, path): the module doc's order, best first.
+        kept: list[tuple[float, tuple[int, ...], tuple[str, ...]]] = [(-1.0, (), ())]
         for _ in range(min(self.depth, ctx.max_depth)):
-            # Sorted by (-joint, ranks of the path): the module doc's order. Only a parent's own
-            # ``beam`` best children can be among the ``beam`` best of the level (its other
-            # children each have ``beam`` siblings before them), so each parent's are chosen
-            # first and only those are ranked together.
-            scored: list[tuple[float, tuple[int, ...], tuple[str, ...]]] = []
-            for path, p_path in kept:
-                ranks = tuple(rank[a] for a in path)
-                children = []
-                for action, p in self._next(ctx, path, spelling, rank).items():
-                    joint = min(1.0, max(0.0, p_path * p))
-                    if joint > 0.0:
-                        children.append((-joint, rank[action], action))
-                children.sort()
-                scored.extend((neg, (*ranks, r), (*path, a)) for neg, r, a in children[:beam])
-            scored.sort()
-            kept = [(path, -neg) for neg, _, path in scored[:beam]]
+            # Only a parent's own ``beam`` best children can be among the ``beam`` best of the
+            # level (its other children each have ``beam`` siblings before them), so each
+            # parent's are chosen first and only those are ranked together; ``best`` holds the
+            # level's ``beam`` best so far. A step's probability is at most 1, so no child of a
+            # parent is more probable than the parent: once the ``beam``-th best so far is
+            # strictly more probable than the next parent, neither that parent nor any after it
+            # (they are in order) can place a child, and the base is not asked about them.
+            best: list[tuple[float, tuple[int, ...], tuple[str, ...]]] = []
+            for neg_path, ranks, path in kept:
+                if len(best) == beam and best[-1][0] < neg_path:
+                    break
+                children = sorted(
+                    [(neg_path * (p if p < 1.0 else 1.0), rank[a], a)
+                     for a, p in self._next(ctx, path, spelling, rank).items() if p > 0.0]
+                )  # fmt: skip
+                del children[beam:]
+                while children and not children[-1][0] < 0.0:
+                    children.pop()  # the joint probability underflowed to 0
+                if children:
+                    best.extend((neg, (*ranks, r), (*path, a)) for neg, r, a in children)
+                    best.sort()
+                    del best[beam:]
+            kept = best
             if not kept:
                 break
-            out.extend(Proposal(sid, path, p) for path, p in kept)
-        return sort_proposals(out, actions)
+            out.extend([Proposal(sid, path, -neg) for neg, _, path in kept])
+        # Already in ``sort_proposals``' order: by level, then (-P, ranks of the path) within.
+        return out
 
     def observe(self, event: ActionObserved) -> None:
         """Forwarded to the base predictor, which does the learning."""

@@ -74,6 +74,7 @@ class OraclePolicy:
         ):
             raise ValueError(f"depth must be a positive integer or None (got {depth!r})")
         self.depth = depth
+        self._spelling: tuple[tuple[str, ...], dict[str, str]] | None = None
 
     def propose(self, ctx: PolicyContext) -> list[Proposal]:
         """The true next path from the cursor and all its prefixes, each with P = 1.0."""
@@ -82,7 +83,13 @@ class OraclePolicy:
             return []
         d = ctx.max_depth if self.depth is None else min(ctx.max_depth, self.depth)
         i = len(ctx.session.history)
-        spelling = {action_key(a): a for a in unique_actions(ctx.actions)}
+        memo = self._spelling
+        if memo is None or (memo[0] is not ctx.actions and memo[0] != ctx.actions):
+            # Kept for the last ctx.actions seen (hosts pass one tuple on every call).
+            memo = self._spelling = (
+                ctx.actions, {action_key(a): a for a in unique_actions(ctx.actions)}
+            )  # fmt: skip
+        spelling = memo[1]
         path: list[str] = []
         for action in steps[i : i + max(d, 0)]:
             offered = spelling.get(action_key(action))

@@ -48,6 +48,8 @@ class UniformPolicy:
             raise ValueError("actions must name at least one action")
         self.k = k
         self.actions = unique_actions(actions)
+        # The last ctx.actions seen and the actions proposed for it (hosts pass one tuple).
+        self._chosen: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
     def propose(self, ctx: PolicyContext) -> list[Proposal]:
         """The first ``k`` preferred actions offered in ``ctx.actions``, depth 1, P = 1 / k each.
@@ -56,11 +58,14 @@ class UniformPolicy:
         """
         if ctx.max_depth < 1:
             return []
-        offered = {action_key(a): a for a in unique_actions(ctx.actions)}
-        chosen = [offered[key] for a in self.actions if (key := action_key(a)) in offered]
+        memo = self._chosen
+        if memo is None or (memo[0] is not ctx.actions and memo[0] != ctx.actions):
+            offered = {action_key(a): a for a in unique_actions(ctx.actions)}
+            chosen = [offered[key] for a in self.actions if (key := action_key(a)) in offered]
+            memo = self._chosen = (ctx.actions, tuple(chosen[: self.k]))
         p = 1.0 / self.k
         sid = ctx.session.session_id
-        return [Proposal(sid, (a,), p) for a in chosen[: self.k]]
+        return [Proposal(sid, (a,), p) for a in memo[1]]
 
     def observe(self, event: ActionObserved) -> None:
         """Ignored: the uniform baseline does not learn."""

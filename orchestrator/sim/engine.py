@@ -18,6 +18,10 @@ viewers (``orchestrator.sim.trace``). What the shell adds:
   guess it refused), and every ``regime.tick_s``; each plan is told the simulated pool's warm
   idle containers (``GpuPool.warm_idle``), as the service tells it Modal's.
 
+What the run keeps: the metrics' ``Tally`` (``orchestrator.sim.records``), streamed as it goes
+(a few bytes per request and job), and, unless ``records=False``, a ``RequestRecord`` per request
+and a ``JobRecord`` per job.
+
 Event order at equal times: job completions, arrivals and requests, wake-ups; then insertion
 order. ``SimulationError``: a demand never started, or (``strict``) a plan the live state could
 not carry out (stale actions: in a simulation the plan is applied as soon as it is made, so one
@@ -37,7 +41,14 @@ from orchestrator.core.poses import ACTION_NAMES, action_to_pose
 from orchestrator.core.types import BucketState, Budget
 from orchestrator.live import KnownNode, LiveState, Producer, SinglePolicy
 from orchestrator.sim.pool import GpuPool, chunk_id
-from orchestrator.sim.records import JobRecord, RequestRecord, SimResult, SimulationError
+from orchestrator.sim.records import (
+    JobRecord,
+    RequestRecord,
+    SimResult,
+    SimulationError,
+    Tally,
+    lead_of,
+)
 from orchestrator.sim.regime import Regime
 from orchestrator.sim.trace import SessionTrace, Trace
 from policies import Policy
@@ -59,6 +70,9 @@ class Simulation:
         strict: raise ``SimulationError`` on a plan the shell cannot carry out.
         cache_proposals: force the live state's proposal cache on or off; None (default) caches
             for policies that ignore time (``policies.registry.time_free``).
+        records: keep a ``RequestRecord`` per request and a ``JobRecord`` per job in the result
+            (default True); False keeps only the streamed ``Tally`` the metrics read, so the
+            run's memory does not grow with the trace (a few bytes per request and job).
     """
 
     def __init__(
@@ -69,9 +83,11 @@ class Simulation:
         seed: int = 0,
         strict: bool = True,
         cache_proposals: bool | None = None,
+        records: bool = True,
     ) -> None:
         self.trace, self.regime, self.policy, self.seed, self.strict = (
             trace, regime, policy, seed, strict)  # fmt: skip
+        self.records = records
         self.now = min((s.start_s for s in trace.sessions), default=0.0)
         self.pool = GpuPool(regime.pool, regime.generation, seed, start_s=self.now)
         self.e = expected_gpu_s(regime.timing)
@@ -84,10 +100,22 @@ class Simulation:
         )  # fmt: skip
         self.live.bucket = BucketState(regime.budget.burst_gpu_s, self.now)
         self.running: dict[str, JobRecord] = {}  # chunk id -> job holding a slot
-        self.by_job: dict[str, JobRecord] = {}  # job id -> record (a later hit marks it used)
-        self.jobs: list[JobRecord] = []
-        self.requests: list[RequestRecord] = []
-        self.waiting: dict[str, tuple[SessionTrace, RequestRecord]] = {}  # request id -> viewer
+        # job id -> record: every job with ``records`` (a later hit marks it used), else those
+        # holding a slot (a later hit marks the tally's job, found by the job id's number).
+        self.by_job: dict[str, JobRecord] = {}
+        self.jobs: list[JobRecord] = []  # with ``records`` only
+        self.requests: list[RequestRecord] = []  # with ``records`` only
+        self.tally = Tally()
+        # request id -> (viewer, record, tally index)
+        self.waiting: dict[str, tuple[SessionTrace, RequestRecord, int]] = {}
+        # For the tally's lead (``metrics``), while a memory can still be asked for a chunk:
+        # memory -> chunk id -> when the job that completed it started; session -> when it
+        # made its requests (root first).
+        self.made: dict[str, dict[str, float]] = {}
+        self.asked: dict[str, list[float]] = {}
+        self.open: dict[str, int] = {}  # memory -> sessions open on it
+        self.sessions_open = self.peak_sessions = 0
+        self.billed_end = float("-inf")  # the last chunk served or job ended
         self.steps: dict[str, int] = {}  # live session id -> next step index
         self.stored: dict[str, list[tuple[KnownNode, Producer | None]]] = {}  # memory -> ready
         self.arrivals_left: dict[str, int] = {}
@@ -125,18 +153,19 @@ class Simulation:
             while self.heap and self.heap[0][0] == self.now:
                 _, kind, _, ref = heapq.heappop(self.heap)
                 if kind == _DONE:
-                    self._job_done(self.by_job[ref])
+                    job = self.by_job.get(ref)  # without records a cancelled job has left
+                    if job is not None:
+                        self._job_done(job)
                 elif ref.startswith("a:"):
                     self._arrive(traces[ref[2:]])
                 elif ref.startswith("r:"):
                     self._request_step(traces[ref[2:]])
             self._plan()
+            self.peak_sessions = max(self.peak_sessions, self.sessions_open)
         if self.live.demands():  # with no event left, a waiting demand would wait forever
             raise SimulationError(f"demands never started: {self.live.demands()[:3]}")
         # The bill ends with the last chunk served or job ended, not with the last idle wake-up.
-        served = (r.served_at for r in self.requests if r.served_at is not None)
-        ended = (j.ended_at for j in self.jobs if j.ended_at is not None)
-        billed_end = max(itertools.chain(served, ended), default=self.now)
+        billed_end = self.billed_end if self.billed_end > float("-inf") else self.now
         idle_gpu_s = self.pool.close(billed_end)
         return SimResult(
             policy=self.policy.name, requests=tuple(self.requests), jobs=tuple(self.jobs),
@@ -144,6 +173,7 @@ class Simulation:
             peak_running=self.peak_running, peak_speculative=self.peak_spec,
             cold_starts=self.pool.cold_starts, plan_wall_s=self.plan_wall,
             propose_wall_s=self.propose_wall, idle_gpu_s=idle_gpu_s, billed_end_s=billed_end,
+            tally=self.tally, peak_sessions=self.peak_sessions,
         )  # fmt: skip
 
     # ---- viewers -----------------------------------------------------------------------------
@@ -159,6 +189,9 @@ class Simulation:
         self.live.open_session(trace.session_id, memory, root, policy=self.policy.name,
                                arm=self.policy.name, now=self.now)  # fmt: skip
         self.steps[trace.session_id] = 0
+        self.open[memory] = self.open.get(memory, 0) + 1
+        self.sessions_open += 1
+        self.asked[trace.session_id] = []
         self._request(trace, None, self.root_pose, self.regime.root_action, -1)
 
     def _request_step(self, trace: SessionTrace) -> None:
@@ -177,22 +210,36 @@ class Simulation:
             trace.memory, parent, pose, action, request_id=request_id,
             session_id=trace.session_id, now=self.now, record_history=step >= 0,
         )  # fmt: skip
-        if res.job_id is not None and res.job_id in self.by_job:
-            job = self.by_job[res.job_id]
-            job.used = job.used or res.mark_used
-            if res.promote:
-                job.kind = "demand"
+        if res.job_id is not None:
+            job = self.by_job.get(res.job_id)
+            if job is not None:
+                job.used = job.used or res.mark_used
+                if res.promote:
+                    job.kind = "demand"
+            if res.mark_used:
+                self.tally.used(int(res.job_id[1:]))  # the engine's ids number the jobs
         record = RequestRecord(trace.session_id, trace.memory, step, res.chunk_id, self.now,
                                res.outcome)  # fmt: skip
-        self.requests.append(record)
+        if self.records:
+            self.requests.append(record)
+        index = self.tally.request(step, res.outcome)
+        self.asked[trace.session_id].append(self.now)
         self._push(self.now + self.budget.idle_timeout_s + _EPS, _WAKE, "idle")
         if res.outcome == "hit":
-            self._serve(trace, record)
+            self._serve(trace, record, index)
         else:
-            self.waiting[request_id] = (trace, record)
+            self.waiting[request_id] = (trace, record, index)
 
-    def _serve(self, trace: SessionTrace, record: RequestRecord) -> None:
+    def _serve(self, trace: SessionTrace, record: RequestRecord, index: int) -> None:
         record.served_at = self.now
+        self.billed_end = max(self.billed_end, self.now)
+        self.tally.served(index, self.now - record.requested_at)
+        if record.step >= 0:  # the lead (``metrics``) of a trace step
+            started = self.made.get(record.memory_id, {}).get(record.chunk_id)
+            if started is not None:
+                asked, step = self.asked[record.session_id], record.step
+                two_back = asked[step - 1] if step >= 1 else None  # asked[0] is the root's
+                self.tally.lead[lead_of(started, record.requested_at, asked[0], two_back)] += 1
         duration = self.regime.chunk_duration_s
         self.viewing_s += duration
         step = self.steps[trace.session_id]
@@ -201,7 +248,14 @@ class Simulation:
             self._push(self.now + duration + think, _ARRIVE, "r:" + trace.session_id)
         else:
             del self.steps[trace.session_id]  # the viewer is done: keep state flat
+            del self.asked[trace.session_id]
             self.live.close_session(trace.session_id)
+            self.sessions_open -= 1
+            memory = trace.memory
+            self.open[memory] -= 1
+            if self.open[memory] == 0 and self.arrivals_left[memory] == 0:
+                del self.open[memory]  # nobody will ask for its chunks again
+                self.made.pop(memory, None)
 
     # ---- the simulated pool ------------------------------------------------------------------
 
@@ -210,6 +264,8 @@ class Simulation:
             return  # cancelled earlier; this completion never happens
         self._release(job)
         self.attempts.pop(job.chunk_id, None)  # ready now: never generated again
+        if job.memory_id in self.open:
+            self.made.setdefault(job.memory_id, {}).setdefault(job.chunk_id, job.started_at)
         ended = self.live.job_ended(job.job_id, job.chunk_id, job.memory_id, ok=True,
                                     now=self.now, gpu_s=job.gpu_s)  # fmt: skip
         node = self.live.node(job.memory_id, job.chunk_id)
@@ -218,12 +274,16 @@ class Simulation:
             if self.arrivals_left[job.memory_id] > 0:
                 self.stored.setdefault(job.memory_id, []).append((node, made))
         for request_id in ended.requests:
-            trace, record = self.waiting.pop(request_id)
-            self._serve(trace, record)
+            trace, record, index = self.waiting.pop(request_id)
+            self._serve(trace, record, index)
 
     def _release(self, job: JobRecord) -> None:
         job.ended_at = self.now
         del self.running[job.chunk_id]
+        if not self.records:
+            del self.by_job[job.job_id]
+        self.tally.ended(int(job.job_id[1:]), job.gpu_s, job.cancel_reason)
+        self.billed_end = max(self.billed_end, self.now)
         self.pool.release(self.now, job.started_at + job.startup_s)
 
     def _fail(self, problem: str) -> None:
@@ -276,7 +336,10 @@ class Simulation:
             started_at=self.now, startup_s=startup, generation_s=self.pool.generation_s(cid),
             cold=cold, expected_gpu_s=expected,
         )  # fmt: skip
-        self.jobs.append(job)
+        if self.records:
+            self.jobs.append(job)
+        if self.tally.job(job.initial_kind, startup, cold) != int(job_id[1:]):
+            raise SimulationError(f"job id {job_id} does not number the jobs in start order")
         self.by_job[job_id] = job
         self.running[cid] = job
         self._push(job.ends_at, _DONE, job_id)

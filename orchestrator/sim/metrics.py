@@ -46,6 +46,7 @@ from typing import Any
 
 from orchestrator.sim.bound import ARRIVED, SERIAL_CHAIN, honest_oracle
 from orchestrator.sim.engine import SimResult
+from orchestrator.sim.records import COLD, LEAD_KEYS, SPECULATIVE, USED
 from orchestrator.sim.regime import Regime
 
 __all__ = ["RATIO_KEYS", "add_comparisons", "percentile", "pool_runs", "summarize"]
@@ -87,49 +88,25 @@ def _r(value: float) -> float:
     return float(f"{value:.12g}")
 
 
-def _lead(result: SimResult) -> dict[str, float]:
-    """The ``lead`` shares of the module doc."""
-    made: dict[str, float] = {}
-    for j in result.jobs:  # the job that completed the chunk (cancelled ones end early)
-        if j.ended_at is not None and j.cancel_reason is None and j.ended_at >= j.ends_at - 1e-9:
-            made.setdefault(j.chunk_id, j.started_at)
-    asked = {(r.session_id, r.step): r.requested_at for r in result.requests}
-    counts: Counter[str] = Counter()
-    for r in result.requests:
-        started = made.get(r.chunk_id)
-        if r.step < 0 or started is None:
-            continue
-        arrival = asked.get((r.session_id, -1), r.requested_at)
-        two_back = asked.get((r.session_id, r.step - 2))
-        if started < arrival:
-            counts["before_arrival"] += 1
-        elif two_back is not None and started < two_back:
-            counts["steps_2_plus"] += 1
-        elif started < r.requested_at:
-            counts["step_1"] += 1
-        else:
-            counts["on_request"] += 1
-    n = sum(counts.values())
-    keys = ("before_arrival", "steps_2_plus", "step_1", "on_request")
-    return {k: _r(_share(counts[k], n)) for k in keys}
-
-
 def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
-    """The metrics of one run (module doc), as a JSON-ready dict."""
-    steps = [r for r in result.requests if r.step >= 0]
-    roots = [r for r in result.requests if r.step < 0]
-    waits = [r.wait_s for r in steps]
-    outcomes = Counter(r.outcome for r in steps)
-    n = len(steps)
-    spec = [j for j in result.jobs if j.initial_kind == "speculative"]
-    gpu_total = sum(j.gpu_s for j in result.jobs)
-    gpu_spec = sum(j.gpu_s for j in spec)
-    gpu_wasted = sum(j.gpu_s for j in spec if not j.used)
-    gpu_cold = sum(min(j.startup_s, j.gpu_s) for j in result.jobs if j.cold)
-    served = len(steps) + len(roots)
+    """The metrics of one run (module doc), as a JSON-ready dict, from its ``Tally``
+    (``SimResult.figures``: streamed by the engine, or built from the records)."""
+    t = result.figures()
+    waits = t.waits
+    n = len(waits)
+    outcomes = t.outcomes
+    gpu, startup, flags = t.gpu_s, t.startup_s, t.flags
+    spec = [g for g, f in zip(gpu, flags, strict=True) if f & SPECULATIVE]
+    gpu_total = sum(gpu)
+    gpu_spec = sum(spec)
+    gpu_wasted = sum(g for g, f in zip(gpu, flags, strict=True) if f & SPECULATIVE and not f & USED)
+    gpu_cold = sum(min(s, g) for s, g, f in zip(startup, gpu, flags, strict=True) if f & COLD)
+    roots = len(t.root_waits)
+    served = n + roots
     usd = gpu_total * regime.usd_per_gpu_s
     viewer_hours = result.viewing_s / 3600.0
-    reasons = Counter(j.cancel_reason for j in result.jobs if j.cancel_reason is not None)
+    reasons = t.reasons
+    leads = sum(t.lead.values())
     return {
         "requests": n,
         "hits": outcomes["hit"],
@@ -143,8 +120,8 @@ def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
         "wait_p95_s": _r(percentile(waits, 95)),
         "wait_p99_s": _r(percentile(waits, 99)),
         "wait_max_s": _r(max(waits, default=0.0)),
-        "root_requests": len(roots),
-        "root_wait_mean_s": _r(sum(r.wait_s for r in roots) / len(roots) if roots else 0.0),
+        "root_requests": roots,
+        "root_wait_mean_s": _r(sum(t.root_waits) / roots if roots else 0.0),
         "served_chunks": served,
         "gpu_s_total": _r(gpu_total),
         "gpu_s_demand": _r(gpu_total - gpu_spec),
@@ -155,17 +132,17 @@ def summarize(result: SimResult, regime: Regime) -> dict[str, Any]:
         "gpu_s_billed": _r(gpu_total + result.idle_gpu_s),
         "gpu_s_per_served_chunk": _r(_share(gpu_total, served)),
         "waste_ratio": _r(_share(gpu_wasted, gpu_spec)),
-        "jobs": len(result.jobs),
+        "jobs": len(flags),
         "speculative_jobs": len(spec),
-        "speculative_used": sum(1 for j in spec if j.used),
+        "speculative_used": sum(1 for f in flags if f & SPECULATIVE and f & USED),
         "cancelled_jobs": sum(reasons.values()),
         "cancel_reasons": dict(sorted(reasons.items())),
         "cold_starts": result.cold_starts,
-        "cold_starts_speculative": sum(1 for j in spec if j.cold),
+        "cold_starts_speculative": sum(1 for f in flags if f & SPECULATIVE and f & COLD),
         "usd_total": _r(usd),
         "viewer_hours": _r(viewer_hours),
         "usd_per_viewer_hour": _r(_share(usd, viewer_hours)),
-        "lead": _lead(result),
+        "lead": {k: _r(_share(t.lead[k], leads)) for k in LEAD_KEYS},
         "peak_running": result.peak_running,
         "peak_speculative": result.peak_speculative,
         "plans": result.plans,

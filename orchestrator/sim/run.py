@@ -131,7 +131,11 @@ def run_one(
     if train is not None:
         pretrain(policy, train)
     recorder = RecordingPolicy(policy)
-    result = Simulation(trace, regime, recorder, seed, cache_proposals=time_free(policy)).run()
+    # records=False: the metrics read the streamed tally; memory stays flat in the trace.
+    sim = Simulation(
+        trace, regime, recorder, seed, cache_proposals=time_free(policy), records=False
+    )
+    result = sim.run()
     metrics = summarize(result, regime)
     metrics["calibration"] = summarize_calibration(recorder.predictions, recorder.unscored)
     metrics["pretrained_on"] = None if train is None else train.source

@@ -100,6 +100,28 @@ def test_beam_expansion_by_hand() -> None:
         assert got[path] == pytest.approx(p, rel=1e-12)
 
 
+def test_a_path_that_cannot_place_a_child_is_not_expanded() -> None:
+    base = TableModel()
+    LookaheadPolicy(base=base, depth=3, beam=3).propose(make_ctx())
+    # Level 2: after w's and a's children the 3rd best is aa .15 > d's .1, so d is not asked
+    # about; level 3: all three kept paths can still place a child (.36, .18, .15 > .09).
+    assert base.asked == [(), ("w",), ("a",), ("w", "w"), ("w", "a"), ("a", "a")]
+
+
+class Overconfident(TableModel):
+    """A faulty base: P(w) = 1.5 after any history."""
+
+    def next_action_probabilities(
+        self, ctx: PolicyContext, history: tuple[str, ...]
+    ) -> dict[str, float]:
+        return {**super().next_action_probabilities(ctx, history), "w": 1.5}
+
+
+def test_a_step_probability_above_one_counts_as_one() -> None:
+    got = as_dict(LookaheadPolicy(base=Overconfident(), depth=2, beam=2).propose(make_ctx()))
+    assert got == {("w",): 1.0, ("a",): 0.3, ("w", "w"): 1.0, ("w", "a"): 0.3}
+
+
 def test_output_order_is_by_depth_then_probability() -> None:
     proposals = LookaheadPolicy(base=TableModel(), depth=2, beam=2).propose(make_ctx())
     assert [p.path for p in proposals] == [("w",), ("a",), ("w", "w"), ("w", "a")]

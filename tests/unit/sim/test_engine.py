@@ -10,8 +10,10 @@ import pytest
 from orchestrator.core.types import Budget, Timing
 from orchestrator.sim.engine import SimResult, Simulation
 from orchestrator.sim.metrics import summarize
+from orchestrator.sim.records import Tally
 from orchestrator.sim.regime import Generation, PoolModel, Regime
 from orchestrator.sim.run import build_policy
+from orchestrator.sim.synth import SynthKnobs, synthesize
 from orchestrator.sim.trace import SessionTrace, Step, Trace
 
 D = 5.0  # chunk duration: 125 frames at 25 fps
@@ -250,3 +252,21 @@ def test_the_policy_forgets_viewers_who_left(policy: str) -> None:
         assert len(base._session) == 0 and len(base._memory) == 0
         assert set(base._cold) == {"m0", "m1"}
     assert sim.steps == {} and sim.attempts == {}
+
+
+@pytest.mark.parametrize("policy", ["none", "uniform", "markov", "lookahead", "oracle"])
+def test_streamed_figures_are_the_records_figures(policy: str) -> None:
+    """Without records the metrics come from the streamed tally: the same, field by field."""
+    sessions = synthesize(SynthKnobs(sessions=12, sessions_per_memory=3.0, arrival_rate_per_s=0.2,
+                                     steps_min=3, steps_max=8, seed=3))  # fmt: skip
+    trace = Trace(tuple(sessions))
+    reg = regime(9.0, 2.0, slots=4, warm=2, cold=30.0, scaledown=60.0, depth=2)
+    reg = replace(reg, budget=replace(reg.budget, rate_gpu_s_per_s=0.5, burst_gpu_s=40.0))
+    kept = Simulation(trace, reg, build_policy(policy, reg, trace), seed=1).run()
+    streamed = Simulation(trace, reg, build_policy(policy, reg, trace), seed=1,
+                          records=False).run()  # fmt: skip
+    assert streamed.requests == () and streamed.jobs == ()
+    assert kept.requests and kept.jobs
+    from_records = replace(kept, tally=None)
+    assert summarize(streamed, reg) == summarize(from_records, reg) == summarize(kept, reg)
+    assert isinstance(from_records.figures(), Tally)
