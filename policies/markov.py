@@ -197,7 +197,10 @@ class MarkovPolicy:
     def observe(self, event: ActionObserved) -> None:
         """Learn the temperature on this event (predicted first), then count it once per scope
         at every context of ``event.history``."""
-        history = tuple(action_key(a) for a in event.history)
+        # contexts() reads the last ``order`` actions and a streak capped at _STREAK_MAX: the
+        # rest of a long walk's history changes nothing (it was normalised per event: O(steps)).
+        tail = event.history[-max(self.order, _STREAK_MAX) :]
+        history = tuple(action_key(a) for a in tail)
         action = action_key(event.action)
         if self.calibrate:
             self._learn_calibration(history, action, event.memory_id, event.session_id)
