@@ -18,9 +18,10 @@ second, plain line per request without the duration.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import time
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
@@ -35,6 +36,20 @@ _notes: ContextVar[dict[str, Any] | None] = ContextVar("rewind_access_notes", de
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 _bound: tuple[tuple[int, ...], Any] = ((), None)
+
+_ids: tuple[int, str, itertools.count[int]] = (0, "", itertools.count())
+
+
+def new_request_id() -> str:
+    """A new request id: 32 hex digits, like ``uuid4().hex``, unique across processes (a
+    random 64-bit prefix drawn once per process id, then a counter). ``uuid4`` read
+    ``os.urandom`` and built a UUID on every request (~5 us, a syscall); the id names a
+    request in logs and error messages and need not be unguessable."""
+    global _ids
+    pid, prefix, counter = _ids
+    if pid != os.getpid():  # first call, or a forked child: its own prefix
+        pid, prefix, counter = _ids = (os.getpid(), os.urandom(8).hex(), itertools.count())
+    return f"{prefix}{next(counter):016x}"
 
 
 def _logger() -> Any:
@@ -79,7 +94,7 @@ class AccessLog:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
         # The client's id only when it is a short token (a line break would forge log lines).
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if given and _REQUEST_ID.match(given) else new_request_id()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             request_id=request_id, method=scope["method"], path=scope["path"]

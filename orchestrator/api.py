@@ -53,8 +53,10 @@ async def _chunk_out(
     svc: Service, served: ServedChunk, inline: bool, caller: Principal
 ) -> ChunkOut:
     cid = served.chunk_id
-    key = video_key(str(served.memory_id), str(cid))
-    video = await svc.store.get("videos", key) if inline else None
+    text = str(cid)  # formatted once (a UUID's str is ~1 us each time)
+    video = (
+        await svc.store.get("videos", video_key(str(served.memory_id), text)) if inline else None
+    )
     sign = svc.gate.signer.sign
     return ChunkOut(
         chunk_id=cid,
@@ -63,8 +65,8 @@ async def _chunk_out(
         chunk_index=served.chunk_index,
         parent_chunk_id=served.parent_chunk_id,
         action=served.action,
-        video_url=sign(f"/api/chunks/{cid}/video", caller),
-        last_frame_url=sign(f"/api/chunks/{cid}/frame", caller),
+        video_url=sign(f"/api/chunks/{text}/video", caller),
+        last_frame_url=sign(f"/api/chunks/{text}/frame", caller),
         outcome=served.outcome,
         wait_ms=round(served.wait_ms, 1),
         job_id=served.job_id,
@@ -124,8 +126,12 @@ async def post_chunk(
     caller: User,
     request: Request,
     inline: Inline = True,
-) -> ChunkCreated:
-    """Generate (or serve from cache) the next chunk from the parent's last frame (seed)."""
+) -> Response:
+    """Generate (or serve from cache) the next chunk from the parent's last frame (seed).
+
+    The answer is a ``ChunkCreated``, serialised here by its own pydantic serializer (the
+    bytes FastAPI's ``response_model`` path writes, without re-validating the model it was
+    just built as: the hit path's cost, issue 10)."""
     svc: Service = request.app.state.service  # not a dependency: the hit path's cost (issue 10)
     await svc.gate.usage.fresh(svc.db.pool)
     svc.gate.usage.check_demand(caller)
@@ -135,7 +141,13 @@ async def post_chunk(
     if served.outcome != "hit" and served.request_id is not None:
         await mark_if_gone(request, svc.db, served.request_id)  # a viewer who left: abandoned
     note(outcome=served.outcome, chunk_id=str(served.chunk_id), wait_ms=round(served.wait_ms))
-    return ChunkCreated(chunk=await _chunk_out(svc, served, inline, caller), session_id=session_id)
+    created = ChunkCreated(chunk=await _chunk_out(svc, served, inline, caller),
+                           session_id=session_id)  # fmt: skip
+    return Response(_CHUNK_CREATED.to_json(created, by_alias=True), media_type=JSON)
+
+
+_CHUNK_CREATED = ChunkCreated.__pydantic_serializer__
+JSON = "application/json"
 
 
 class MemoryCost(BaseModel):

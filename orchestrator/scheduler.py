@@ -40,6 +40,7 @@ from orchestrator.core.types import Budget, NodeState, SessionView, Timing
 from orchestrator.db import Database
 from orchestrator.events import EventBus
 from orchestrator.experiments import Arm
+from orchestrator.idcache import IdCache, new_uuid4
 from orchestrator.job_tasks import JobTasks
 from orchestrator.jobs import GenerationFailed, JobRunner
 from orchestrator.live import KnownNode, LiveState, Resolution
@@ -92,6 +93,7 @@ class Scheduler:
         )  # fmt: skip
         self.live.bucket = replace(self.live.bucket, updated_at=clock())
         self.writer = WriteBehind(db)
+        self.ids = IdCache()  # the hit path's id conversions (orchestrator.idcache)
         runner = JobRunner(db, store, pool, profile, demand_retries=demand_retries,
                            usd_per_gpu_s=config.usd_per_gpu_s)  # fmt: skip
         self.jobs = JobTasks(db, runner, self.live, self.events, self.metrics, clock,
@@ -173,7 +175,7 @@ class Scheduler:
 
     async def ensure_memory(self, memory_id: uuid.UUID) -> bool:
         """Load the memory's tree into the live state if needed; False if there is none."""
-        key = str(memory_id)
+        key = self.ids.text(memory_id)
         if self.live.has_memory(key):
             return True
         lock = self._loading.setdefault(key, asyncio.Lock())
@@ -212,9 +214,9 @@ class Scheduler:
             session_id = latest or await live_store.latest_session(self.db, memory_id)
             if session_id is None:
                 return None
-        live = self.live.session(str(session_id))
+        live = self.live.session(self.ids.text(session_id))
         if live is not None:
-            if live.view.memory_id != str(memory_id):
+            if live.view.memory_id != self.ids.text(memory_id):
                 raise LookupError(f"no session {session_id} on memory {memory_id}")
             return session_id
         row = await live_store.stored_session(self.db, session_id)
@@ -237,7 +239,7 @@ class Scheduler:
 
     def node(self, memory_id: uuid.UUID, chunk_id: uuid.UUID) -> KnownNode | None:
         """A known chunk of a loaded memory (``state``, ``depth``), or None."""
-        return self.live.node(str(memory_id), str(chunk_id))
+        return self.live.node(self.ids.text(memory_id), self.ids.text(chunk_id))
 
     async def refresh_node(self, memory_id: uuid.UUID, chunk_id: uuid.UUID) -> KnownNode | None:
         """As ``node``: here the live state is ahead of the database (an API replica's view
@@ -266,10 +268,10 @@ class Scheduler:
         0. Raises GenerationFailed (502 with the job id) when generation fails; asyncpg /
         OSError errors when a miss cannot be made durable.
         """
-        t0, request_id = self.clock() - waited_s, request_id or uuid.uuid4()
+        t0, request_id, text = self.clock() - waited_s, request_id or new_uuid4(), self.ids.text
         res = self.live.request(
-            str(memory_id), str(parent_id) if parent_id else None, pose, action,
-            request_id=str(request_id), session_id=str(session_id) if session_id else None,
+            text(memory_id), text(parent_id) if parent_id else None, pose, action,
+            request_id=str(request_id), session_id=text(session_id) if session_id else None,
             now=t0, record_history=record_history,
         )  # fmt: skip
         args = (res, request_id, memory_id, parent_id, pose, action, session_id)
@@ -297,7 +299,7 @@ class Scheduler:
         self, res: Resolution, request_id: uuid.UUID, memory_id: uuid.UUID,
         parent_id: uuid.UUID | None, pose: str, action: str | None, session_id: uuid.UUID | None,
     ) -> None:  # fmt: skip
-        chunk_id, job_id = uuid.UUID(res.chunk_id), _uuid(res.job_id)
+        chunk_id, job_id = self.ids.parse(res.chunk_id), self.ids.parse_opt(res.job_id)
         self.writer.hit(
             request_id, session_id=session_id, memory_id=memory_id, parent_id=parent_id,
             chunk_id=chunk_id, job_id=job_id, pose=pose, action=action, policy=res.policy,
@@ -335,13 +337,14 @@ class Scheduler:
         job_id: str | None,
     ) -> ServedChunk:  # fmt: skip
         self.metrics.served(res.outcome, res.policy or "", res.arm or "", wait_ms / 1000.0)
-        self.events.publish(str(memory_id), "chunk_served", chunk_id=res.chunk_id,
-                            outcome=res.outcome, wait_ms=round(wait_ms, 1))  # fmt: skip
-        node = self.live.node(str(memory_id), res.chunk_id)
+        mid = self.ids.text(memory_id)
+        self.events.publish(mid, "chunk_served", chunk_id=res.chunk_id, outcome=res.outcome,
+                            wait_ms=round(wait_ms, 1))  # fmt: skip
+        node = self.live.node(mid, res.chunk_id)
         return ServedChunk(
-            uuid.UUID(res.chunk_id), memory_id, parent_id, pose,
+            self.ids.parse(res.chunk_id), memory_id, parent_id, pose,
             node.action if node is not None else action, res.chunk_index, res.outcome, wait_ms,
-            _uuid(job_id), request_id,
+            self.ids.parse_opt(job_id), request_id,
         )  # fmt: skip
 
     # ---- planning ----------------------------------------------------------------------------

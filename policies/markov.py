@@ -178,6 +178,9 @@ class MarkovPolicy:
         self._session: dict[str, _Counts] = defaultdict(lambda: defaultdict(dict))
         self._cold: OrderedDict[str, _Counts] = OrderedDict()  # forget_memory's, oldest first
         self._seen: set[str] = set()  # every normalised action observed (the calibration's A)
+        # step 5's key set: _seen plus the default actions, sorted (grows with _seen only)
+        self._calibration_keys: tuple[str, ...] = tuple(sorted(set(_DEFAULT_KEYS)))
+        self._calibration_set: frozenset[str] = frozenset(self._calibration_keys)
         self._n1 = self._n2 = 0  # global (context, action) counts equal to 1 and to 2
         self.observed = 0  # events observed so far: lets a host or analyst see it is being fed
         # Memos of the prediction (see "prediction" below), valid until the next observe().
@@ -194,7 +197,10 @@ class MarkovPolicy:
     def observe(self, event: ActionObserved) -> None:
         """Learn the temperature on this event (predicted first), then count it once per scope
         at every context of ``event.history``."""
-        history = tuple(action_key(a) for a in event.history)
+        # contexts() reads the last ``order`` actions and a streak capped at _STREAK_MAX: the
+        # rest of a long walk's history changes nothing (it was normalised per event: O(steps)).
+        tail = event.history[-max(self.order, _STREAK_MAX) :]
+        history = tuple(action_key(a) for a in tail)
         action = action_key(event.action)
         if self.calibrate:
             self._learn_calibration(history, action, event.memory_id, event.session_id)
@@ -252,12 +258,20 @@ class MarkovPolicy:
         self, history: tuple[str, ...], action: str, memory: str, session: str
     ) -> None:
         """Step 5: add this event's forecasts (made before it is counted) to the bins."""
-        keys = tuple(sorted(self._seen | {action} | set(_DEFAULT_KEYS)))
+        keys = self._calibration_keys
+        if action not in self._calibration_set:  # a new action: the key set grows
+            keys = tuple(sorted(self._seen | {action} | set(_DEFAULT_KEYS)))
+            self._calibration_keys, self._calibration_set = keys, frozenset(keys)
         raw, _ = self._raw(self._keyset(keys), history, memory, session)
+        # Bin by bin, the same additions in the same order as one _bin() call per key (adding
+        # 0.0 to a realised mass, which starts at +0.0, changes nothing and is skipped).
+        bins, edges, right = self._bins, _EDGES, bisect.bisect_right
         for k, p in zip(keys, raw, strict=True):
-            b = _bin(p)
-            self._bins[b][0] += p
-            self._bins[b][1] += 1.0 if k == action else 0.0
+            b = right(edges, p) - 1
+            row = bins[b if b > 0 else 0]
+            row[0] += p
+            if k == action:
+                row[1] += 1.0
 
     def counts(
         self,

@@ -1,4 +1,7 @@
-"""The ASGI guards on a small real Starlette app, driven through httpx's ASGI transport."""
+"""The ASGI guards on a small real Starlette app, driven through httpx's ASGI transport.
+
+Every test runs twice: on the four guards as separate middlewares, and on ``HttpGuard`` (the
+four in one layer, what the service installs); both must answer alike."""
 
 from __future__ import annotations
 
@@ -12,7 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from orchestrator.http_guard import BodyLimit, HeadAsGet, JsonTrustedHost, StateChangeGuard
+from orchestrator.http_guard import (
+    BodyLimit,
+    HeadAsGet,
+    HttpGuard,
+    JsonTrustedHost,
+    StateChangeGuard,
+)
 
 LIMIT = 64 * 1024
 seen: dict[str, int] = {}
@@ -30,12 +39,30 @@ async def page(_: Request) -> PlainTextResponse:
     return PlainTextResponse("hello world")
 
 
+HOSTS = ["localhost", "*.localhost", "::1"]
+ORIGINS = ["https://app.example.com"]
+_stack = {"combined": False}
+
+
+@pytest.fixture(autouse=True, params=["separate", "combined"])
+def stack(request: pytest.FixtureRequest) -> str:
+    """Which middleware stack ``_client`` builds (each test runs on both)."""
+    _stack["combined"] = request.param == "combined"
+    return str(request.param)
+
+
 def _app() -> Starlette:
     app = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/page", page)])
+    if _stack["combined"]:
+        app.add_middleware(
+            HttpGuard, allowed_hosts=HOSTS, allowed_origins=ORIGINS, max_bytes=LIMIT,
+            body_timeout_s=0.5,
+        )  # fmt: skip
+        return app
     app.add_middleware(HeadAsGet)
-    app.add_middleware(StateChangeGuard, allowed_origins=["https://app.example.com"])
+    app.add_middleware(StateChangeGuard, allowed_origins=ORIGINS)
     app.add_middleware(BodyLimit, max_bytes=LIMIT, body_timeout_s=0.5)
-    app.add_middleware(JsonTrustedHost, allowed_hosts=["localhost", "*.localhost", "::1"])
+    app.add_middleware(JsonTrustedHost, allowed_hosts=HOSTS)
     return app
 
 
@@ -130,3 +157,59 @@ async def test_head_is_the_get_without_a_body() -> None:
         head = await c.head("/page")
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == get.headers["content-length"] == "11"
+
+
+def _separate_stack() -> Starlette:
+    _stack["combined"] = False
+    return _app()
+
+
+def _combined_stack() -> Starlette:
+    _stack["combined"] = True
+    return _app()
+
+
+async def _raw(app: Starlette, method: str, path: str, headers: list[tuple[bytes, bytes]],
+               body: bytes = b"") -> list[dict[str, object]]:  # fmt: skip
+    """Every message ``app`` sends for one raw ASGI request (Host and all headers as given)."""
+    sent: list[dict[str, object]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 1), "server": ("localhost", 80)}  # fmt: skip
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body"),
+    [
+        ("GET", "/page", [], b""),  # no Host at all
+        ("GET", "/page", [(b"host", b"attacker.example"), (b"host", b"localhost")], b""),
+        ("GET", "/page", [(b"host", b"localhost"), (b"host", b"attacker.example")], b""),
+        ("POST", "/echo", [(b"host", b"localhost"), (b"content-length", b"abc")], b""),
+        ("POST", "/echo", [(b"host", b"localhost"), (b"content-length", b"99999999")], b""),
+        ("POST", "/echo", [(b"host", b"localhost"), (b"content-type", b"text/plain")], b"x"),
+        ("POST", "/echo", [(b"host", b"localhost"), (b"origin", b"http://localhost/")], b"xy"),
+        ("POST", "/echo", [(b"host", b"localhost:80"), (b"origin", b"http://localhost")], b""),
+        ("POST", "/echo", [(b"host", b"localhost"), (b"content-type", b"APPLICATION/JSON")], b"{}"),
+        ("HEAD", "/page", [(b"host", b"rewind.localhost")], b""),
+        ("HEAD", "/echo", [(b"host", b"localhost")], b""),
+        ("DELETE", "/page", [(b"host", b"localhost")], b""),
+    ],
+)
+async def test_the_combined_guard_answers_as_the_four_do(
+    method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    separate = await _raw(_separate_stack(), method, path, headers, body)
+    combined = await _raw(_combined_stack(), method, path, headers, body)
+    assert combined == separate
+    assert separate and separate[0]["type"] == "http.response.start"
