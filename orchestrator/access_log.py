@@ -28,14 +28,15 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = structlog.get_logger("orchestrator.access")
+from orchestrator.logs import BoundOnce
+
+_log = BoundOnce("orchestrator.access")
 
 _notes: ContextVar[dict[str, Any] | None] = ContextVar("rewind_access_notes", default=None)
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
-_bound: tuple[tuple[int, ...], Any] = ((), None)
 
 _ids: tuple[int, str, itertools.count[int]] = (0, "", itertools.count())
 
@@ -50,21 +51,6 @@ def new_request_id() -> str:
     if pid != os.getpid():  # first call, or a forked child: its own prefix
         pid, prefix, counter = _ids = (os.getpid(), os.urandom(8).hex(), itertools.count())
     return f"{prefix}{next(counter):016x}"
-
-
-def _logger() -> Any:
-    """``log`` bound once per structlog configuration (``logs.configure_logging`` sets
-    ``cache_logger_on_first_use=False``, so the lazy proxy re-binds on every call: about 3 % of
-    a cache hit's CPU). A ``configure`` that swaps processors, wrapper class (the level),
-    context class or logger factory gets a new binding; processors changed in place (as
-    ``structlog.testing.capture_logs`` does) are seen by the bound logger itself."""
-    global _bound
-    cfg = structlog.get_config()
-    key = tuple(id(cfg[k]) for k in ("processors", "wrapper_class", "context_class",
-                                      "logger_factory"))  # fmt: skip
-    if _bound[0] != key:
-        _bound = (key, log.bind())
-    return _bound[1]
 
 
 def note(**fields: Any) -> None:
@@ -119,7 +105,7 @@ class AccessLog:
         finally:
             _notes.reset(token)
             route = scope.get("route")
-            _logger().info(
+            _log.get().info(
                 "request",
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),

@@ -13,11 +13,11 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
-import structlog
+from orchestrator.logs import BoundOnce
 
 Event = dict[str, Any]
 
-log = structlog.get_logger("orchestrator.events")
+_log = BoundOnce("orchestrator.events")
 
 LOGGED = frozenset({"chunk_served", "chunk_ready", "speculation_started", "speculation_cancelled"})
 """Event types also written to the service log at info (hit / miss / in-flight is the
@@ -38,7 +38,7 @@ class EventBus:
         """
         event: Event = {"type": event_type, "memory_id": memory_id, "at": time.time(), **data}
         if event_type in LOGGED:
-            log.info(event_type, memory_id=memory_id, **data)
+            _log.get().info(event_type, memory_id=memory_id, **data)
         for queue in list(self._subs.get(memory_id, ())):
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
