@@ -54,7 +54,7 @@ from typing import NamedTuple
 from orchestrator.core.frontier import Candidate, _candidate, _Vote, active_by_id, value
 from orchestrator.core.poses import PoseError, action_to_pose
 from orchestrator.core.tree import Key
-from orchestrator.core.types import PlanInput, Proposal, SessionView, Timing, TreeNode
+from orchestrator.core.types import Budget, PlanInput, Proposal, SessionView, Timing, TreeNode
 
 _MARGIN = 1e-9  # relative slack of the score bound over rounding (a few ulps, ~1e-16 each)
 _TINY = 1e-100  # below this, products may be subnormal and the bounds lose their rigour
@@ -335,6 +335,15 @@ class VoteIndex:
         if all(map(operator.is_, map(get, views.keys()), views.values())):  # C-level pass
             return True
         return all(get(sid) == v for sid, v in self._views.items())
+
+    def holds_roster(self, sessions: Mapping[str, SessionView], now: float, budget: Budget) -> bool:
+        """``holds`` against a roster's sessions (``PlanInput.roster``, idle ones included):
+        True when every session with votes is there with the view it was resolved with. Its
+        idleness at ``now`` is not re-checked (it would be a pass over every voter): the shell
+        resolves no votes for a session idle at the ``now`` it plans with (``Planner.prepare``
+        gives it no proposals), which the roster contract makes part of ``PlanInput.votes``'."""
+        get, views = sessions.get, self._views
+        return all(map(operator.is_, map(get, views.keys()), views.values()))
 
     def __len__(self) -> int:
         """Sessions with votes."""
