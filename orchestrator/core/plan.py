@@ -269,11 +269,11 @@ def _victim_heap(w: _Work) -> list[_Victim]:
     index = w.vote_index()
     heap: list[_Victim]
     if index is not None:  # the index holds every key's combined P: one read per pool job
-        p_of = index.probability_of
-        heap = []
-        for j in w.pool:
-            p = p_of((j.memory_id, j.parent_id, j.pose))
-            heap.append((j.probability if p is None else p, -j.started_at, j.job_id, j))
+        ps = index.probabilities([(j.memory_id, j.parent_id, j.pose) for j in w.pool])
+        heap = [
+            (j.probability if p is None else p, -j.started_at, j.job_id, j)
+            for j, p in zip(w.pool, ps, strict=True)
+        ]
     else:
         votes = _victim_votes(w)
         heap = []
@@ -371,13 +371,18 @@ class _RosterCursors:
 
     def near(self, job: RunningJob, depth: int) -> bool:
         """``_Cursors.near``."""
-        watching = self._watching
-        if not watching(job.chunk_id) and (depth <= 0 or job.parent_id is None
-                                           or not watching(job.parent_id)):  # fmt: skip
-            return False  # nobody watches either: the common case, one dict read each
-        if self._on(job.chunk_id, job.memory_id):
-            return True
-        return depth > 0 and bool(self._on(job.parent_id, job.memory_id))
+        watching, memory = self._watching, job.memory_id
+        now, timeout, active = self._now, self._timeout, self._active
+        for chunk_id in (job.chunk_id, job.parent_id if depth > 0 else None):
+            if chunk_id is None:
+                continue
+            for s in watching(chunk_id):
+                if s.memory_id == memory and active is not (
+                    now - s.last_active_at
+                    > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
+                ):
+                    return True
+        return False
 
     def survey(self, job: RunningJob, ancestors: list[str], want: _Want) -> bool:
         """``_Cursors.survey``."""

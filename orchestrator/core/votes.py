@@ -48,7 +48,7 @@ import heapq
 import itertools
 import math
 import operator
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from orchestrator.core.frontier import Candidate, _candidate, _Vote, active_by_id, value
@@ -272,6 +272,18 @@ class SortedKeys:
         return itertools.chain.from_iterable(self._lists)
 
 
+class _KeyState:
+    """One proposed key in the index: its votes by session, how many of its voters saw it ready
+    or running (``Resolution.existing``), and its run (None until settled)."""
+
+    __slots__ = ("exists", "run", "voters")
+
+    def __init__(self) -> None:
+        self.voters: dict[str, _Raw] = {}
+        self.exists = 0
+        self.run: _Params | None = None
+
+
 class VoteIndex:
     """Every session's votes, every key's combination, and the keys grouped in runs.
 
@@ -288,9 +300,12 @@ class VoteIndex:
         self.pose_of = pose_memo(frames)
         self._sessions: dict[str, tuple[object, Resolution]] = {}  # sid -> (signature, votes)
         self._views: dict[str, SessionView] = {}  # sessions with votes -> the view resolved
-        self._keys: dict[Key, dict[str, _Raw]] = {}  # key -> sid -> vote
-        self._exists: dict[Key, int] = {}  # key -> sessions that saw it ready or running
-        self._run_of: dict[Key, _Params] = {}
+        # key -> its votes, how many voters saw it ready or running, its run. One record per
+        # key (not three dicts keyed alike): one read each, and a dict whose values are
+        # records stays tracked by the garbage collector; a dict of plain tuples and ints is
+        # untracked by a full collection and re-tracked, as a young object every young
+        # collection walks (10^4 entries: milliseconds), at its next insert.
+        self._keys: dict[Key, _KeyState] = {}
         self._runs: dict[_Params, SortedKeys] = {}  # run -> its keys, in order
         self._heap: list[tuple[tuple[float, float, float, int, float], _Params]] = []
         self._heaped: set[_Params] = set()
@@ -392,10 +407,11 @@ class VoteIndex:
     def _replace(self, sid: str, old: Resolution | None, new: Resolution | None) -> None:
         old_votes = old.votes if old is not None else {}
         new_votes = new.votes if new is not None else {}
+        keys = self._keys
         for key in old_votes.keys() - new_votes.keys():
-            voters = self._keys[key]
-            del voters[sid]
-            self._exists[key] -= key in old.existing  # type: ignore[union-attr]
+            state = keys[key]
+            del state.voters[sid]
+            state.exists -= key in old.existing  # type: ignore[union-attr]
             self._pending.add(key)
         for key, vote in new_votes.items():
             before = old_votes.get(key)
@@ -403,9 +419,11 @@ class VoteIndex:
             seen = key in new.existing  # type: ignore[union-attr]
             if before == vote and was == seen:
                 continue
-            voters = self._keys.setdefault(key, {})
-            voters[sid] = vote
-            self._exists[key] = self._exists.get(key, 0) + seen - was
+            found = keys.get(key)
+            if found is None:
+                found = keys[key] = _KeyState()
+            found.voters[sid] = vote
+            found.exists += seen - was
             self._pending.add(key)
 
     def _settle(self) -> None:
@@ -415,9 +433,14 @@ class VoteIndex:
             for key in keys:
                 self._rerun(key, self._keys[key])
 
-    def _rerun(self, key: Key, voters: dict[str, _Raw]) -> None:
+    def _rerun(self, key: Key, state: _KeyState) -> None:
         """Move ``key`` to the run its votes now give (out of every run when it has none)."""
-        old = self._run_of.pop(key, None)
+        old = state.run
+        voters = state.voters
+        if voters:
+            params = _combined(voters)
+            if params == old:
+                return  # the same run: nothing moves
         if old is not None:
             members = self._runs[old]
             members.remove(key)
@@ -426,10 +449,8 @@ class VoteIndex:
                 self._count(old, -1)
         if not voters:
             del self._keys[key]
-            del self._exists[key]
             return
-        params = _combined(voters)
-        self._run_of[key] = params
+        state.run = params
         keys = self._runs.get(params)
         if keys is None:
             keys = self._runs[params] = SortedKeys()
@@ -452,22 +473,29 @@ class VoteIndex:
         """Key -> (its votes by session, whether it exists, its run): what two indexes of the
         same input must agree on (tests)."""
         self._settle()
-        return {k: (dict(v), self._exists[k] > 0, self._run_of[k]) for k, v in self._keys.items()}
+        return {k: (dict(v.voters), v.exists > 0, v.run) for k, v in self._keys.items()}  # type: ignore[misc]
 
     def probability_of(self, key: Key) -> float | None:
         """``frontier.probability`` of the key's votes (its run's combined P, the same
         arithmetic in the same session order), or None when nobody proposed it."""
         self._settle()
-        params = self._run_of.get(key)
-        return None if params is None else params[0]
+        state = self._keys.get(key)
+        return None if state is None or state.run is None else state.run[0]
+
+    def probabilities(self, keys: Iterable[Key]) -> list[float | None]:
+        """``probability_of`` of each of ``keys``, in order (one pass for many keys)."""
+        self._settle()
+        get = self._keys.get
+        return [None if (st := get(k)) is None or st.run is None else st.run[0] for k in keys]
 
     def votes(self, key: Key) -> _Vote | dict[str, _Vote] | None:
         """The key's votes as ``frontier.collect_votes`` gives them at ``now`` = -inf (need times
         unclamped; ``frontier.probability`` reads them), or None when nobody proposed it."""
         self._settle()
-        voters = self._keys.get(key)
-        if voters is None:
+        state = self._keys.get(key)
+        if state is None:
             return None
+        voters = state.voters
         if len(voters) == 1:
             (v,) = voters.values()
             return v
@@ -525,7 +553,7 @@ class VoteIndex:
             if following is not None:
                 heapq.heappush(exact, (top[0], top[1], top[2], following, top[4]))
             key = top[3]
-            if key in taken or self._exists[key]:
+            if key in taken or self._keys[key].exists:
                 continue  # de-duplication, as ``ranked`` does
             yield _candidate(key, self._clamped(key, now), inp, e)
 
@@ -533,7 +561,7 @@ class VoteIndex:
         """The key's votes with need times clamped at ``now`` (``collect_votes``' form)."""
         out = {
             sid: (s, p, depth, t if t > now else now, action, step)
-            for sid, (s, p, depth, t, action, step) in self._keys[key].items()
+            for sid, (s, p, depth, t, action, step) in self._keys[key].voters.items()
         }
         if len(out) == 1:
             (v,) = out.values()
