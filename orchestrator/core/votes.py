@@ -36,6 +36,11 @@ it. Runs with p < ``min_probability`` are skipped and the walk stops at the firs
 ``ub_s <= min_benefit_per_gpu_s`` (nothing after it passes the score filter). Cost per plan:
 O((r + k) log r) for the r runs valued and the k keys yielded, instead of every proposal and key.
 
+Upkeep is lazy in two steps: ``update`` only records a session's new votes; the first read
+re-combines each changed key once (its run's parameters: enough for P, ``probability_of``, and
+for ``safe``), and only a walk of the runs (``best_first``) moves the changed keys into their
+runs' ordered key lists. A plan with no slot to fill (a saturated pool) never pays for ordering.
+
 The bounds need normal (not subnormal) floats: ``safe`` turns the lazy walk off (the planner then
 ranks from the proposals) when a probability is below 1e-100, a need time is not finite, or a need
 time and ``now`` are both within 1e-100 of 0, or 0 < E < 1e-100.
@@ -274,14 +279,16 @@ class SortedKeys:
 
 class _KeyState:
     """One proposed key in the index: its votes by session, how many of its voters saw it ready
-    or running (``Resolution.existing``), and its run (None until settled)."""
+    or running (``Resolution.existing``), its run (None until settled, or once it has no
+    votes) and the run whose ordered key list holds it (they differ until ``_place``)."""
 
-    __slots__ = ("exists", "run", "voters")
+    __slots__ = ("exists", "placed", "run", "voters")
 
     def __init__(self) -> None:
         self.voters: dict[str, _Raw] = {}
         self.exists = 0
         self.run: _Params | None = None
+        self.placed: _Params | None = None  # the run whose ordered list holds it (``_place``)
 
 
 class VoteIndex:
@@ -306,7 +313,8 @@ class VoteIndex:
         # untracked by a full collection and re-tracked, as a young object every young
         # collection walks (10^4 entries: milliseconds), at its next insert.
         self._keys: dict[Key, _KeyState] = {}
-        self._runs: dict[_Params, SortedKeys] = {}  # run -> its keys, in order
+        self._runs: dict[_Params, SortedKeys] = {}  # run -> its placed keys, in order
+        self._unplaced: set[Key] = set()  # settled keys not yet in their run's list (_place)
         self._heap: list[tuple[tuple[float, float, float, int, float], _Params]] = []
         self._heaped: set[_Params] = set()
         self._odd_p = 0
@@ -427,42 +435,70 @@ class VoteIndex:
             self._pending.add(key)
 
     def _settle(self) -> None:
-        """Move every key whose votes changed to its run (before the runs are read)."""
-        if self._pending:
-            keys, self._pending = self._pending, set()
-            for key in keys:
-                self._rerun(key, self._keys[key])
-
-    def _rerun(self, key: Key, state: _KeyState) -> None:
-        """Move ``key`` to the run its votes now give (out of every run when it has none)."""
-        old = state.run
-        voters = state.voters
-        if voters:
-            params = _combined(voters)
-            if params == old:
-                return  # the same run: nothing moves
-        if old is not None:
-            members = self._runs[old]
-            members.remove(key)
-            if not members:
-                del self._runs[old]
-                self._count(old, -1)
-        if not voters:
-            del self._keys[key]
+        """Give every key whose votes changed its run's parameters (before P, ``safe`` or the
+        contents are read). Moving keys between the runs' ordered key lists waits for a read
+        of the runs (``_place``): a plan that starts no speculation (a full pool, the common
+        case at scale) never orders them, and a key that changes run twice moves once."""
+        if not self._pending:
             return
-        state.run = params
-        keys = self._runs.get(params)
-        if keys is None:
-            keys = self._runs[params] = SortedKeys()
-            self._count(params, 1)
-            if params not in self._heaped:
-                self._heaped.add(params)
-                heapq.heappush(self._heap, (_order(params), params))
-        keys.add(key)
-        if len(self._heap) > 2 * len(self._runs) + 64:  # mostly emptied runs: rebuild
-            self._heap = [(_order(r), r) for r in self._runs]
+        pending, self._pending = self._pending, set()
+        keys, unplaced = self._keys, self._unplaced
+        for key in pending:
+            state = keys[key]
+            voters = state.voters
+            params = _combined(voters) if voters else None
+            old = state.run
+            if params == old:
+                if params is None and state.placed is None:
+                    del keys[key]  # proposed and withdrawn between two settles
+                continue
+            if old is not None:
+                self._count(old, -1)
+            if params is not None:
+                self._count(params, 1)
+            state.run = params
+            if params != state.placed:
+                unplaced.add(key)
+            else:
+                unplaced.discard(key)
+                if params is None:
+                    del keys[key]  # no votes and in no run: gone
+        # Bounded: dead keys wait in their runs only until they are a fraction of the index.
+        if len(unplaced) > len(keys) // 2 + 4096:
+            self._place()
+
+    def _place(self) -> None:
+        """Move every settled key to the ordered key list of its run (before the runs are read);
+        a key without votes leaves its run and the index."""
+        if not self._unplaced:
+            return
+        unplaced, self._unplaced = self._unplaced, set()
+        keys, runs = self._keys, self._runs
+        for key in unplaced:
+            state = keys[key]
+            old, params = state.placed, state.run
+            if old == params:
+                continue
+            if old is not None:
+                before = runs[old]
+                before.remove(key)
+                if not before:
+                    del runs[old]
+            state.placed = params
+            if params is None:
+                del keys[key]
+                continue
+            members = runs.get(params)
+            if members is None:
+                members = runs[params] = SortedKeys()
+                if params not in self._heaped:
+                    self._heaped.add(params)
+                    heapq.heappush(self._heap, (_order(params), params))
+            members.add(key)
+        if len(self._heap) > 2 * len(runs) + 64:  # mostly emptied runs: rebuild
+            self._heap = [(_order(r), r) for r in runs]
             heapq.heapify(self._heap)
-            self._heaped = set(self._runs)
+            self._heaped = set(runs)
 
     def _count(self, params: _Params, delta: int) -> None:
         odd_p, odd_t = _odd(params)
@@ -473,7 +509,11 @@ class VoteIndex:
         """Key -> (its votes by session, whether it exists, its run): what two indexes of the
         same input must agree on (tests)."""
         self._settle()
-        return {k: (dict(v.voters), v.exists > 0, v.run) for k, v in self._keys.items()}  # type: ignore[misc]
+        return {
+            k: (dict(v.voters), v.exists > 0, v.run)
+            for k, v in self._keys.items()
+            if v.run is not None  # a key left without votes, still in its run's list
+        }
 
     def probability_of(self, key: Key) -> float | None:
         """``frontier.probability`` of the key's votes (its run's combined P, the same
@@ -493,7 +533,7 @@ class VoteIndex:
         unclamped; ``frontier.probability`` reads them), or None when nobody proposed it."""
         self._settle()
         state = self._keys.get(key)
-        if state is None:
+        if state is None or not state.voters:
             return None
         voters = state.voters
         if len(voters) == 1:
@@ -504,6 +544,7 @@ class VoteIndex:
     def _runs_in_order(self) -> Iterator[_Params]:
         """Non-empty runs in heap order, without changing the heap (a second heap walks it)."""
         self._settle()
+        self._place()
         heap, runs = self._heap, self._runs
         n = len(heap)
         walk = [(heap[0], 0)] if n else []
@@ -520,6 +561,7 @@ class VoteIndex:
         doc); ``e`` is ``frontier.warm_gpu_s(inp)``. Call only when ``fits(inp)``,
         ``safe(inp.now, e)`` and ``holds(active sessions)``."""
         self._settle()
+        self._place()
         now, budget = inp.now, inp.budget
         min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
         # (-score, -benefit, -p, key, the run's keys after it); keys are unique across runs,
