@@ -240,19 +240,19 @@ def _upkeep(
     node_of: NodeOf, node_by_key: NodeByKey,
 ) -> None:  # fmt: skip
     """What ``Planner.prepare`` does to the index and the roster before a plan: a session whose
-    view is not the roster's is set there, and one whose proposals or view are not the objects
-    it was last voted on is ``update``d (resolved again unless its signature is equal), the
+    proposals or view are not the objects it was last voted on is ``update``d (resolved again
+    unless its signature is equal) and, when its view moved, set in the roster; the
     sessions that left are dropped. (The live check also holds the cursor's subtree, which is
     the same tuple object while the tree does not change under it; the jobs do not change in
     this sequence, so the roster's job maps do not either.)"""
-    update, seen = index.update, roster.sessions.get
+    update, last_voted = index.update, voted.get
     for s in inp.sessions:
         sid = s.session_id
-        if seen(sid) is not s:
-            roster.set_session(s)
         mine = props[sid]
-        last = voted.get(sid)
+        last = last_voted(sid)
         if last is None or last[0] is not mine or last[1] is not s:
+            if last is None or last[1] is not s:
+                roster.set_session(s)
             update(s, mine, node_of, node_by_key, (mine, s))
             voted[sid] = (mine, s)
     if len(index) > len(inp.sessions):

@@ -269,11 +269,7 @@ def _victim_heap(w: _Work) -> list[_Victim]:
     index = w.vote_index()
     heap: list[_Victim]
     if index is not None:  # the index holds every key's combined P: one read per pool job
-        ps = index.probabilities([(j.memory_id, j.parent_id, j.pose) for j in w.pool])
-        heap = [
-            (j.probability if p is None else p, -j.started_at, j.job_id, j)
-            for j, p in zip(w.pool, ps, strict=True)
-        ]
+        heap = index.victims(w.pool)
     else:
         votes = _victim_votes(w)
         heap = []
@@ -351,10 +347,11 @@ class _RosterCursors:
     ``Roster.watching`` and kept only when active (``active``) or idle (not ``active``) at
     ``now`` (``frontier.active_by_id``'s test), so no map over all sessions is built."""
 
-    __slots__ = ("_active", "_now", "_timeout", "_watching")
+    __slots__ = ("_active", "_at", "_now", "_timeout", "_watching")
 
     def __init__(self, roster: Roster, now: float, budget: Budget, active: bool) -> None:
         self._watching = roster.watching
+        self._at = roster.cursors.get
         self._now, self._timeout, self._active = now, budget.idle_timeout_s, active
 
     def _on(self, chunk_id: str | None, memory: str) -> list[SessionView]:
@@ -371,12 +368,13 @@ class _RosterCursors:
 
     def near(self, job: RunningJob, depth: int) -> bool:
         """``_Cursors.near``."""
-        watching, memory = self._watching, job.memory_id
+        at, memory = self._at, job.memory_id
         now, timeout, active = self._now, self._timeout, self._active
         for chunk_id in (job.chunk_id, job.parent_id if depth > 0 else None):
-            if chunk_id is None:
+            watchers = at(chunk_id) if chunk_id is not None else None
+            if watchers is None:
                 continue
-            for s in watching(chunk_id):
+            for s in watchers:
                 if s.memory_id == memory and active is not (
                     now - s.last_active_at
                     > (timeout if (own := s.idle_after_s) is None or timeout < own else own)

@@ -111,9 +111,10 @@ class Roster:
         return self._at.get(chunk_id, _NONE)
 
     @property
-    def shared_cursors(self) -> bool:
-        """True when some chunk is the cursor of more than one session."""
-        return len(self._at) != len(self._sessions)
+    def cursors(self) -> Mapping[str, list[SessionView]]:
+        """Cursor chunk id -> the sessions watching it (``watching`` for every chunk at once,
+        for hot loops that bind ``.get``; do not modify the lists)."""
+        return self._at
 
     @property
     def jobs(self) -> Mapping[str, RunningJob]:

@@ -59,7 +59,15 @@ from typing import NamedTuple
 from orchestrator.core.frontier import Candidate, _candidate, _Vote, active_by_id, value
 from orchestrator.core.poses import PoseError, action_to_pose
 from orchestrator.core.tree import Key
-from orchestrator.core.types import Budget, PlanInput, Proposal, SessionView, Timing, TreeNode
+from orchestrator.core.types import (
+    Budget,
+    PlanInput,
+    Proposal,
+    RunningJob,
+    SessionView,
+    Timing,
+    TreeNode,
+)
 
 _MARGIN = 1e-9  # relative slack of the score bound over rounding (a few ulps, ~1e-16 each)
 _TINY = 1e-100  # below this, products may be subnormal and the bounds lose their rigour
@@ -527,6 +535,17 @@ class VoteIndex:
         self._settle()
         get = self._keys.get
         return [None if (st := get(k)) is None or st.run is None else st.run[0] for k in keys]
+
+    def victims(self, jobs: Iterable[RunningJob]) -> list[tuple[float, float, str, RunningJob]]:
+        """``plan``'s heap entries of preemptible jobs, one pass: (the P of the job's key, its
+        admitted probability when nobody proposes it; -started_at; job id; job)."""
+        self._settle()
+        get = self._keys.get
+        return [
+            (j.probability if (st := get((j.memory_id, j.parent_id, j.pose))) is None
+             or st.run is None else st.run[0], -j.started_at, j.job_id, j)
+            for j in jobs
+        ]  # fmt: skip
 
     def votes(self, key: Key) -> _Vote | dict[str, _Vote] | None:
         """The key's votes as ``frontier.collect_votes`` gives them at ``now`` = -inf (need times

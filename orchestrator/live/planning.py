@@ -169,18 +169,19 @@ class Planner:
                 else:
                     roster.set_job(changed.as_core())
             self._job_changes.clear()
-        seen = roster.sessions.get
+        last_voted = voted.get
         for s in self._sessions.values():
             props, sub = self._propose(s, now, picked)
             proposals.extend(props)
             view = s.view
-            if seen(view.session_id) is not view:
-                roster.set_session(view)  # the roster follows the views (PlanInput.roster)
             # Resolved again only when what resolution reads changed: the proposals, the view,
             # the cursor's subtree to max_depth (``VoteIndex.update``); the same objects as at
-            # the last update are not even compared (the usual case: nothing moved).
-            last = voted.get(view.session_id)
+            # the last update are not even compared (the usual case: nothing moved). The roster
+            # follows the views (``PlanInput.roster``): it holds the view last voted on.
+            last = last_voted(view.session_id)
             if last is None or last[0] is not props or last[1] is not view or last[2] is not sub:
+                if last is None or last[1] is not view:
+                    roster.set_session(view)
                 tree = self._memories[view.memory_id].tree
                 update(view, props, tree.core_node, tree.core_by_key, (props, view, sub))
                 voted[view.session_id] = (props, view, sub)
