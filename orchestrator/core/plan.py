@@ -50,10 +50,16 @@ and the least work lost), then job id.
 Cost. With 10^4 sessions a snapshot holds ~10^5 nodes and ~10^5 proposals, and in pure Python
 touching each once is already milliseconds, so a plan only reads what can change its decisions:
 
-- sessions: two passes (who is idle; who watches which chunk);
-- nodes: no index over the whole snapshot. One filtered scan fetches the parents of the
-  speculative jobs and of the demands and the children of the demands' parents
-  (``TreeIndex.prefetch``); each deeper level of ancestors (``max_depth`` > 2) costs one more;
+- sessions: with ``PlanInput.roster`` (the shell's sessions by id and by cursor, jobs by id and
+  key, speculative jobs per session, kept as they change) none: step b reads the sessions on a
+  job's chunk and ancestors from the roster's cursor map and tests each one's idleness there,
+  step e reads the roster's running keys and per-session counts. Without it, two passes (who
+  is idle; who watches which chunk) and one over the jobs;
+- nodes: with ``PlanInput.lookup`` (the shell's per-memory dicts) every read is one call and
+  nothing is scanned. Without it, no index over the whole snapshot: one filtered scan fetches
+  the parents of the speculative jobs and of the demands and the children of the demands'
+  parents (``TreeIndex.prefetch``); each deeper level of ancestors (``max_depth`` > 2) costs
+  one more;
 - reachability: at most ``max_depth`` ancestors per speculative job, each a dict read;
 - "least valuable": a heap, built on the first preemption or trim. Its P values come from the
   vote index when ``PlanInput.votes`` is usable (one dict read per preemptible job's key,
@@ -73,14 +79,16 @@ touching each once is already milliseconds, so a plan only reads what can change
   Without the index every proposal is resolved and valued once (full indexes over the nodes are
   built then) and candidates come off a heap best first (``frontier.ranked``).
 
-The index's upkeep is the shell's, outside ``plan()``: ``Planner.prepare`` calls
-``VoteIndex.update`` for every session (a signature comparison) and resolves again only the
-sessions whose proposals, view or cursor subtree changed (~30-60 us each with 10 proposals);
-``benchmarks/core.py`` times it beside ``plan()``. What the index leaves at 10^4 sessions is
-linear but proposal-free: the one filtered scan of the snapshot's nodes (~10 ms of a ~25 ms
-indexed plan on the shared 2-core machine, 67,500 nodes), one pass each over the sessions
-(idle, cursors, ``holds``) and over the jobs; going below that needs the shell to hand over
-node lookups and the active set it already keeps, instead of a snapshot to scan.
+The upkeep is the shell's, outside ``plan()``: ``Planner.prepare`` compares each session's
+proposals, view and cursor subtree by identity with what it last voted on, and only for those
+that moved calls ``VoteIndex.update`` (which resolves again when the signature differs, ~10-50
+us with 10 proposals) and ``Roster.set_session``; jobs enter and leave the roster as they start,
+are promoted and end. The index re-combines each changed key at the plan's first read of it and
+orders keys only when a walk needs the order (``votes`` module doc). ``benchmarks/core.py``
+times the upkeep beside ``plan()``. What is left at 10^4 sessions is proportional to the jobs,
+not the sessions: one reachability check per speculative job (step b: two dict reads when a
+session watches the job's chunk or parent), the preemption heap over the preemptible jobs when
+a demand needs a slot, and an identity pass over the index's sessions (``holds_roster``).
 
 Every shortcut gives the very decisions the plain algorithm gives: ``test_plan.reference_plan``
 values every proposal, sorts every list and scans for the least valuable job, and must return

@@ -278,7 +278,10 @@ class PlanInput:
         votes: the proposals already resolved and combined per chunk key, kept up to date by
             the shell (``votes.VoteIndex``; its contract: exactly the votes of ``proposals``
             over the active sessions and ``nodes``); None = the core resolves ``proposals``
-            itself. Either way the plan is the same; the index only saves the work.
+            itself. Either way the plan is the same; the index only saves the work. With a
+            ``roster`` the plan checks only that the index's sessions carry the roster's views
+            (``VoteIndex.holds_roster``), not that each is active at ``now``: part of the
+            contract then (``Planner.prepare`` resolves no votes for an idle session).
         lookup: point lookups into the shell's own chunk trees (``tree.NodeLookup``; the live
             state's ``LiveLookup``); None = ``nodes`` is indexed. Contract: it answers like
             ``nodes`` for every chunk a plan reads (it may know more chunks: ``nodes`` holds the

@@ -149,6 +149,14 @@ class Planner:
         ``warm_idle``: warm containers idle now (the pool's count; None = unknown / unlimited),
         passed to the core as ``PlanInput.warm_idle`` so a guess boots a container only when it
         pays for the cold start. Evicts ended sessions and cold memories first.
+
+        The input also carries the state's own indexes, which ``plan()`` reads instead of
+        re-indexing the tuples: the vote index (``votes``), lookups into the known trees
+        (``lookup``, ``LiveLookup``) and the roster of sessions and jobs (``roster``), each
+        brought up to date here for what changed since the last prepare. A shell that plans
+        in a worker thread must not call ``prepare`` again before that plan returns (the tree
+        lookups may meanwhile see chunks that became ready or failed; ``apply`` drops what the
+        state has moved past, as for any plan made on an older input).
         """
         self._evict(now)
         self._pending_refund = 0.0
