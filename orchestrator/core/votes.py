@@ -460,9 +460,12 @@ class VoteIndex:
                 if params is None and state.placed is None:
                     del keys[key]  # proposed and withdrawn between two settles
                 continue
-            if old is not None:
+            # ``_count`` inlined for the usual case: a normal P and a normal, finite T.
+            if old is not None and not (old[0] >= _TINY and _TINY <= abs(old[2]) < math.inf):
                 self._count(old, -1)
-            if params is not None:
+            if params is not None and not (
+                params[0] >= _TINY and _TINY <= abs(params[2]) < math.inf
+            ):
                 self._count(params, 1)
             state.run = params
             if params != state.placed:
