@@ -29,9 +29,12 @@ Per case and size it plans the same sequence of ``--repeat`` + 1 inputs (the fir
 two ways, call by call in the same loop:
 
 - ``baseline``: ``plan(inp)`` with ``votes=None`` (the core resolves every proposal itself);
-- ``index``: ``plan(inp)`` with ``PlanInput.votes`` kept as ``Planner.prepare`` keeps it
-  (``orchestrator/live/planning.py``): before each plan, ``upkeep`` calls ``VoteIndex.update``
-  for every session with its signature, which resolves again only the sessions that changed.
+- ``index``: ``plan(inp)`` with the shell's own indexes, kept as ``Planner.prepare`` keeps
+  them (``orchestrator/live/planning.py``): ``PlanInput.votes`` (the vote index),
+  ``PlanInput.lookup`` (node lookups over dicts built once, the live trees' stand-in) and
+  ``PlanInput.roster`` (sessions and jobs, ``core.roster.Roster``). Before each plan,
+  ``upkeep`` checks every session by identity against what it was last voted on and, for the
+  ones that moved, calls ``VoteIndex.update`` (resolved again) and ``Roster.set_session``.
 
 Between two inputs ``--changed-share`` of the sessions (default 1.5 %: 150 of 10,000) change:
 the viewer restarts watching (``watch_started_at`` moves) and its policy re-ranks its paths (the
