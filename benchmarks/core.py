@@ -29,9 +29,12 @@ Per case and size it plans the same sequence of ``--repeat`` + 1 inputs (the fir
 two ways, call by call in the same loop:
 
 - ``baseline``: ``plan(inp)`` with ``votes=None`` (the core resolves every proposal itself);
-- ``index``: ``plan(inp)`` with ``PlanInput.votes`` kept as ``Planner.prepare`` keeps it
-  (``orchestrator/live/planning.py``): before each plan, ``upkeep`` calls ``VoteIndex.update``
-  for every session with its signature, which resolves again only the sessions that changed.
+- ``index``: ``plan(inp)`` with the shell's own indexes, kept as ``Planner.prepare`` keeps
+  them (``orchestrator/live/planning.py``): ``PlanInput.votes`` (the vote index),
+  ``PlanInput.lookup`` (node lookups over dicts built once, the live trees' stand-in) and
+  ``PlanInput.roster`` (sessions and jobs, ``core.roster.Roster``). Before each plan,
+  ``upkeep`` checks every session by identity against what it was last voted on and, for the
+  ones that moved, calls ``VoteIndex.update`` (resolved again) and ``Roster.set_session``.
 
 Between two inputs ``--changed-share`` of the sessions (default 1.5 %: 150 of 10,000) change:
 the viewer restarts watching (``watch_started_at`` moves) and its policy re-ranks its paths (the
@@ -77,6 +80,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from orchestrator.core.plan import plan  # noqa: E402
 from orchestrator.core.poses import ACTION_NAMES, action_to_pose  # noqa: E402
+from orchestrator.core.roster import Roster  # noqa: E402
 from orchestrator.core.types import (  # noqa: E402
     ActionObserved,
     BucketState,
@@ -181,6 +185,20 @@ def _lookups(inp: PlanInput) -> tuple[NodeOf, NodeByKey]:
     return by_id.get, by_key.get
 
 
+class _Lookup:
+    """``PlanInput.lookup`` over the input's nodes: the live state's ``LiveLookup`` stand-in
+    (two dict reads per call there: chunk id -> tree -> node; one here)."""
+
+    def __init__(self, node_of: NodeOf, node_by_key: NodeByKey) -> None:
+        self._node_of, self._node_by_key = node_of, node_by_key
+
+    def node(self, chunk_id: str) -> TreeNode | None:
+        return self._node_of(chunk_id)
+
+    def by_key(self, key: tuple[str, str | None, str]) -> TreeNode | None:
+        return self._node_by_key(key)
+
+
 def _grouped(inp: PlanInput) -> dict[str, tuple[Proposal, ...]]:
     per: dict[str, list[Proposal]] = {s.session_id: [] for s in inp.sessions}
     for prop in inp.proposals:
@@ -220,21 +238,32 @@ def changed_inputs(inp: PlanInput, changed: int, count: int) -> list[
 
 
 def _upkeep(
-    index: VoteIndex, inp: PlanInput, props: dict[str, tuple[Proposal, ...]],
+    index: VoteIndex, roster: Roster, voted: dict[str, tuple[object, object]],
+    inp: PlanInput, props: dict[str, tuple[Proposal, ...]],
     node_of: NodeOf, node_by_key: NodeByKey,
 ) -> None:  # fmt: skip
-    """What ``Planner.prepare`` does to the index before a plan: ``update`` every session with
-    its signature (only those whose proposals or view changed are resolved again), ``drop``
-    the sessions that left. (The live signature also holds the cursor's subtree, which is the
-    same tuple object while the tree does not change under it.)"""
-    update = index.update
+    """What ``Planner.prepare`` does to the index and the roster before a plan: a session whose
+    proposals or view are not the objects it was last voted on is ``update``d (resolved again
+    unless its signature is equal) and, when its view moved, set in the roster; the
+    sessions that left are dropped. (The live check also holds the cursor's subtree, which is
+    the same tuple object while the tree does not change under it; the jobs do not change in
+    this sequence, so the roster's job maps do not either.)"""
+    update, last_voted = index.update, voted.get
     for s in inp.sessions:
-        mine = props[s.session_id]
-        update(s, mine, node_of, node_by_key, (mine, s))
+        sid = s.session_id
+        mine = props[sid]
+        last = last_voted(sid)
+        if last is None or last[0] is not mine or last[1] is not s:
+            if last is None or last[1] is not s:
+                roster.set_session(s)
+            update(s, mine, node_of, node_by_key, (mine, s))
+            voted[sid] = (mine, s)
     if len(index) > len(inp.sessions):
         present = {s.session_id for s in inp.sessions}
         for sid in [sid for sid in index.session_ids() if sid not in present]:
             index.drop(sid)
+            roster.drop_session(sid)
+            voted.pop(sid, None)
 
 
 def _ms(times: list[float]) -> tuple[float, float]:
@@ -262,8 +291,12 @@ def time_plan(inp: PlanInput, repeat: int, case: str = "saturated",
     node_of, node_by_key = _lookups(inp)
     gc.collect()  # the previous case's garbage is not this case's pause
     index = VoteIndex(inp.budget.max_depth, inp.frames, inp.timing)
+    lookup = _Lookup(node_of, node_by_key)
+    roster, voted = Roster(), dict[str, tuple[object, object]]()
+    for j in inp.jobs:
+        roster.set_job(j)  # the live state sets each job as it starts
     t0 = time.perf_counter()
-    _upkeep(index, inp, _grouped(inp), node_of, node_by_key)  # the first prepare: a full build
+    _upkeep(index, roster, voted, inp, _grouped(inp), node_of, node_by_key)  # the first prepare
     build_ms = (time.perf_counter() - t0) * 1000.0
     base_t: list[float] = []
     plan_t: list[float] = []
@@ -281,10 +314,10 @@ def time_plan(inp: PlanInput, repeat: int, case: str = "saturated",
         want = plan(step)
         base_ms, base_cpu = (clock() - t0) * 1000.0, (cpu() - c0) * 1000.0
         gc.collect()
-        indexed = replace(step, votes=index)
+        indexed = replace(step, votes=index, lookup=lookup, roster=roster)
         t1, c1 = clock(), cpu()
         before = index.resolved
-        _upkeep(index, step, props, node_of, node_by_key)
+        _upkeep(index, roster, voted, step, props, node_of, node_by_key)
         t2, c2 = clock(), cpu()
         got = plan(indexed)
         t3, c3 = clock(), cpu()
@@ -298,6 +331,8 @@ def time_plan(inp: PlanInput, repeat: int, case: str = "saturated",
             resolved.append(index.resolved - before)
         result = got
     last = seq[-1][0]
+    if not roster.matches(last):
+        raise AssertionError(f"{case} at {n} sessions: the roster is not the input's")
     base, p90 = _ms(base_t)
     with_index, with_p90 = _ms(plan_t)
     keep, keep_p90 = _ms(keep_t)
@@ -329,7 +364,7 @@ def time_plan(inp: PlanInput, repeat: int, case: str = "saturated",
         "index_build_ms": round(build_ms, 3),
         "index_build_us_per_session": round(build_ms * 1000.0 / n, 1),
         "baseline_peak_kib": _peak_kib(last),
-        "index_peak_kib": _peak_kib(replace(last, votes=index)),
+        "index_peak_kib": _peak_kib(replace(last, votes=index, lookup=lookup, roster=roster)),
         "target_ms": TARGET_MS if n == 10_000 else None,
     }
 

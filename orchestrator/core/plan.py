@@ -50,10 +50,16 @@ and the least work lost), then job id.
 Cost. With 10^4 sessions a snapshot holds ~10^5 nodes and ~10^5 proposals, and in pure Python
 touching each once is already milliseconds, so a plan only reads what can change its decisions:
 
-- sessions: two passes (who is idle; who watches which chunk);
-- nodes: no index over the whole snapshot. One filtered scan fetches the parents of the
-  speculative jobs and of the demands and the children of the demands' parents
-  (``TreeIndex.prefetch``); each deeper level of ancestors (``max_depth`` > 2) costs one more;
+- sessions: with ``PlanInput.roster`` (the shell's sessions by id and by cursor, jobs by id and
+  key, speculative jobs per session, kept as they change) none: step b reads the sessions on a
+  job's chunk and ancestors from the roster's cursor map and tests each one's idleness there,
+  step e reads the roster's running keys and per-session counts. Without it, two passes (who
+  is idle; who watches which chunk) and one over the jobs;
+- nodes: with ``PlanInput.lookup`` (the shell's per-memory dicts) every read is one call and
+  nothing is scanned. Without it, no index over the whole snapshot: one filtered scan fetches
+  the parents of the speculative jobs and of the demands and the children of the demands'
+  parents (``TreeIndex.prefetch``); each deeper level of ancestors (``max_depth`` > 2) costs
+  one more;
 - reachability: at most ``max_depth`` ancestors per speculative job, each a dict read;
 - "least valuable": a heap, built on the first preemption or trim. Its P values come from the
   vote index when ``PlanInput.votes`` is usable (one dict read per preemptible job's key,
@@ -73,14 +79,16 @@ touching each once is already milliseconds, so a plan only reads what can change
   Without the index every proposal is resolved and valued once (full indexes over the nodes are
   built then) and candidates come off a heap best first (``frontier.ranked``).
 
-The index's upkeep is the shell's, outside ``plan()``: ``Planner.prepare`` calls
-``VoteIndex.update`` for every session (a signature comparison) and resolves again only the
-sessions whose proposals, view or cursor subtree changed (~30-60 us each with 10 proposals);
-``benchmarks/core.py`` times it beside ``plan()``. What the index leaves at 10^4 sessions is
-linear but proposal-free: the one filtered scan of the snapshot's nodes (~10 ms of a ~25 ms
-indexed plan on the shared 2-core machine, 67,500 nodes), one pass each over the sessions
-(idle, cursors, ``holds``) and over the jobs; going below that needs the shell to hand over
-node lookups and the active set it already keeps, instead of a snapshot to scan.
+The upkeep is the shell's, outside ``plan()``: ``Planner.prepare`` compares each session's
+proposals, view and cursor subtree by identity with what it last voted on, and only for those
+that moved calls ``VoteIndex.update`` (which resolves again when the signature differs, ~10-50
+us with 10 proposals) and ``Roster.set_session``; jobs enter and leave the roster as they start,
+are promoted and end. The index re-combines each changed key at the plan's first read of it and
+orders keys only when a walk needs the order (``votes`` module doc). ``benchmarks/core.py``
+times the upkeep beside ``plan()``. What is left at 10^4 sessions is proportional to the jobs,
+not the sessions: one reachability check per speculative job (step b: two dict reads when a
+session watches the job's chunk or parent), the preemption heap over the preemptible jobs when
+a demand needs a slot, and an identity pass over the index's sessions (``holds_roster``).
 
 Every shortcut gives the very decisions the plain algorithm gives: ``test_plan.reference_plan``
 values every proposal, sorts every list and scans for the least valuable job, and must return
@@ -90,7 +98,7 @@ the same ``Plan`` on random inputs (duplicated ids, shared cursors, idle session
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from orchestrator.core.budget import (
@@ -111,9 +119,11 @@ from orchestrator.core.frontier import (
     revalue,
     warm_gpu_s,
 )
+from orchestrator.core.roster import Roster
 from orchestrator.core.tree import Key, TreeIndex
 from orchestrator.core.types import (
     BucketState,
+    Budget,
     CancelJob,
     DemandRequest,
     Plan,
@@ -149,12 +159,12 @@ class _Work:
 
     inp: PlanInput
     index: TreeIndex
-    active: dict[str, SessionView]  # non-idle sessions by id
-    live: dict[str, RunningJob]  # job_id -> job still holding its slot after this plan's cancels
+    live: Mapping[str, RunningJob]  # job_id -> job holding a slot before this plan (read-only)
     demanded: frozenset[Key]  # keys of every pending demand
     bucket: BucketState
     spec_live: int  # live speculative jobs (those a demand waits for included)
     pool: list[RunningJob]  # live speculative jobs no demand waits for: preemptible
+    gone: dict[str, RunningJob] = field(default_factory=dict)  # jobs this plan cancelled
     victims: list[_Victim] | None = None  # heap over ``pool``, built on first use
     checked: VoteIndex | bool | None = False  # ``inp.votes`` once found usable (False: unchecked)
     want: _Want = field(default_factory=set)  # what may name a pool job's key (step b)
@@ -162,6 +172,31 @@ class _Work:
     demand_starts: list[StartJob] = field(default_factory=list)
     spec_starts: list[StartJob] = field(default_factory=list)
     short: float | None = None  # smallest charge the bucket refused
+    _active: dict[str, SessionView] | None = None
+
+    @property
+    def active(self) -> dict[str, SessionView]:
+        """Non-idle sessions by id (``frontier.active_by_id``), built on first use: with a
+        roster only the paths without a usable vote index need them all."""
+        if self._active is None:
+            self._active = active_by_id(self.inp)
+        return self._active
+
+    def any_active(self) -> bool:
+        """True when some session is not idle."""
+        roster = self.inp.roster
+        if roster is None or self._active is not None:
+            return bool(self.active)
+        now, timeout = self.inp.now, self.inp.budget.idle_timeout_s
+        return any(
+            not now - s.last_active_at
+            > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
+            for s in roster
+        )
+
+    def live_count(self) -> int:
+        """Jobs holding a slot after this plan's cancels (before its starts)."""
+        return len(self.live) - len(self.gone)
 
     def cold(self) -> float:
         """Cold-start seconds the next start of this plan pays (``budget.cold_start_s``)."""
@@ -170,11 +205,11 @@ class _Work:
 
     def free_slots(self) -> int:
         starts = len(self.demand_starts) + len(self.spec_starts)
-        return self.inp.budget.max_containers - len(self.live) - starts
+        return self.inp.budget.max_containers - self.live_count() - starts
 
     def cancel(self, job: RunningJob, reason: str) -> None:
         """Cancel a live speculative job and refund its unspent charge."""
-        del self.live[job.job_id]
+        self.gone[job.job_id] = job
         self.spec_live -= 1
         self.cancels.append(CancelJob(job_id=job.job_id, reason=reason))
         unspent = unspent_gpu_s(job.charge, job.started_at, self.inp.now)
@@ -186,11 +221,17 @@ class _Work:
 
     def vote_index(self) -> VoteIndex | None:
         """``inp.votes`` when it can stand for the proposals in this plan (``VoteIndex.fits``,
-        ``safe`` and ``holds``), else None; checked once."""
+        ``safe`` and ``holds``), else None; checked once. With a roster, ``holds`` compares
+        the index's views with the roster's (the roster's contract: the input's sessions)."""
         if self.checked is False:
-            v = self.inp.votes
-            ok = v is not None and v.fits(self.inp) and v.safe(self.inp.now, warm_gpu_s(self.inp))
-            self.checked = v if ok and v is not None and v.holds(self.active) else None
+            v, inp = self.inp.votes, self.inp
+            ok = v is not None and v.fits(inp) and v.safe(inp.now, warm_gpu_s(inp))
+            if ok and v is not None:
+                if inp.roster is not None:
+                    ok = v.holds_roster(inp.roster.sessions, inp.now, inp.budget)
+                else:
+                    ok = v.holds(self.active)
+            self.checked = v if ok else None
         return self.checked if isinstance(self.checked, VoteIndex) else None
 
     def least_valuable(self) -> RunningJob | None:
@@ -198,6 +239,24 @@ class _Work:
         if self.victims is None:
             self.victims = _victim_heap(self)
         return heapq.heappop(self.victims)[3] if self.victims else None
+
+
+class _Taken(Collection[Key]):
+    """Keys no speculation may start: the running ones (the roster's map) and the demanded."""
+
+    __slots__ = ("_demanded", "_running")
+
+    def __init__(self, running: Mapping[Key, int], demanded: frozenset[Key]) -> None:
+        self._running, self._demanded = running, demanded
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._running or key in self._demanded
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._running.keys() | self._demanded)
+
+    def __len__(self) -> int:
+        return len(self._running.keys() | self._demanded)
 
 
 def _victim_votes(w: _Work) -> Votes:
@@ -218,11 +277,7 @@ def _victim_heap(w: _Work) -> list[_Victim]:
     index = w.vote_index()
     heap: list[_Victim]
     if index is not None:  # the index holds every key's combined P: one read per pool job
-        p_of = index.probability_of
-        heap = []
-        for j in w.pool:
-            p = p_of((j.memory_id, j.parent_id, j.pose))
-            heap.append((j.probability if p is None else p, -j.started_at, j.job_id, j))
+        heap = index.victims(w.pool)
     else:
         votes = _victim_votes(w)
         heap = []
@@ -295,6 +350,57 @@ class _Cursors:
         return seen
 
 
+class _RosterCursors:
+    """``_Cursors`` over the roster's cursor map: the sessions watching a chunk are read from
+    ``Roster.watching`` and kept only when active (``active``) or idle (not ``active``) at
+    ``now`` (``frontier.active_by_id``'s test), so no map over all sessions is built."""
+
+    __slots__ = ("_active", "_at", "_now", "_timeout", "_watching")
+
+    def __init__(self, roster: Roster, now: float, budget: Budget, active: bool) -> None:
+        self._watching = roster.watching
+        self._at = roster.cursors.get
+        self._now, self._timeout, self._active = now, budget.idle_timeout_s, active
+
+    def _on(self, chunk_id: str | None, memory: str) -> list[SessionView]:
+        if chunk_id is None:
+            return []
+        now, timeout, active = self._now, self._timeout, self._active
+        return [
+            s for s in self._watching(chunk_id)
+            if s.memory_id == memory
+            and active is not (now - s.last_active_at
+                               > (timeout if (own := s.idle_after_s) is None or timeout < own
+                                  else own))
+        ]  # fmt: skip
+
+    def near(self, job: RunningJob, depth: int) -> bool:
+        """``_Cursors.near``."""
+        at, memory = self._at, job.memory_id
+        now, timeout, active = self._now, self._timeout, self._active
+        for chunk_id in (job.chunk_id, job.parent_id if depth > 0 else None):
+            watchers = at(chunk_id) if chunk_id is not None else None
+            if watchers is None:
+                continue
+            for s in watchers:
+                if s.memory_id == memory and active is not (
+                    now - s.last_active_at
+                    > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
+                ):
+                    return True
+        return False
+
+    def survey(self, job: RunningJob, ancestors: list[str], want: _Want) -> bool:
+        """``_Cursors.survey``."""
+        memory, pose = job.memory_id, job.pose
+        seen = bool(self._on(job.chunk_id, memory))
+        for depth, chunk_id in enumerate(ancestors, 1):
+            for s in self._on(chunk_id, memory):
+                want.add((s.session_id, depth, pose))
+                seen = True
+        return seen
+
+
 def _chains(index: TreeIndex, jobs: list[RunningJob], depth: int) -> dict[str, list[str]]:
     """Job id -> the job's parent, grandparent, ... up to ``depth`` ids. A chain ends early at a
     root or at a node missing from the snapshot (its ancestry is unknown). Each level's nodes are
@@ -317,8 +423,13 @@ def _cancel_unreachable(w: _Work) -> None:
     levels is a cursor on its memory (the chunk lies in that session's subtree)."""
     if not w.pool:
         return
-    depth = w.inp.budget.max_depth
-    cursors = _Cursors(list(w.active.values()))
+    inp = w.inp
+    depth = inp.budget.max_depth
+    roster = inp.roster
+    cursors: _Cursors | _RosterCursors = (
+        _Cursors(list(w.active.values())) if roster is None
+        else _RosterCursors(roster, inp.now, inp.budget, True)
+    )  # fmt: skip
     if w.vote_index() is not None:
         # Victims are valued from the index, which needs no ``want``: a job whose chunk or
         # parent is a cursor is reachable without walking its ancestry.
@@ -332,7 +443,10 @@ def _cancel_unreachable(w: _Work) -> None:
         lost = [j for j in w.pool if not survey(j, chains[j.job_id], w.want)]
     if not lost:
         return
-    idle = _Cursors([s for s in w.inp.sessions if s.session_id not in w.active]).survey
+    idle = (
+        _Cursors([s for s in inp.sessions if s.session_id not in w.active]) if roster is None
+        else _RosterCursors(roster, inp.now, inp.budget, False)
+    ).survey  # fmt: skip
     for j in sorted(lost, key=lambda j: j.job_id):
         w.cancel(j, "idle" if idle(j, chains[j.job_id], set()) else "abandoned")
     gone = {j.job_id for j in lost}
@@ -341,7 +455,7 @@ def _cancel_unreachable(w: _Work) -> None:
 
 def _trim_to_limits(w: _Work) -> None:
     cap = speculative_slot_cap(w.inp.budget)
-    while w.preemptible() > cap or len(w.live) > w.inp.budget.max_containers:
+    while w.preemptible() > cap or w.live_count() > w.inp.budget.max_containers:
         victim = w.least_valuable()
         if victim is None:
             return
@@ -351,8 +465,12 @@ def _trim_to_limits(w: _Work) -> None:
 def _admit_demands(w: _Work) -> None:
     if not w.inp.demands:
         return
-    parents = {key[1] for key in w.demanded}
-    running = {job_key(j) for j in w.inp.jobs if j.parent_id in parents}  # the keys that matter
+    running: Collection[Key]
+    if w.inp.roster is not None:
+        running = w.inp.roster.running_keys
+    else:
+        parents = {key[1] for key in w.demanded}
+        running = {job_key(j) for j in w.inp.jobs if j.parent_id in parents}  # those that matter
     demands = sorted(w.inp.demands, key=lambda d: (d.requested_at, d.request_id))
     existing = w.index.by_keys(w.demanded)
     e = warm_gpu_s(w.inp)
@@ -423,14 +541,23 @@ def _admit_speculation(w: _Work) -> None:
     # saves any wait has a positive charge). Valuing the proposals would change no decision.
     if w.free_slots() <= 0 or w.spec_live >= cap or not w.bucket.tokens > 0.0:
         return
-    if not w.active or not inp.proposals:
+    if not inp.proposals or not w.any_active():
         return
-    held: dict[str, int] = {}
-    for j in w.live.values():
-        if j.kind == "speculative" and j.session_id is not None:
-            held[j.session_id] = held.get(j.session_id, 0) + 1
+    held: dict[str, int] = {}  # session -> its speculative jobs after this plan's cancels
+    base: Mapping[str, int] = held
+    taken: Collection[Key]
     # A key a demand waits for is the demand's to start: speculating on it would generate it twice.
-    taken = {(j.memory_id, j.parent_id, j.pose) for j in inp.jobs} | w.demanded
+    if inp.roster is not None:
+        base = inp.roster.held
+        for j in w.gone.values():
+            if j.session_id is not None:
+                held[j.session_id] = held.get(j.session_id, base.get(j.session_id, 0)) - 1
+        taken = _Taken(inp.roster.running_keys, w.demanded)
+    else:
+        for j in w.live.values():
+            if j.kind == "speculative" and j.session_id is not None and j.job_id not in w.gone:
+                held[j.session_id] = held.get(j.session_id, 0) + 1
+        taken = {(j.memory_id, j.parent_id, j.pose) for j in inp.jobs} | w.demanded
     bucket, min_score = w.bucket, budget.min_benefit_per_gpu_s
     index = w.vote_index()
     best = (
@@ -440,7 +567,10 @@ def _admit_speculation(w: _Work) -> None:
     for c in best:
         if w.free_slots() <= 0 or w.spec_live + len(w.spec_starts) >= cap:
             break
-        if held.get(c.session_id, 0) >= budget.per_session_inflight:
+        mine = held.get(c.session_id)
+        if mine is None:
+            mine = base.get(c.session_id, 0)
+        if mine >= budget.per_session_inflight:
             continue
         cold = w.cold()
         if cold > 0.0:
@@ -453,7 +583,7 @@ def _admit_speculation(w: _Work) -> None:
                 w.short = c.charge_gpu_s
             continue  # a candidate with less lead time costs less: it may still fit
         bucket = paid
-        held[c.session_id] = held.get(c.session_id, 0) + 1
+        held[c.session_id] = mine + 1
         w.spec_starts.append(_spec_start(c, cold > 0.0))
     w.bucket = bucket
 
@@ -484,28 +614,44 @@ def plan(inp: PlanInput) -> Plan:
         Nothing for well-typed input: invalid proposals (unknown actions, non-finite P) are
         ignored rather than allowed to stall demand scheduling.
     """
-    live = _live_jobs(inp.jobs)
     demanded = frozenset(demand_key(d) for d in inp.demands)
     demand_parents = {key[1] for key in demanded}
-    spec = [j for j in live.values() if j.kind == "speculative"]
-    pool = [
-        j
-        for j in spec
-        if j.parent_id not in demand_parents or (j.memory_id, j.parent_id, j.pose) not in demanded
-    ]
+    roster = inp.roster
+    live: Mapping[str, RunningJob]
+    if roster is not None:  # the shell's maps: no pass over every job
+        live = roster.jobs
+        spec = roster.speculative.values()
+        spec_live = len(roster.speculative)
+        running = roster.running_keys
+        if any(k in running for k in demanded):
+            pool = [j for j in spec if j.parent_id not in demand_parents
+                    or (j.memory_id, j.parent_id, j.pose) not in demanded]  # fmt: skip
+        else:
+            pool = list(spec)
+    else:
+        live = _live_jobs(inp.jobs)
+        spec_jobs = [j for j in live.values() if j.kind == "speculative"]
+        spec_live = len(spec_jobs)
+        pool = [
+            j
+            for j in spec_jobs
+            if j.parent_id not in demand_parents
+            or (j.memory_id, j.parent_id, j.pose) not in demanded
+        ]
     w = _Work(
         inp=inp,
-        index=TreeIndex(inp.nodes),
-        active=active_by_id(inp),
+        index=TreeIndex(inp.nodes, inp.lookup),
         live=live,
         demanded=demanded,
         bucket=refill(inp.bucket, inp.budget, inp.now),
-        spec_live=len(spec),
+        spec_live=spec_live,
         pool=pool,
     )
     # The parents of the jobs and demands are the snapshot's only nodes steps b-d read (e reads
     # them all): one filtered scan instead of an index over every node.
-    w.index.prefetch({j.parent_id for j in w.pool} | demand_parents, children_of=demand_parents)
+    if inp.lookup is None:
+        w.index.prefetch({j.parent_id for j in w.pool} | demand_parents,
+                         children_of=demand_parents)  # fmt: skip
     _cancel_unreachable(w)
     _trim_to_limits(w)
     _admit_demands(w)

@@ -11,8 +11,9 @@ the smallest chunk id, so the index never depends on the order of the input tupl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from orchestrator.core.poses import action_to_pose
 from orchestrator.core.types import TreeNode
@@ -21,6 +22,51 @@ Key = tuple[str, str | None, str]
 """A chunk key without the profile: (memory_id, parent_id or None for the root, canonical pose)."""
 
 _RANK = {"ready": 0, "running": 1, "failed": 2}
+
+
+class NodeLookup(Protocol):
+    """Point lookups into a chunk tree the shell keeps (``PlanInput.lookup``): the live state's
+    known trees (``orchestrator.live.tree.LiveLookup``) instead of a snapshot to index.
+
+    Node ids are unique across memories and keys unique per memory (one row per key), so each
+    lookup has at most one answer. Pending rows are not nodes (None).
+    """
+
+    def node(self, chunk_id: str) -> TreeNode | None:
+        """The node with ``chunk_id``, or None."""
+        ...
+
+    def by_key(self, key: Key) -> TreeNode | None:
+        """The node of chunk key ``key`` (memory, parent or None, canonical pose), or None."""
+        ...
+
+
+_K = TypeVar("_K")
+
+
+class _Getter(Mapping[_K, TreeNode]):
+    """A read-only mapping over a lookup function: ``get`` and ``[]`` only (not iterable)."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[_K], TreeNode | None]) -> None:
+        self._fn = fn
+
+    def get(self, key: _K, default: object = None) -> TreeNode | None:  # type: ignore[override]
+        """The node of ``key``, or None."""
+        return self._fn(key)
+
+    def __getitem__(self, key: _K) -> TreeNode:
+        node = self._fn(key)
+        if node is None:
+            raise KeyError(key)
+        return node
+
+    def __iter__(self) -> Iterator[_K]:
+        raise TypeError("a lookup-backed index cannot be iterated")
+
+    def __len__(self) -> int:
+        raise TypeError("a lookup-backed index has no length")
 
 
 def node_key(node: TreeNode) -> Key:
@@ -59,11 +105,18 @@ class TreeIndex:
     with one filtered scan each, several times cheaper than a dict over every node. Any lookup
     the prefetched ids do not cover builds the full id index, so every method always answers
     exactly as if both indexes had been built up front.
+
+    With ``lookup`` (``PlanInput.lookup``: the shell's own per-memory dicts) no index is built
+    and nothing is scanned: ``node``, ``prefetch``, ``by_keys``, ``id_index`` and ``key_index``
+    answer through it, each read one call (``children`` and ``depth_below``, which need the
+    whole snapshot, still index ``nodes``).
     """
 
-    __slots__ = ("_by_id", "_by_key", "_children", "_kids", "_known", "_nodes", "_poses")
+    __slots__ = ("_by_id", "_by_key", "_children", "_kids", "_known", "_lookup", "_nodes",
+                 "_poses")  # fmt: skip
 
-    def __init__(self, nodes: Iterable[TreeNode]) -> None:
+    def __init__(self, nodes: Iterable[TreeNode], lookup: NodeLookup | None = None) -> None:
+        self._lookup = lookup
         self._nodes: Sequence[TreeNode] = nodes if isinstance(nodes, tuple | list) else tuple(nodes)
         self._by_id: dict[str, TreeNode] | None = None
         self._known: dict[str, TreeNode | None] = {}  # prefetched ids (None: not in the snapshot)
@@ -106,8 +159,10 @@ class TreeIndex:
 
         Returns a mapping whose ``get`` gives ``node()`` of each of ``chunk_ids`` (it may hold
         other ids too). Ids and parents already fetched are not scanned again; once the indexes
-        are built this only reads them.
+        are built this only reads them. With a lookup it reads nothing.
         """
+        if self._lookup is not None:
+            return _Getter(self._lookup.node)
         known, kids = self._known, self._kids
         wanted: set[str] = set()
         if self._by_id is None:
@@ -135,16 +190,22 @@ class TreeIndex:
 
     def id_index(self) -> Mapping[str, TreeNode]:
         """Chunk id -> node, read-only (for hot loops that bind ``.get`` once)."""
+        if self._lookup is not None:
+            return _Getter(self._lookup.node)
         return self._ids()
 
     def key_index(self) -> Mapping[Key, TreeNode]:
         """Chunk key -> node, read-only (built on first use; see ``by_key``)."""
+        if self._lookup is not None:
+            return _Getter(self._lookup.by_key)
         return self._keys()
 
     def node(self, chunk_id: str | None) -> TreeNode | None:
         """The node with ``chunk_id``, or None (also for None)."""
         if chunk_id is None:
             return None
+        if self._lookup is not None:
+            return self._lookup.node(chunk_id)
         if self._by_id is None and chunk_id in self._known:
             return self._known[chunk_id]
         return self._ids().get(chunk_id)
@@ -166,6 +227,8 @@ class TreeIndex:
 
     def by_key(self, memory_id: str, parent_id: str | None, pose: str) -> TreeNode | None:
         """The node of chunk key (memory_id, parent_id, canonical pose), or None."""
+        if self._lookup is not None:
+            return self._lookup.by_key((memory_id, parent_id, pose))
         return self._keys().get((memory_id, parent_id, pose))
 
     def by_keys(self, keys: Iterable[Key]) -> Mapping[Key, TreeNode]:
@@ -174,8 +237,10 @@ class TreeIndex:
 
         Returns the key index itself when it is built; otherwise scans the nodes for children of
         the keys' parents (and, only when some are found, for their ids: a node stands for its
-        key only if it is the best node with its id).
+        key only if it is the best node with its id). With a lookup: a mapping over it.
         """
+        if self._lookup is not None:
+            return _Getter(self._lookup.by_key)
         if self._by_key is not None:
             return self._by_key
         wanted = set(keys)
@@ -254,7 +319,7 @@ class TreeIndex:
             pose = self.pose_of(action, frames)
             if i == last:
                 break
-            node = self._keys().get((memory_id, parent_id, pose)) if parent_id is not None else None
+            node = self.by_key(memory_id, parent_id, pose) if parent_id is not None else None
             parent = node
             parent_id = node.chunk_id if node is not None else None
         return parent, pose

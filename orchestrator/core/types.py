@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from orchestrator.core.roster import Roster
+    from orchestrator.core.tree import NodeLookup
     from orchestrator.core.votes import VoteIndex
 
 JobKind = Literal["demand", "speculative"]
@@ -276,7 +278,19 @@ class PlanInput:
         votes: the proposals already resolved and combined per chunk key, kept up to date by
             the shell (``votes.VoteIndex``; its contract: exactly the votes of ``proposals``
             over the active sessions and ``nodes``); None = the core resolves ``proposals``
-            itself. Either way the plan is the same; the index only saves the work.
+            itself. Either way the plan is the same; the index only saves the work. With a
+            ``roster`` the plan checks only that the index's sessions carry the roster's views
+            (``VoteIndex.holds_roster``), not that each is active at ``now``: part of the
+            contract then (``Planner.prepare`` resolves no votes for an idle session).
+        lookup: point lookups into the shell's own chunk trees (``tree.NodeLookup``; the live
+            state's ``LiveLookup``); None = ``nodes`` is indexed. Contract: it answers like
+            ``nodes`` for every chunk a plan reads (it may know more chunks: ``nodes`` holds the
+            neighbourhoods a plan reads, ``LiveState.prepare``). With it, no plan scans
+            ``nodes``. The plan is the same either way.
+        roster: ``sessions`` and ``jobs`` indexed by the shell (``roster.Roster``: by id, by
+            cursor, by chunk key, speculative jobs per session), kept up to date as they
+            change; None = the core indexes the tuples. Contract: exactly ``sessions`` and
+            ``jobs``, with unique ids (``Roster.matches``). The plan is the same either way.
     """
 
     now: float
@@ -291,6 +305,8 @@ class PlanInput:
     frames: int = 125
     warm_idle: int | None = None
     votes: VoteIndex | None = field(default=None, compare=False, repr=False)
+    lookup: NodeLookup | None = field(default=None, compare=False, repr=False)
+    roster: Roster | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

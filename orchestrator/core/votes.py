@@ -36,6 +36,11 @@ it. Runs with p < ``min_probability`` are skipped and the walk stops at the firs
 ``ub_s <= min_benefit_per_gpu_s`` (nothing after it passes the score filter). Cost per plan:
 O((r + k) log r) for the r runs valued and the k keys yielded, instead of every proposal and key.
 
+Upkeep is lazy in two steps: ``update`` only records a session's new votes; the first read
+re-combines each changed key once (its run's parameters: enough for P, ``probability_of``, and
+for ``safe``), and only a walk of the runs (``best_first``) moves the changed keys into their
+runs' ordered key lists. A plan with no slot to fill (a saturated pool) never pays for ordering.
+
 The bounds need normal (not subnormal) floats: ``safe`` turns the lazy walk off (the planner then
 ranks from the proposals) when a probability is below 1e-100, a need time is not finite, or a need
 time and ``now`` are both within 1e-100 of 0, or 0 < E < 1e-100.
@@ -48,13 +53,21 @@ import heapq
 import itertools
 import math
 import operator
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from orchestrator.core.frontier import Candidate, _candidate, _Vote, active_by_id, value
 from orchestrator.core.poses import PoseError, action_to_pose
 from orchestrator.core.tree import Key
-from orchestrator.core.types import PlanInput, Proposal, SessionView, Timing, TreeNode
+from orchestrator.core.types import (
+    Budget,
+    PlanInput,
+    Proposal,
+    RunningJob,
+    SessionView,
+    Timing,
+    TreeNode,
+)
 
 _MARGIN = 1e-9  # relative slack of the score bound over rounding (a few ulps, ~1e-16 each)
 _TINY = 1e-100  # below this, products may be subnormal and the bounds lose their rigour
@@ -272,6 +285,20 @@ class SortedKeys:
         return itertools.chain.from_iterable(self._lists)
 
 
+class _KeyState:
+    """One proposed key in the index: its votes by session, how many of its voters saw it ready
+    or running (``Resolution.existing``), its run (None until settled, or once it has no
+    votes) and the run whose ordered key list holds it (they differ until ``_place``)."""
+
+    __slots__ = ("exists", "placed", "run", "voters")
+
+    def __init__(self) -> None:
+        self.voters: dict[str, _Raw] = {}
+        self.exists = 0
+        self.run: _Params | None = None
+        self.placed: _Params | None = None  # the run whose ordered list holds it (``_place``)
+
+
 class VoteIndex:
     """Every session's votes, every key's combination, and the keys grouped in runs.
 
@@ -288,10 +315,14 @@ class VoteIndex:
         self.pose_of = pose_memo(frames)
         self._sessions: dict[str, tuple[object, Resolution]] = {}  # sid -> (signature, votes)
         self._views: dict[str, SessionView] = {}  # sessions with votes -> the view resolved
-        self._keys: dict[Key, dict[str, _Raw]] = {}  # key -> sid -> vote
-        self._exists: dict[Key, int] = {}  # key -> sessions that saw it ready or running
-        self._run_of: dict[Key, _Params] = {}
-        self._runs: dict[_Params, SortedKeys] = {}  # run -> its keys, in order
+        # key -> its votes, how many voters saw it ready or running, its run. One record per
+        # key (not three dicts keyed alike): one read each, and a dict whose values are
+        # records stays tracked by the garbage collector; a dict of plain tuples and ints is
+        # untracked by a full collection and re-tracked, as a young object every young
+        # collection walks (10^4 entries: milliseconds), at its next insert.
+        self._keys: dict[Key, _KeyState] = {}
+        self._runs: dict[_Params, SortedKeys] = {}  # run -> its placed keys, in order
+        self._unplaced: set[Key] = set()  # settled keys not yet in their run's list (_place)
         self._heap: list[tuple[tuple[float, float, float, int, float], _Params]] = []
         self._heaped: set[_Params] = set()
         self._odd_p = 0
@@ -335,6 +366,15 @@ class VoteIndex:
         if all(map(operator.is_, map(get, views.keys()), views.values())):  # C-level pass
             return True
         return all(get(sid) == v for sid, v in self._views.items())
+
+    def holds_roster(self, sessions: Mapping[str, SessionView], now: float, budget: Budget) -> bool:
+        """``holds`` against a roster's sessions (``PlanInput.roster``, idle ones included):
+        True when every session with votes is there with the view it was resolved with. Its
+        idleness at ``now`` is not re-checked (it would be a pass over every voter): the shell
+        resolves no votes for a session idle at the ``now`` it plans with (``Planner.prepare``
+        gives it no proposals), which the roster contract makes part of ``PlanInput.votes``'."""
+        get, views = sessions.get, self._views
+        return all(map(operator.is_, map(get, views.keys()), views.values()))
 
     def __len__(self) -> int:
         """Sessions with votes."""
@@ -383,10 +423,11 @@ class VoteIndex:
     def _replace(self, sid: str, old: Resolution | None, new: Resolution | None) -> None:
         old_votes = old.votes if old is not None else {}
         new_votes = new.votes if new is not None else {}
+        keys = self._keys
         for key in old_votes.keys() - new_votes.keys():
-            voters = self._keys[key]
-            del voters[sid]
-            self._exists[key] -= key in old.existing  # type: ignore[union-attr]
+            state = keys[key]
+            del state.voters[sid]
+            state.exists -= key in old.existing  # type: ignore[union-attr]
             self._pending.add(key)
         for key, vote in new_votes.items():
             before = old_votes.get(key)
@@ -394,45 +435,81 @@ class VoteIndex:
             seen = key in new.existing  # type: ignore[union-attr]
             if before == vote and was == seen:
                 continue
-            voters = self._keys.setdefault(key, {})
-            voters[sid] = vote
-            self._exists[key] = self._exists.get(key, 0) + seen - was
+            found = keys.get(key)
+            if found is None:
+                found = keys[key] = _KeyState()
+            found.voters[sid] = vote
+            found.exists += seen - was
             self._pending.add(key)
 
     def _settle(self) -> None:
-        """Move every key whose votes changed to its run (before the runs are read)."""
-        if self._pending:
-            keys, self._pending = self._pending, set()
-            for key in keys:
-                self._rerun(key, self._keys[key])
-
-    def _rerun(self, key: Key, voters: dict[str, _Raw]) -> None:
-        """Move ``key`` to the run its votes now give (out of every run when it has none)."""
-        old = self._run_of.pop(key, None)
-        if old is not None:
-            members = self._runs[old]
-            members.remove(key)
-            if not members:
-                del self._runs[old]
-                self._count(old, -1)
-        if not voters:
-            del self._keys[key]
-            del self._exists[key]
+        """Give every key whose votes changed its run's parameters (before P, ``safe`` or the
+        contents are read). Moving keys between the runs' ordered key lists waits for a read
+        of the runs (``_place``): a plan that starts no speculation (a full pool, the common
+        case at scale) never orders them, and a key that changes run twice moves once."""
+        if not self._pending:
             return
-        params = _combined(voters)
-        self._run_of[key] = params
-        keys = self._runs.get(params)
-        if keys is None:
-            keys = self._runs[params] = SortedKeys()
-            self._count(params, 1)
-            if params not in self._heaped:
-                self._heaped.add(params)
-                heapq.heappush(self._heap, (_order(params), params))
-        keys.add(key)
-        if len(self._heap) > 2 * len(self._runs) + 64:  # mostly emptied runs: rebuild
-            self._heap = [(_order(r), r) for r in self._runs]
+        pending, self._pending = self._pending, set()
+        keys, unplaced = self._keys, self._unplaced
+        for key in pending:
+            state = keys[key]
+            voters = state.voters
+            params = _combined(voters) if voters else None
+            old = state.run
+            if params == old:
+                if params is None and state.placed is None:
+                    del keys[key]  # proposed and withdrawn between two settles
+                continue
+            # ``_count`` inlined for the usual case: a normal P and a normal, finite T.
+            if old is not None and not (old[0] >= _TINY and _TINY <= abs(old[2]) < math.inf):
+                self._count(old, -1)
+            if params is not None and not (
+                params[0] >= _TINY and _TINY <= abs(params[2]) < math.inf
+            ):
+                self._count(params, 1)
+            state.run = params
+            if params != state.placed:
+                unplaced.add(key)
+            else:
+                unplaced.discard(key)
+                if params is None:
+                    del keys[key]  # no votes and in no run: gone
+        # Bounded: dead keys wait in their runs only until they are a fraction of the index.
+        if len(unplaced) > len(keys) // 2 + 4096:
+            self._place()
+
+    def _place(self) -> None:
+        """Move every settled key to the ordered key list of its run (before the runs are read);
+        a key without votes leaves its run and the index."""
+        if not self._unplaced:
+            return
+        unplaced, self._unplaced = self._unplaced, set()
+        keys, runs = self._keys, self._runs
+        for key in unplaced:
+            state = keys[key]
+            old, params = state.placed, state.run
+            if old == params:
+                continue
+            if old is not None:
+                before = runs[old]
+                before.remove(key)
+                if not before:
+                    del runs[old]
+            state.placed = params
+            if params is None:
+                del keys[key]
+                continue
+            members = runs.get(params)
+            if members is None:
+                members = runs[params] = SortedKeys()
+                if params not in self._heaped:
+                    self._heaped.add(params)
+                    heapq.heappush(self._heap, (_order(params), params))
+            members.add(key)
+        if len(self._heap) > 2 * len(runs) + 64:  # mostly emptied runs: rebuild
+            self._heap = [(_order(r), r) for r in runs]
             heapq.heapify(self._heap)
-            self._heaped = set(self._runs)
+            self._heaped = set(runs)
 
     def _count(self, params: _Params, delta: int) -> None:
         odd_p, odd_t = _odd(params)
@@ -443,22 +520,44 @@ class VoteIndex:
         """Key -> (its votes by session, whether it exists, its run): what two indexes of the
         same input must agree on (tests)."""
         self._settle()
-        return {k: (dict(v), self._exists[k] > 0, self._run_of[k]) for k, v in self._keys.items()}
+        return {
+            k: (dict(v.voters), v.exists > 0, v.run)
+            for k, v in self._keys.items()
+            if v.run is not None  # a key left without votes, still in its run's list
+        }
 
     def probability_of(self, key: Key) -> float | None:
         """``frontier.probability`` of the key's votes (its run's combined P, the same
         arithmetic in the same session order), or None when nobody proposed it."""
         self._settle()
-        params = self._run_of.get(key)
-        return None if params is None else params[0]
+        state = self._keys.get(key)
+        return None if state is None or state.run is None else state.run[0]
+
+    def probabilities(self, keys: Iterable[Key]) -> list[float | None]:
+        """``probability_of`` of each of ``keys``, in order (one pass for many keys)."""
+        self._settle()
+        get = self._keys.get
+        return [None if (st := get(k)) is None or st.run is None else st.run[0] for k in keys]
+
+    def victims(self, jobs: Iterable[RunningJob]) -> list[tuple[float, float, str, RunningJob]]:
+        """``plan``'s heap entries of preemptible jobs, one pass: (the P of the job's key, its
+        admitted probability when nobody proposes it; -started_at; job id; job)."""
+        self._settle()
+        get = self._keys.get
+        return [
+            (j.probability if (st := get((j.memory_id, j.parent_id, j.pose))) is None
+             or st.run is None else st.run[0], -j.started_at, j.job_id, j)
+            for j in jobs
+        ]  # fmt: skip
 
     def votes(self, key: Key) -> _Vote | dict[str, _Vote] | None:
         """The key's votes as ``frontier.collect_votes`` gives them at ``now`` = -inf (need times
         unclamped; ``frontier.probability`` reads them), or None when nobody proposed it."""
         self._settle()
-        voters = self._keys.get(key)
-        if voters is None:
+        state = self._keys.get(key)
+        if state is None or not state.voters:
             return None
+        voters = state.voters
         if len(voters) == 1:
             (v,) = voters.values()
             return v
@@ -467,6 +566,7 @@ class VoteIndex:
     def _runs_in_order(self) -> Iterator[_Params]:
         """Non-empty runs in heap order, without changing the heap (a second heap walks it)."""
         self._settle()
+        self._place()
         heap, runs = self._heap, self._runs
         n = len(heap)
         walk = [(heap[0], 0)] if n else []
@@ -483,6 +583,7 @@ class VoteIndex:
         doc); ``e`` is ``frontier.warm_gpu_s(inp)``. Call only when ``fits(inp)``,
         ``safe(inp.now, e)`` and ``holds(active sessions)``."""
         self._settle()
+        self._place()
         now, budget = inp.now, inp.budget
         min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
         # (-score, -benefit, -p, key, the run's keys after it); keys are unique across runs,
@@ -516,7 +617,7 @@ class VoteIndex:
             if following is not None:
                 heapq.heappush(exact, (top[0], top[1], top[2], following, top[4]))
             key = top[3]
-            if key in taken or self._exists[key]:
+            if key in taken or self._keys[key].exists:
                 continue  # de-duplication, as ``ranked`` does
             yield _candidate(key, self._clamped(key, now), inp, e)
 
@@ -524,7 +625,7 @@ class VoteIndex:
         """The key's votes with need times clamped at ``now`` (``collect_votes``' form)."""
         out = {
             sid: (s, p, depth, t if t > now else now, action, step)
-            for sid, (s, p, depth, t, action, step) in self._keys[key].items()
+            for sid, (s, p, depth, t, action, step) in self._keys[key].voters.items()
         }
         if len(out) == 1:
             (v,) = out.values()

@@ -15,6 +15,7 @@ from orchestrator.core.budget import refund
 from orchestrator.core.frontier import expected_gpu_s, idle_after_s, is_idle
 from orchestrator.core.plan import plan
 from orchestrator.core.poses import ACTION_NAMES
+from orchestrator.core.roster import Roster
 from orchestrator.core.tree import Key
 from orchestrator.core.types import (
     BucketState,
@@ -39,7 +40,7 @@ from orchestrator.live.records import (
     Scheduled,
     StartedJob,
 )
-from orchestrator.live.tree import KnownNode, KnownTree, core_nodes
+from orchestrator.live.tree import KnownNode, KnownTree, LiveLookup, core_nodes
 from orchestrator.live.viewers import ThinkStats
 
 _Subtree = tuple[tuple[str, int, int], tuple[KnownNode, ...], dict[str, NodeState]]
@@ -104,6 +105,10 @@ class Planner:
     _next_idle_at: float
     _bucket_at: float
     _votes: VoteIndex | None = None  # every session's votes, resolved incrementally (prepare)
+    _voted: dict[str, tuple[object, object, object]]  # sid -> (proposals, view, subtree) voted
+    _roster: Roster
+    _lookup: LiveLookup
+    _job_changes: dict[str, LiveJob | None]
 
     def _evict(self, now: float) -> None:
         raise NotImplementedError  # LiveState's
@@ -144,6 +149,14 @@ class Planner:
         ``warm_idle``: warm containers idle now (the pool's count; None = unknown / unlimited),
         passed to the core as ``PlanInput.warm_idle`` so a guess boots a container only when it
         pays for the cold start. Evicts ended sessions and cold memories first.
+
+        The input also carries the state's own indexes, which ``plan()`` reads instead of
+        re-indexing the tuples: the vote index (``votes``), lookups into the known trees
+        (``lookup``, ``LiveLookup``) and the roster of sessions and jobs (``roster``), each
+        brought up to date here for what changed since the last prepare. A shell that plans
+        in a worker thread must not call ``prepare`` again before that plan returns (the tree
+        lookups may meanwhile see chunks that became ready or failed; ``apply`` drops what the
+        state has moved past, as for any plan made on an older input).
         """
         self._evict(now)
         self._pending_refund = 0.0
@@ -156,14 +169,30 @@ class Planner:
         picked: list[KnownNode] = []
         proposals: list[Proposal] = []
         votes = self._vote_index()
-        update = votes.update
+        update, voted, roster = votes.update, self._voted, self._roster
+        if self._job_changes:
+            for job_id, changed in self._job_changes.items():
+                if changed is None:
+                    roster.drop_job(job_id)
+                else:
+                    roster.set_job(changed.as_core())
+            self._job_changes.clear()
+        last_voted = voted.get
         for s in self._sessions.values():
             props, sub = self._propose(s, now, picked)
             proposals.extend(props)
-            tree = self._memories[s.view.memory_id].tree
+            view = s.view
             # Resolved again only when what resolution reads changed: the proposals, the view,
-            # the cursor's subtree to max_depth (``VoteIndex.update``).
-            update(s.view, props, tree.core_node, tree.core_by_key, (props, s.view, sub))
+            # the cursor's subtree to max_depth (``VoteIndex.update``); the same objects as at
+            # the last update are not even compared (the usual case: nothing moved). The roster
+            # follows the views (``PlanInput.roster``): it holds the view last voted on.
+            last = last_voted(view.session_id)
+            if last is None or last[0] is not props or last[1] is not view or last[2] is not sub:
+                if last is None or last[1] is not view:
+                    roster.set_session(view)
+                tree = self._memories[view.memory_id].tree
+                update(view, props, tree.core_node, tree.core_by_key, (props, view, sub))
+                voted[view.session_id] = (props, view, sub)
         if len(votes) > len(self._sessions):
             for sid in [sid for sid in votes.session_ids() if sid not in self._sessions]:
                 votes.drop(sid)  # evicted
@@ -180,10 +209,10 @@ class Planner:
         return PlanInput(
             now=now, nodes=core_nodes(picked),
             sessions=tuple(s.view for s in self._sessions.values()),
-            jobs=tuple(j.as_core() for j in self._running.values()),
+            jobs=tuple(self._roster.jobs.values()),
             demands=tuple(self._demands.values()), proposals=tuple(proposals),
             budget=budget, bucket=self.bucket, timing=self.timing, frames=self.frames,
-            warm_idle=warm_idle, votes=votes,
+            warm_idle=warm_idle, votes=votes, lookup=self._lookup, roster=self._roster,
         )  # fmt: skip
 
     def _vote_index(self) -> VoteIndex:
@@ -193,6 +222,7 @@ class Planner:
             self.budget.max_depth, self.frames, t.chunk_duration_s, t.think_s,
         ):  # fmt: skip
             votes = self._votes = VoteIndex(self.budget.max_depth, self.frames, t)
+            self._voted.clear()  # every session is resolved afresh into the new index
         return votes
 
     def _propose(
@@ -320,4 +350,5 @@ class Planner:
         )  # fmt: skip
         self._running[node.chunk_id] = job
         self._job_chunk[job.job_id] = node.chunk_id
+        self._job_changes[job.job_id] = job
         return job, claim

@@ -6,7 +6,7 @@ values out (durable writes, GPU calls, futures, events) and never decides anythi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from orchestrator.core.types import JobKind, Outcome, Plan, RunningJob
@@ -48,16 +48,21 @@ class LiveJob:
     policy: str | None = None
     arm: str | None = None
     charged_gpu_s: float = 0.0  # still taken from the bucket (refunded on a hit or a cancel)
+    core: RunningJob | None = field(default=None, compare=False, repr=False)
+    """``as_core()``'s cached answer; whoever changes a field the core reads sets it to None."""
 
     def as_core(self) -> RunningJob:
-        """The core's view of this job."""
-        return RunningJob(
+        """The core's view of this job (built once until a field it holds changes)."""
+        if self.core is not None:
+            return self.core
+        self.core = RunningJob(
             job_id=self.job_id, chunk_id=self.chunk_id, memory_id=self.memory_id,
             parent_id=self.parent_id, pose=self.pose, kind=self.kind,
             started_at=self.started_at, expected_gpu_s=self.expected_gpu_s,
             probability=self.probability, session_id=self.session_id, depth=self.depth,
             charged_gpu_s=self.charged_gpu_s,
         )  # fmt: skip
+        return self.core
 
 
 @dataclass(slots=True)

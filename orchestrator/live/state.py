@@ -29,6 +29,7 @@ from dataclasses import replace
 
 from orchestrator.core.budget import refill, refund
 from orchestrator.core.gpu_time import GpuTimeEstimate, expected_times, observe
+from orchestrator.core.roster import Roster
 from orchestrator.core.tree import Key
 from orchestrator.core.types import (
     ActionObserved,
@@ -51,7 +52,7 @@ from orchestrator.live.records import (
     Resolution,
     UnknownMemory,
 )
-from orchestrator.live.tree import KnownNode, KnownTree
+from orchestrator.live.tree import KnownNode, KnownTree, LiveLookup
 from orchestrator.live.viewers import (
     ThinkStats,
     gone_after_s,
@@ -113,6 +114,15 @@ class LiveState(Planner):
         self.speculation_allowed: Callable[[str], bool] = lambda _session_id: True
         self.host_epoch = 0
         self._memories: dict[str, _Memory] = {}
+        self._trees: dict[str, KnownTree] = {}  # memory id -> its tree (``LiveLookup``)
+        self._chunk_tree: dict[str, KnownTree] = {}  # chunk id -> its tree (``LiveLookup``)
+        self._lookup = LiveLookup(self._chunk_tree, self._trees)
+        self._roster = Roster()  # sessions and jobs as the core reads them (``PlanInput.roster``)
+        # Jobs started, promoted or ended since the last prepare (None: ended): the roster takes
+        # them at the next prepare, so a plan running in a worker thread reads a roster that
+        # does not change under it (``Planner.prepare``).
+        self._job_changes: dict[str, LiveJob | None] = {}
+        self._voted: dict[str, tuple[object, object, object]] = {}  # sid -> what it was voted on
         self._sessions: dict[str, LiveSession] = {}
         self._running: dict[str, LiveJob] = {}  # chunk id -> job
         self._job_chunk: dict[str, str] = {}  # job id -> chunk id (running jobs)
@@ -144,7 +154,8 @@ class LiveState(Planner):
         self._dirty = True
         if memory_id in self._memories:
             return
-        mem = self._memories[memory_id] = _Memory(KnownTree(memory_id))
+        tree = self._trees[memory_id] = KnownTree(memory_id, self._chunk_tree)
+        mem = self._memories[memory_id] = _Memory(tree)
         for node, producer in nodes:
             mem.tree.put(node)
             if producer is not None and node.state == "ready":
@@ -316,6 +327,8 @@ class LiveState(Planner):
         job.kind = "demand"  # the planner must never cancel it now
         self._refund(job.charged_gpu_s, now)  # a correct guess is not waste
         job.charged_gpu_s = 0.0
+        job.core = None  # its core view changed
+        self._job_changes[job.job_id] = job
         spec = job.initial_kind == "speculative"
         return Resolution(
             "inflight", node.chunk_id, node.depth, job.job_id,
@@ -428,6 +441,7 @@ class LiveState(Planner):
     def _release(self, job: LiveJob, state: str, now: float) -> None:
         del self._running[job.chunk_id]
         self._job_chunk.pop(job.job_id, None)
+        self._job_changes[job.job_id] = None
         tree = self._memories[job.memory_id].tree
         tree.set_state(job.chunk_id, "ready" if state == "ready" else "failed", now)
 
@@ -490,6 +504,9 @@ class LiveState(Planner):
         for mid, mem in list(self._memories.items()):
             if not mem.sessions and mid not in busy:
                 del self._memories[mid]
+                del self._trees[mid]
+                for n in mem.tree:
+                    self._chunk_tree.pop(n.chunk_id, None)
                 forget_memory(self.proposer, mid)
 
     def evict_session(self, session_id: str) -> None:
@@ -498,6 +515,8 @@ class LiveState(Planner):
         s = self._sessions.pop(session_id, None)
         if s is None:
             return
+        self._roster.drop_session(session_id)
+        self._voted.pop(session_id, None)
         self.proposals.forget(session_id)
         forget_session(self.proposer, session_id)  # the policy's own per-session state
         # Its cached cursor subtree would otherwise keep an ended session's nodes alive.

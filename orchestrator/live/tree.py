@@ -13,7 +13,7 @@ jobs and queued demands generate (see ``LiveState.prepare``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -73,10 +73,17 @@ class KnownNode:
 
 
 class KnownTree:
-    """The known chunks of one memory. Keys and ids are unique within it."""
+    """The known chunks of one memory. Keys and ids are unique within it.
 
-    def __init__(self, memory_id: str) -> None:
+    Args:
+        memory_id: the memory.
+        registry: chunk id -> tree, shared by the live state's trees (``LiveLookup``); every
+            node put here is registered in it. None = not registered anywhere.
+    """
+
+    def __init__(self, memory_id: str, registry: dict[str, KnownTree] | None = None) -> None:
         self.memory_id = memory_id
+        self._registry = registry
         self._by_id: dict[str, KnownNode] = {}
         self._by_key: dict[Key, str] = {}
         self._children: dict[str, dict[str, str]] = {}  # parent id -> pose -> child id
@@ -121,6 +128,8 @@ class KnownTree:
         self._by_id[node.chunk_id] = node
         self.version += 1
         self._by_key[node.key] = node.chunk_id
+        if self._registry is not None:
+            self._registry[node.chunk_id] = self
         if node.parent_id is not None:
             self._children.setdefault(node.parent_id, {})[node.pose] = node.chunk_id
         return node
@@ -158,6 +167,32 @@ class KnownTree:
                 return
             yield node
             node = self.get(node.parent_id)
+
+
+class LiveLookup:
+    """The core's ``tree.NodeLookup`` over the live state's known trees (``PlanInput.lookup``).
+
+    Args:
+        registry: chunk id -> the tree holding it (``KnownTree``'s ``registry``).
+        trees: memory id -> its tree (the loaded memories).
+
+    Reads only (O(1) dict reads each); pending nodes are None, as ``core_nodes`` leaves them out.
+    """
+
+    __slots__ = ("_registry", "_trees")
+
+    def __init__(self, registry: Mapping[str, KnownTree], trees: Mapping[str, KnownTree]) -> None:
+        self._registry, self._trees = registry, trees
+
+    def node(self, chunk_id: str) -> TreeNode | None:
+        """The core's view of chunk ``chunk_id`` (None when unknown or pending)."""
+        tree = self._registry.get(chunk_id)
+        return tree.core_node(chunk_id) if tree is not None else None
+
+    def by_key(self, key: Key) -> TreeNode | None:
+        """The core's view of the node of chunk key ``key`` (None when unknown or pending)."""
+        tree = self._trees.get(key[0])
+        return tree.core_by_key(key) if tree is not None else None
 
 
 def core_nodes(nodes: Iterable[KnownNode]) -> tuple[TreeNode, ...]:

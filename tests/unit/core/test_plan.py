@@ -29,6 +29,7 @@ from orchestrator.core.frontier import (
 )
 from orchestrator.core.plan import _chains, _Cursors, demand_key, job_key, plan
 from orchestrator.core.poses import action_to_pose
+from orchestrator.core.roster import Roster
 from orchestrator.core.tree import TreeIndex
 from orchestrator.core.types import (
     BucketState,
@@ -824,6 +825,54 @@ def test_plan_with_a_vote_index_equals_the_plain_algorithm(rnd: random.Random) -
     tree = TreeIndex(inp.nodes)
     votes = VoteIndex.of(inp, tree.node, lambda k: tree.by_key(*k))
     assert plan(replace(inp, votes=votes)) == reference_plan(inp)
+
+
+class _SnapshotLookup:
+    """``tree.NodeLookup`` over a ``TreeIndex`` (the winners of duplicated ids and keys)."""
+
+    def __init__(self, index: TreeIndex) -> None:
+        self.index = index
+
+    def node(self, chunk_id: str) -> TreeNode | None:
+        return self.index.node(chunk_id)
+
+    def by_key(self, key: tuple[str, str | None, str]) -> TreeNode | None:
+        return self.index.by_key(*key)
+
+
+def unique_input(inp: PlanInput) -> PlanInput:
+    """``inp`` with the sessions and jobs the planner keeps of duplicated ids (the most
+    recently active session; the last job in (job_id, started_at, chunk_id) order) and the
+    nodes a ``TreeIndex`` keeps: what a shell that keeps a ``Roster`` and lookups hands over."""
+    sessions: dict[str, SessionView] = {}
+    for s in sorted(inp.sessions, key=lambda s: (s.session_id, s.last_active_at,
+                                                  s.watch_started_at, s.cursor_chunk_id)):
+        sessions[s.session_id] = s
+    jobs = {j.job_id: j for j in sorted(inp.jobs, key=lambda j: (j.job_id, j.started_at,
+                                                                 j.chunk_id))}  # fmt: skip
+    nodes = tuple(TreeIndex(inp.nodes).key_index().values())
+    return replace(inp, sessions=tuple(sessions.values()), jobs=tuple(jobs.values()),
+                   nodes=nodes)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.randoms(use_true_random=False), st.booleans())
+def test_plan_with_lookups_and_a_roster_equals_the_plain_algorithm(
+    rnd: random.Random, with_votes: bool
+) -> None:
+    """The shell's node lookups (``PlanInput.lookup``) and roster (``PlanInput.roster``), with
+    or without a vote index, change no decision."""
+    inp = unique_input(random_input(rnd))
+    tree = TreeIndex(inp.nodes)
+    roster = Roster.of(inp)
+    assert roster.matches(inp)
+    fast = replace(inp, lookup=_SnapshotLookup(tree), roster=roster)
+    if with_votes:
+        fast = replace(fast, votes=VoteIndex.of(inp, tree.node, lambda k: tree.by_key(*k)))
+    want = reference_plan(inp)
+    assert plan(fast) == want
+    assert plan(replace(fast, lookup=None)) == want
+    assert plan(replace(fast, roster=None)) == want
 
 
 @settings(max_examples=300, deadline=None)

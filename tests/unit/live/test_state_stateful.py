@@ -128,8 +128,16 @@ class LiveMachine(RuleBasedStateMachine):
     def schedule(self) -> None:
         inp = self.live.prepare(self.now)
         everything = [n for m in ("m1", "m2") if (t := self.live.tree(m)) for n in t]
-        whole = replace(inp, nodes=core_nodes(everything), votes=None)
-        assert plan(inp) == plan(whole)
+        # The plain path: the whole known tree as a snapshot, no vote index, no lookups into
+        # the live trees, no roster; each shortcut alone must not change the plan either.
+        whole = replace(inp, nodes=core_nodes(everything), votes=None, lookup=None, roster=None)
+        assert inp.roster is not None and inp.roster.matches(inp)
+        assert inp.lookup is not None
+        want = plan(whole)
+        assert plan(inp) == want
+        assert plan(replace(inp, votes=None)) == want
+        assert plan(replace(inp, lookup=None, roster=None)) == want
+        assert plan(replace(whole, roster=inp.roster)) == want
         # The incremental vote index holds what resolving every proposal afresh gives.
         assert inp.votes is not None and inp.votes.fits(inp)
         fresh = TreeIndex(whole.nodes)
