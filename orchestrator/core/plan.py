@@ -66,9 +66,9 @@ touching each once is already milliseconds, so a plan only reads what can change
   ``VoteIndex.probability_of``); without it, from only the proposals that can name a
   preemptible job's key: those of sessions whose cursor is the key's parent or its ancestor
   d - 1 levels up, of length d, whose last step has the key's pose (noted by
-  ``_Cursors.survey`` in step b; a necessary condition, then the same resolution as for every
+  ``Cursors.survey`` in step b; a necessary condition, then the same resolution as for every
   proposal, ``frontier.collect_votes``). With the index, step b also checks a job's chunk and
-  parent first (``_Cursors.near``) and walks the ancestry of the other jobs only;
+  parent first (``Cursors.near``) and walks the ancestry of the other jobs only;
 - speculation is skipped outright when it cannot start anything (no free slot, the speculative
   cap reached, or an empty bucket): with 10^4 sessions on a pool of tens to hundreds of slots
   that is the common case, and it saves valuing every proposal. Otherwise, with
@@ -109,6 +109,7 @@ from orchestrator.core.budget import (
     try_spend,
     unspent_gpu_s,
 )
+from orchestrator.core.cursors import Cursors, RosterCursors, Want
 from orchestrator.core.frontier import (
     Candidate,
     Votes,
@@ -119,11 +120,9 @@ from orchestrator.core.frontier import (
     revalue,
     warm_gpu_s,
 )
-from orchestrator.core.roster import Roster
 from orchestrator.core.tree import Key, TreeIndex
 from orchestrator.core.types import (
     BucketState,
-    Budget,
     CancelJob,
     DemandRequest,
     Plan,
@@ -148,9 +147,8 @@ def demand_key(demand: DemandRequest) -> Key:
 _Victim = tuple[float, float, str, RunningJob]
 """Heap entry of a preemptible job: (current P, -started_at, job_id, job)."""
 
-_Want = set[tuple[str, int, str]]
 """(session id, depth, pose): that session's proposals of that depth and last pose may name a
-preemptible job's key (``_Cursors.survey``, ``frontier.collect_votes``)."""
+preemptible job's key (``Cursors.survey``, ``frontier.collect_votes``)."""
 
 
 @dataclass(slots=True)
@@ -167,7 +165,7 @@ class _Work:
     gone: dict[str, RunningJob] = field(default_factory=dict)  # jobs this plan cancelled
     victims: list[_Victim] | None = None  # heap over ``pool``, built on first use
     checked: VoteIndex | bool | None = False  # ``inp.votes`` once found usable (False: unchecked)
-    want: _Want = field(default_factory=set)  # what may name a pool job's key (step b)
+    want: Want = field(default_factory=set)  # what may name a pool job's key (step b)
     cancels: list[CancelJob] = field(default_factory=list)
     demand_starts: list[StartJob] = field(default_factory=list)
     spec_starts: list[StartJob] = field(default_factory=list)
@@ -289,118 +287,6 @@ def _victim_heap(w: _Work) -> list[_Victim]:
     return heap
 
 
-class _Cursors:
-    """Which sessions watch which chunk (``survey``).
-
-    Keyed by chunk id alone (no tuple per session); the memory is compared on lookup, as the
-    reachability rule is per memory. Sessions sharing a cursor are kept in a second dict.
-    """
-
-    __slots__ = ("_many", "_one")
-
-    def __init__(self, sessions: Collection[SessionView]) -> None:
-        self._one = {s.cursor_chunk_id: s for s in sessions}
-        self._many: dict[str, list[SessionView]] = {}
-        if len(self._one) != len(sessions):
-            for s in sessions:
-                self._many.setdefault(s.cursor_chunk_id, []).append(s)
-            self._many = {c: ss for c, ss in self._many.items() if len(ss) > 1}
-            for chunk_id in self._many:
-                del self._one[chunk_id]
-
-    def near(self, job: RunningJob, depth: int) -> bool:
-        """True when a session on the job's memory watches its chunk or, with ``depth`` >= 1,
-        its parent: ``survey``'s answer for those two links alone (no ``want``)."""
-        memory, one = job.memory_id, self._one
-        s = one.get(job.chunk_id)
-        if s is not None and s.memory_id == memory:
-            return True
-        parent = job.parent_id if depth > 0 else None
-        if parent is not None:
-            s = one.get(parent)
-            if s is not None and s.memory_id == memory:
-                return True
-        if self._many:
-            for chunk_id in (job.chunk_id, parent):
-                for s in self._many.get(chunk_id, ()) if chunk_id is not None else ():
-                    if s.memory_id == memory:
-                        return True
-        return False
-
-    def survey(self, job: RunningJob, ancestors: list[str], want: _Want) -> bool:
-        """True when a session on the job's memory watches its chunk or one of ``ancestors``
-        (parent first). Adds (session id, depth, job pose) to ``want`` for every session that
-        watches the ancestor ``depth`` levels up: its depth-``depth`` proposals may name the
-        job's key."""
-        memory, pose, one = job.memory_id, job.pose, self._one
-        s = one.get(job.chunk_id)
-        seen = s is not None and s.memory_id == memory
-        for depth, chunk_id in enumerate(ancestors, 1):
-            s = one.get(chunk_id)
-            if s is not None and s.memory_id == memory:
-                want.add((s.session_id, depth, pose))
-                seen = True
-        if self._many:
-            for depth, chunk_id in enumerate((job.chunk_id, *ancestors)):
-                for s in self._many.get(chunk_id, ()):
-                    if s.memory_id == memory:
-                        seen = True
-                        if depth:
-                            want.add((s.session_id, depth, pose))
-        return seen
-
-
-class _RosterCursors:
-    """``_Cursors`` over the roster's cursor map: the sessions watching a chunk are read from
-    ``Roster.watching`` and kept only when active (``active``) or idle (not ``active``) at
-    ``now`` (``frontier.active_by_id``'s test), so no map over all sessions is built."""
-
-    __slots__ = ("_active", "_at", "_now", "_timeout", "_watching")
-
-    def __init__(self, roster: Roster, now: float, budget: Budget, active: bool) -> None:
-        self._watching = roster.watching
-        self._at = roster.cursors.get
-        self._now, self._timeout, self._active = now, budget.idle_timeout_s, active
-
-    def _on(self, chunk_id: str | None, memory: str) -> list[SessionView]:
-        if chunk_id is None:
-            return []
-        now, timeout, active = self._now, self._timeout, self._active
-        return [
-            s for s in self._watching(chunk_id)
-            if s.memory_id == memory
-            and active is not (now - s.last_active_at
-                               > (timeout if (own := s.idle_after_s) is None or timeout < own
-                                  else own))
-        ]  # fmt: skip
-
-    def near(self, job: RunningJob, depth: int) -> bool:
-        """``_Cursors.near``."""
-        at, memory = self._at, job.memory_id
-        now, timeout, active = self._now, self._timeout, self._active
-        for chunk_id in (job.chunk_id, job.parent_id if depth > 0 else None):
-            watchers = at(chunk_id) if chunk_id is not None else None
-            if watchers is None:
-                continue
-            for s in watchers:
-                if s.memory_id == memory and active is not (
-                    now - s.last_active_at
-                    > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
-                ):
-                    return True
-        return False
-
-    def survey(self, job: RunningJob, ancestors: list[str], want: _Want) -> bool:
-        """``_Cursors.survey``."""
-        memory, pose = job.memory_id, job.pose
-        seen = bool(self._on(job.chunk_id, memory))
-        for depth, chunk_id in enumerate(ancestors, 1):
-            for s in self._on(chunk_id, memory):
-                want.add((s.session_id, depth, pose))
-                seen = True
-        return seen
-
-
 def _chains(index: TreeIndex, jobs: list[RunningJob], depth: int) -> dict[str, list[str]]:
     """Job id -> the job's parent, grandparent, ... up to ``depth`` ids. A chain ends early at a
     root or at a node missing from the snapshot (its ancestry is unknown). Each level's nodes are
@@ -426,9 +312,9 @@ def _cancel_unreachable(w: _Work) -> None:
     inp = w.inp
     depth = inp.budget.max_depth
     roster = inp.roster
-    cursors: _Cursors | _RosterCursors = (
-        _Cursors(list(w.active.values())) if roster is None
-        else _RosterCursors(roster, inp.now, inp.budget, True)
+    cursors: Cursors | RosterCursors = (
+        Cursors(list(w.active.values())) if roster is None
+        else RosterCursors(roster, inp.now, inp.budget, True)
     )  # fmt: skip
     if w.vote_index() is not None:
         # Victims are valued from the index, which needs no ``want``: a job whose chunk or
@@ -444,8 +330,8 @@ def _cancel_unreachable(w: _Work) -> None:
     if not lost:
         return
     idle = (
-        _Cursors([s for s in inp.sessions if s.session_id not in w.active]) if roster is None
-        else _RosterCursors(roster, inp.now, inp.budget, False)
+        Cursors([s for s in inp.sessions if s.session_id not in w.active]) if roster is None
+        else RosterCursors(roster, inp.now, inp.budget, False)
     ).survey  # fmt: skip
     for j in sorted(lost, key=lambda j: j.job_id):
         w.cancel(j, "idle" if idle(j, chains[j.job_id], set()) else "abandoned")

@@ -19,6 +19,7 @@ from orchestrator.core.budget import (
     try_spend,
     unspent_gpu_s,
 )
+from orchestrator.core.cursors import Cursors
 from orchestrator.core.frontier import (
     active_by_id,
     active_sessions,
@@ -27,7 +28,7 @@ from orchestrator.core.frontier import (
     revalue,
     warm_gpu_s,
 )
-from orchestrator.core.plan import _chains, _Cursors, demand_key, job_key, plan
+from orchestrator.core.plan import _chains, demand_key, job_key, plan
 from orchestrator.core.poses import action_to_pose
 from orchestrator.core.roster import Roster
 from orchestrator.core.tree import TreeIndex
@@ -878,13 +879,13 @@ def test_plan_with_lookups_and_a_roster_equals_the_plain_algorithm(
 @settings(max_examples=300, deadline=None)
 @given(st.randoms(use_true_random=False))
 def test_near_is_survey_on_the_first_two_links(rnd: random.Random) -> None:
-    """``_Cursors.near`` (the planner's shortcut with a vote index) answers True only where
+    """``Cursors.near`` (the planner's shortcut with a vote index) answers True only where
     ``survey`` over the job's whole ancestry does, and exactly as ``survey`` over the job's
     chunk and parent."""
     inp = random_input(rnd)
     tree = TreeIndex(inp.nodes)
     active = active_by_id(inp)
-    cursors = _Cursors(list(active.values()))
+    cursors = Cursors(list(active.values()))
     depth = inp.budget.max_depth
     jobs = list({j.job_id: j for j in inp.jobs}.values())  # ids unique, as in the planner's pool
     chains = _chains(tree, jobs, depth)
