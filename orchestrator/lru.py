@@ -37,3 +37,7 @@ class Lru(Generic[K, V]):
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        """Entries held (expired ones included until read)."""
+        return len(self._items)

@@ -40,7 +40,7 @@ from orchestrator.core.types import Budget, NodeState, SessionView, Timing
 from orchestrator.db import Database
 from orchestrator.events import EventBus
 from orchestrator.experiments import Arm
-from orchestrator.idcache import IdCache, new_uuid4
+from orchestrator.idcache import IdCache
 from orchestrator.job_tasks import JobTasks
 from orchestrator.jobs import GenerationFailed, JobRunner
 from orchestrator.live import KnownNode, LiveState, Resolution
@@ -268,7 +268,7 @@ class Scheduler:
         0. Raises GenerationFailed (502 with the job id) when generation fails; asyncpg /
         OSError errors when a miss cannot be made durable.
         """
-        t0, request_id, text = self.clock() - waited_s, request_id or new_uuid4(), self.ids.text
+        t0, request_id, text = self.clock() - waited_s, request_id or uuid.uuid4(), self.ids.text
         res = self.live.request(
             text(memory_id), text(parent_id) if parent_id else None, pose, action,
             request_id=str(request_id), session_id=text(session_id) if session_id else None,

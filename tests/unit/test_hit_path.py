@@ -10,32 +10,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import Response
-from hypothesis import given
-from hypothesis import strategies as st
 
 from orchestrator.access_log import new_request_id
 from orchestrator.api import _CHUNK_CREATED, JSON
-from orchestrator.idcache import IdCache, from_int, new_uuid4
+from orchestrator.idcache import IdCache
 from orchestrator.schemas import ChunkCreated, ChunkOut
-
-
-@given(st.binary(min_size=16, max_size=16))
-def test_new_uuid4_is_uuid4_of_the_same_bytes(raw: bytes) -> None:
-    want = uuid.UUID(bytes=raw, version=4)
-    got = from_int(
-        (int.from_bytes(raw, "big") & ~((0xC000 << 48) | (0xF000 << 64)))
-        | (0x8000 << 48)
-        | (4 << 76)
-    )
-    assert got == want and str(got) == str(want) and hash(got) == hash(want)
-    assert got.version == 4 and got.variant == uuid.RFC_4122 and got.is_safe == want.is_safe
-
-
-def test_new_uuid4_is_random_and_version_4() -> None:
-    ids = {new_uuid4() for _ in range(1000)}
-    assert len(ids) == 1000
-    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in ids)
-    assert all(uuid.UUID(str(u)) == u for u in ids)
 
 
 def test_id_cache_converts_as_uuid_does_and_stays_bounded() -> None:
