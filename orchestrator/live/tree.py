@@ -79,11 +79,17 @@ class KnownTree:
         memory_id: the memory.
         registry: chunk id -> tree, shared by the live state's trees (``LiveLookup``); every
             node put here is registered in it. None = not registered anywhere.
+        changed: a set the memory id is added to at every change (``version`` bump): the live
+            state's record of the trees that moved since its last plan. None = not recorded.
     """
 
-    def __init__(self, memory_id: str, registry: dict[str, KnownTree] | None = None) -> None:
+    def __init__(
+        self, memory_id: str, registry: dict[str, KnownTree] | None = None,
+        changed: set[str] | None = None,
+    ) -> None:  # fmt: skip
         self.memory_id = memory_id
         self._registry = registry
+        self._changed = changed
         self._by_id: dict[str, KnownNode] = {}
         self._by_key: dict[Key, str] = {}
         self._children: dict[str, dict[str, str]] = {}  # parent id -> pose -> child id
@@ -127,6 +133,8 @@ class KnownTree:
             raise ValueError(f"chunk key {node.key} is already chunk {holder}")
         self._by_id[node.chunk_id] = node
         self.version += 1
+        if self._changed is not None:
+            self._changed.add(self.memory_id)
         self._by_key[node.key] = node.chunk_id
         if self._registry is not None:
             self._registry[node.chunk_id] = self
@@ -140,6 +148,8 @@ class KnownTree:
         updated = replace(node, state=state, ready_at=now if state == "ready" else None)
         self._by_id[chunk_id] = updated
         self.version += 1
+        if self._changed is not None:
+            self._changed.add(self.memory_id)
         return updated
 
     def children(self, chunk_id: str) -> Iterator[KnownNode]:
