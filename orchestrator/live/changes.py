@@ -15,12 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from orchestrator.core.roster import Roster
-from orchestrator.core.types import Budget, DemandRequest, NodeState, Proposal, SessionView
+from orchestrator.core.types import Budget, DemandRequest, NodeState, SessionView
 from orchestrator.core.votes import VoteIndex
 from orchestrator.live.proposals import ProposalCache, Proposer
 from orchestrator.live.records import LiveJob, Producer
 from orchestrator.live.tree import KnownNode, KnownTree
-from orchestrator.live.upkeep import Deadlines, NodeCounts, slack
+from orchestrator.live.upkeep import Deadlines, Flat, NodeCounts, slack
 from orchestrator.live.viewers import ThinkStats
 from policies.base import forget_memory, forget_session
 
@@ -98,14 +98,14 @@ class Changes:
         self._ends = Deadlines()  # eviction deadlines, stamped with (view, ended)
         self._ends_params: tuple[float, float] | None = None  # (idle timeout, evict after)
         self._views: dict[str, SessionView] = {}  # the views last visited, in session order
-        self._props: dict[str, tuple[Proposal, ...]] = {}  # their proposals, in session order
+        self._props = Flat()  # their proposals, in session order
         self._held: dict[str, Held] = {}  # session -> cursor subtree it holds in ``_counts``
         self._job_held: dict[str, tuple[str, Held]] = {}  # job id -> (memory, its ancestry)
         self._mem_jobs: dict[str, dict[str, str]] = {}  # memory -> job id -> chunk id
         self._demand_held: dict[str, tuple[str, Held]] = {}  # chunk -> (memory, neighbourhood)
         self._mem_demands: dict[str, set[str]] = {}  # memory -> chunks demanded (held)
         self._counts = NodeCounts()
-        self._tuples_moved = True  # ``_views`` / ``_props`` changed since the tuples were built
+        self._tuples_moved = True  # ``_views`` changed since its tuple was built
 
     # ---- what the mutators record ------------------------------------------------------------
 
@@ -228,7 +228,7 @@ class Changes:
         self._idle.forget(sid)
         self._ends.forget(sid)
         self._views.pop(sid, None)
-        self._props.pop(sid, None)
+        self._props.drop(sid)
         self._counts.swap(self._held.pop(sid, ()), ())
         self._tuples_moved = True
 

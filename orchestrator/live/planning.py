@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from itertools import chain
 
 from orchestrator.core.budget import refund
 from orchestrator.core.frontier import expected_gpu_s, idle_after_s, is_idle
@@ -76,7 +75,6 @@ class Planner(Changes):
     _basis: tuple[object, ...] | None = None  # what every session was last visited with
     _last_now: float = -math.inf
     _sessions_t: tuple[SessionView, ...] = ()
-    _props_t: tuple[Proposal, ...] = ()
 
     def _release(self, job: LiveJob, state: str, now: float) -> None:
         raise NotImplementedError  # LiveState's
@@ -161,12 +159,11 @@ class Planner(Changes):
             self._gone.clear()
         if self._tuples_moved:
             self._sessions_t = tuple(self._views.values())
-            self._props_t = tuple(chain.from_iterable(self._props.values()))
             self._tuples_moved = False
         return PlanInput(
             now=now, nodes=self._counts.nodes(), sessions=self._sessions_t,
             jobs=tuple(self._roster.jobs.values()), demands=tuple(self._demands.values()),
-            proposals=self._props_t, budget=budget, bucket=self.bucket, timing=self.timing,
+            proposals=self._props.tuple(), budget=budget, bucket=self.bucket, timing=self.timing,
             frames=self.frames, warm_idle=warm_idle, votes=votes, lookup=self._lookup,
             roster=self._roster,
         )  # fmt: skip
@@ -193,9 +190,10 @@ class Planner(Changes):
         if self._held.get(sid, ()) is not held:
             self._counts.swap(self._held.get(sid, ()), held)
             self._held[sid] = held
-        if self._props.get(sid) is not props or self._views.get(sid) is not v:
-            self._props[sid], self._views[sid] = props, v
+        if self._views.get(sid) is not v:
+            self._views[sid] = v
             self._tuples_moved = True
+        self._props.set(sid, props)
         # Resolved again only when what resolution reads changed: the proposals, the view,
         # the cursor's subtree to max_depth (``VoteIndex.update``); the same objects as at
         # the last update are not even compared. The roster follows the views

@@ -32,7 +32,7 @@ import heapq
 import math
 from collections.abc import Iterable
 
-from orchestrator.core.types import TreeNode
+from orchestrator.core.types import Proposal, TreeNode
 from orchestrator.live.tree import KnownNode
 
 
@@ -164,3 +164,57 @@ class NodeCounts:
     def held(self) -> int:
         """Distinct chunks held (pending ones included)."""
         return len(self._count)
+
+
+class Flat:
+    """Each session's proposals end to end, in session order, and their tuple
+    (``PlanInput.proposals``), kept as sessions change instead of joined per plan.
+
+    Joining 10^4 sessions' proposals (10^5) takes ~2 ms; copying one list into a tuple ~0.2
+    ms. A session whose proposals keep their length is written in place; any other change (a
+    session new, gone, or proposing more or fewer) joins them all again at the next ``tuple``.
+    """
+
+    __slots__ = ("_at", "_flat", "_of", "_tuple")
+
+    def __init__(self) -> None:
+        self._of: dict[str, tuple[Proposal, ...]] = {}  # in session order
+        self._at: dict[str, int] | None = {}  # where each one starts in ``_flat`` (None: stale)
+        self._flat: list[Proposal] = []
+        self._tuple: tuple[Proposal, ...] | None = ()
+
+    def get(self, sid: str) -> tuple[Proposal, ...] | None:
+        """The proposals last set for ``sid`` (None: none set)."""
+        return self._of.get(sid)
+
+    def set(self, sid: str, props: tuple[Proposal, ...]) -> None:
+        """``sid``'s proposals are now ``props`` (a new session goes last)."""
+        old = self._of.get(sid)
+        if old is props:
+            return
+        self._of[sid] = props
+        self._tuple = None
+        at = self._at
+        if at is not None and old is not None and len(old) == len(props):
+            i = at[sid]
+            self._flat[i : i + len(props)] = props
+        else:
+            self._at = None
+
+    def drop(self, sid: str) -> None:
+        """Forget ``sid``."""
+        if self._of.pop(sid, None) is not None:
+            self._at, self._tuple = None, None
+
+    def tuple(self) -> tuple[Proposal, ...]:
+        """Every session's proposals, in session order."""
+        if self._tuple is None:
+            if self._at is None:
+                at: dict[str, int] = {}
+                flat: list[Proposal] = []
+                for sid, props in self._of.items():
+                    at[sid] = len(flat)
+                    flat.extend(props)
+                self._at, self._flat = at, flat
+            self._tuple = tuple(self._flat)
+        return self._tuple
