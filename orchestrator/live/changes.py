@@ -98,6 +98,7 @@ class Changes:
         self._ends = Deadlines()  # eviction deadlines, stamped with (view, ended)
         self._ends_params: tuple[float, float] | None = None  # (idle timeout, evict after)
         self._views: dict[str, SessionView] = {}  # the views last visited, in session order
+        self._at_cursor: dict[str, set[str]] = {}  # cursor chunk -> sessions (last visited)
         self._props = Flat()  # their proposals, in session order
         self._held: dict[str, Held] = {}  # session -> cursor subtree it holds in ``_counts``
         self._job_held: dict[str, tuple[str, Held]] = {}  # job id -> (memory, its ancestry)
@@ -227,16 +228,32 @@ class Changes:
         self._gated.pop(sid, None)
         self._idle.forget(sid)
         self._ends.forget(sid)
-        self._views.pop(sid, None)
+        self._cursor_moves(sid, self._views.pop(sid, None), None)
         self._props.drop(sid)
         self._counts.swap(self._held.pop(sid, ()), ())
         self._tuples_moved = True
 
     # ---- holders of nodes: jobs and demands --------------------------------------------------
 
+    def _cursor_moves(self, sid: str, old: SessionView | None, new: SessionView | None) -> None:
+        """Keep ``_at_cursor`` as a session's visited view goes from ``old`` to ``new``."""
+        was = old.cursor_chunk_id if old is not None else None
+        now = new.cursor_chunk_id if new is not None else None
+        if was == now:
+            return
+        if was is not None:
+            at = self._at_cursor[was]
+            at.discard(sid)
+            if not at:
+                del self._at_cursor[was]
+        if now is not None:
+            self._at_cursor.setdefault(now, set()).add(sid)
+
     def _moved_memories(self, max_depth: int) -> set[str]:
-        """Sessions on memories whose tree moved or whose epoch moved a coarse step; the jobs
-        and demands of moved trees take their nodes again."""
+        """Sessions whose cursor subtree (to ``max_depth``) holds a chunk that was put or moved,
+        and sessions on memories whose epoch moved a coarse step; the jobs and demands of moved
+        trees take their nodes again. (A session whose subtree holds no moved chunk reads the
+        same nodes, children states and proposals as before: visiting it changes nothing.)"""
         stale: set[str] = set()
         for mid in self._epoch_moved:
             mem = self._memories.get(mid)
@@ -248,8 +265,11 @@ class Changes:
             mem = self._memories.get(mid)
             if mem is None:
                 continue
-            stale.update(mem.sessions)
-            tree = mem.tree
+            tree, at = mem.tree, self._at_cursor
+            for cid in tree.take_moved():
+                for n in tree.ancestors(cid, max_depth):
+                    if n.chunk_id in at:
+                        stale.update(at[n.chunk_id])
             for job_id, chunk in self._mem_jobs.get(mid, {}).items():
                 self._hold_job(job_id, mid, tuple(tree.ancestors(chunk, max_depth)))
             for chunk in self._mem_demands.get(mid, ()):
@@ -311,4 +331,4 @@ class Changes:
         for a root demand)."""
         if d.parent_id is not None:
             return tuple(tree.subtree(d.parent_id, 1))
-        return tuple(n for n in tree if n.parent_id is None)
+        return tuple(tree.roots())

@@ -190,7 +190,8 @@ class Planner(Changes):
         if self._held.get(sid, ()) is not held:
             self._counts.swap(self._held.get(sid, ()), held)
             self._held[sid] = held
-        if self._views.get(sid) is not v:
+        if (old := self._views.get(sid)) is not v:
+            self._cursor_moves(sid, old, v)
             self._views[sid] = v
             self._tuples_moved = True
         self._props.set(sid, props)
