@@ -7,23 +7,31 @@ every session again for eviction and the next idle time: O(all live sessions) pe
 visits only the sessions whose answer could differ from the last prepare's, which are:
 
 - touched: its view was replaced (request, cursor move, answer, open, arm) or it was closed;
-- on a moved memory: the memory's known tree changed (a node put or moved state, which is what
-  ``KnownTree.version`` counts: the cursor subtree and its children's states are read from it),
-  or its epoch moved one coarse step (``planning.coarse_epoch``, in the proposals' signature);
+- near a moved chunk: a chunk within ``max_depth`` below its cursor (or the cursor itself) was
+  put or changed state (``KnownTree.take_moved``; the cursor subtree and its children's states
+  are read from there, and nothing else of the tree is);
+- on a memory whose epoch moved one coarse step (``changes.coarse_epoch``, in the proposals'
+  signature);
 - due: its idle deadline (``last_active_at + idle_after_s``) passed: its proposals drop to none;
 - asked every plan: its arm's policy is not time-free (``ProposalCache``);
 - gated: a custom ``speculation_allowed`` predicate now answers differently for it;
 - everything: the budget, ``frames``, the host epoch or the vote index changed, or time went
-  backwards (``Upkeep._everything``).
+  backwards (``Changes._everything``).
 
-Any other session would give exactly the objects it gave last time (the same cached proposal
-tuple, view and subtree), so skipping it changes nothing. Eviction is driven the same way by a
-deadline heap (``Deadlines``) instead of a pass over every session, and cold memories are
-looked for among the memories that lost a session, a job or a demand. The nodes a plan may read
-(``PlanInput.nodes``) are counted per holder (``NodeCounts``): a session's cursor subtree, a
-job's ancestry, a demand's parent and siblings, each recomputed only when its memory's tree
-moved. ``prepare(now, full=True)`` visits everything, as the code before this did; the stateful
-test compares the two.
+Any other session would give what it gave last time (the same cached proposals and view, a
+subtree of the same nodes), so skipping it changes nothing. Assumed, as the proposal cache
+already did: an arm's ``time_free`` changes only with a reconfiguration (``configure`` bumps the
+host epoch). A custom gate is asked every prepare for every session that may speculate (the
+state cannot know when a quota moves): O(those sessions) calls, the one pass left.
+
+Eviction is driven the same way by a deadline heap (``Deadlines``) instead of a pass over every
+session, and cold memories are looked for among the memories that lost a session, a job or a
+demand. The nodes a plan may read (``PlanInput.nodes``) are counted per holder
+(``NodeCounts``): a session's cursor subtree, a job's ancestry, a demand's parent and siblings,
+each taken again only when it is visited (a session) or its memory's tree moved (jobs and
+demands: a few per memory). The proposals are kept end to end (``Flat``).
+``prepare(now, full=True)`` visits everything, as every prepare did before; the stateful test
+compares the two.
 """
 
 from __future__ import annotations
