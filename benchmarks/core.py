@@ -33,8 +33,10 @@ two ways, call by call in the same loop:
   them (``orchestrator/live/planning.py``): ``PlanInput.votes`` (the vote index),
   ``PlanInput.lookup`` (node lookups over dicts built once, the live trees' stand-in) and
   ``PlanInput.roster`` (sessions and jobs, ``core.roster.Roster``). Before each plan,
-  ``upkeep`` checks every session by identity against what it was last voted on and, for the
-  ones that moved, calls ``VoteIndex.update`` (resolved again) and ``Roster.set_session``.
+  ``upkeep`` does what ``prepare`` does: it visits only the sessions recorded as moved since
+  the last plan (and any whose idle deadline passed), calls ``VoteIndex.update`` (resolved
+  again) and ``Roster.set_session`` for those, and builds the input's sessions and proposals
+  tuples again from what it keeps (checked equal to the input's).
 
 Between two inputs ``--changed-share`` of the sessions (default 1.5 %: 150 of 10,000) change:
 the viewer restarts watching (``watch_started_at`` moves) and its policy re-ranks its paths (the
@@ -69,6 +71,7 @@ import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -96,6 +99,7 @@ from orchestrator.core.types import (  # noqa: E402
     TreeNode,
 )
 from orchestrator.core.votes import NodeByKey, NodeOf, VoteIndex  # noqa: E402
+from orchestrator.live.upkeep import Deadlines, Flat  # noqa: E402
 from policies import make_policy  # noqa: E402
 
 SIZES = (100, 1_000, 10_000)
@@ -207,22 +211,25 @@ def _grouped(inp: PlanInput) -> dict[str, tuple[Proposal, ...]]:
 
 
 def changed_inputs(inp: PlanInput, changed: int, count: int) -> list[
-    tuple[PlanInput, dict[str, tuple[Proposal, ...]]]
+    tuple[PlanInput, dict[str, tuple[Proposal, ...]], tuple[str, ...]]
 ]:  # fmt: skip
     """``count`` inputs in sequence, each with ``changed`` more sessions (round robin) whose
     view and proposals differ from the input before: the viewer started watching a chunk again
     (``watch_started_at``, ``last_active_at`` moved by up to 2 s) and its policy re-ranked the
     same paths (the probabilities rotated by one place). Nodes, jobs and demands stay; each
-    input comes with its proposals by session (what the live state's proposal cache holds)."""
+    input comes with its proposals by session (what the live state's proposal cache holds) and
+    the ids of the sessions that changed (what the live state records as they change)."""
     views = {s.session_id: s for s in inp.sessions}
     props = _grouped(inp)
     order = [s.session_id for s in inp.sessions]
     out = []
     at = 0
     for i in range(count):
+        moved = []
         for _ in range(min(changed, len(order))):
             sid = order[at % len(order)]
             at += 1
+            moved.append(sid)
             v = views[sid]
             shift = 0.5 * (1 + i % 4)
             views[sid] = replace(v, watch_started_at=inp.now - 3.0 + shift,
@@ -233,37 +240,78 @@ def changed_inputs(inp: PlanInput, changed: int, count: int) -> list[
             props[sid] = tuple(replace(q, probability=pr) for q, pr in zip(old, ps, strict=True))
         sessions = tuple(views[sid] for sid in order)
         proposals = tuple(q for sid in order for q in props[sid])
-        out.append((replace(inp, sessions=sessions, proposals=proposals), dict(props)))
+        out.append((replace(inp, sessions=sessions, proposals=proposals), dict(props),
+                    tuple(moved)))  # fmt: skip
     return out
 
 
+class _Upkept:
+    """What ``Planner.prepare`` keeps between plans (``orchestrator/live/planning.py``): the
+    views and proposals last visited, in session order, the tuples built from them, what each
+    session was last voted on, the idle deadlines (``upkeep.Deadlines``; the proposals kept end
+    to end, ``upkeep.Flat``)."""
+
+    def __init__(self) -> None:
+        self.order: dict[str, int] = {}
+        self.views: dict[str, SessionView] = {}
+        self.props = Flat()
+        self.voted: dict[str, tuple[object, object]] = {}
+        self.idle = Deadlines()
+        self.sessions: tuple[SessionView, ...] = ()
+        self.proposals: tuple[Proposal, ...] = ()
+
+
 def _upkeep(
-    index: VoteIndex, roster: Roster, voted: dict[str, tuple[object, object]],
-    inp: PlanInput, props: dict[str, tuple[Proposal, ...]],
+    index: VoteIndex, roster: Roster, kept: _Upkept, inp: PlanInput,
+    props: dict[str, tuple[Proposal, ...]], moved: Iterable[str],
     node_of: NodeOf, node_by_key: NodeByKey,
 ) -> None:  # fmt: skip
-    """What ``Planner.prepare`` does to the index and the roster before a plan: a session whose
-    proposals or view are not the objects it was last voted on is ``update``d (resolved again
-    unless its signature is equal) and, when its view moved, set in the roster; the
-    sessions that left are dropped. (The live check also holds the cursor's subtree, which is
-    the same tuple object while the tree does not change under it; the jobs do not change in
-    this sequence, so the roster's job maps do not either.)"""
-    update, last_voted = index.update, voted.get
-    for s in inp.sessions:
-        sid = s.session_id
+    """What ``Planner.prepare`` does before a plan, for the sessions that moved since the last
+    one (``moved``: ids the live state recorded as their views changed; every session at the
+    first prepare): the idle deadlines due are popped (none here: every session is active), the
+    moved sessions are visited in session order, and each one whose proposals or view are not
+    the objects it was last voted on is ``update``d (resolved again unless its signature is
+    equal) and, when its view moved, set in the roster and given its new idle deadline; the
+    sessions and proposals tuples of the input are built again from the visited ones. No other
+    session is looked at. (The live visit also compares the cursor's subtree, the same tuple
+    object while the tree does not change under it, and asks the proposal cache, whose answers
+    ``props`` stands for; the jobs do not change in this sequence, so the roster's job maps and
+    the held nodes do not either.)"""
+    now, timeout = inp.now, inp.budget.idle_timeout_s
+    due = kept.idle.due(now + 1e-9 * (1.0 + abs(now)))
+    order, update, last_voted = kept.order, index.update, kept.voted.get
+    for sid in moved:
+        order.setdefault(sid, len(order))  # numbered as they enter (the live ``_entered``)
+    visit = set(moved)
+    visit.update(sid for _, sid, _ in due)
+    views = {s.session_id: s for s in inp.sessions} if len(visit) == len(inp.sessions) else None
+    for sid in sorted(visit, key=order.__getitem__):
+        s = views[sid] if views is not None else _view_of(inp, sid)
         mine = props[sid]
+        kept.views[sid] = s
+        kept.props.set(sid, mine)
         last = last_voted(sid)
         if last is None or last[0] is not mine or last[1] is not s:
             if last is None or last[1] is not s:
                 roster.set_session(s)
+                own = s.idle_after_s
+                limit = timeout if own is None else min(own, timeout)
+                kept.idle.set(sid, s.last_active_at + limit, s)
             update(s, mine, node_of, node_by_key, (mine, s))
-            voted[sid] = (mine, s)
-    if len(index) > len(inp.sessions):
-        present = {s.session_id for s in inp.sessions}
-        for sid in [sid for sid in index.session_ids() if sid not in present]:
-            index.drop(sid)
-            roster.drop_session(sid)
-            voted.pop(sid, None)
+            kept.voted[sid] = (mine, s)
+    for t, sid, stamp in due:
+        if t >= now:
+            kept.idle.push(t, sid, stamp)
+    kept.sessions = tuple(kept.views.values())
+    kept.proposals = kept.props.tuple()
+
+
+def _view_of(inp: PlanInput, sid: str) -> SessionView:
+    """The moved session's view: the live state holds it (``LiveSession.view``); here it is
+    read from the input by position (session ``s<i>`` is the i-th), a stand-in of that read."""
+    view = inp.sessions[int(sid[1:])]
+    assert view.session_id == sid
+    return view
 
 
 def _ms(times: list[float]) -> tuple[float, float]:
@@ -292,11 +340,12 @@ def time_plan(inp: PlanInput, repeat: int, case: str = "saturated",
     gc.collect()  # the previous case's garbage is not this case's pause
     index = VoteIndex(inp.budget.max_depth, inp.frames, inp.timing)
     lookup = _Lookup(node_of, node_by_key)
-    roster, voted = Roster(), dict[str, tuple[object, object]]()
+    roster, kept = Roster(), _Upkept()
     for j in inp.jobs:
         roster.set_job(j)  # the live state sets each job as it starts
     t0 = time.perf_counter()
-    _upkeep(index, roster, voted, inp, _grouped(inp), node_of, node_by_key)  # the first prepare
+    first = [s.session_id for s in inp.sessions]
+    _upkeep(index, roster, kept, inp, _grouped(inp), first, node_of, node_by_key)  # the first
     build_ms = (time.perf_counter() - t0) * 1000.0
     base_t: list[float] = []
     plan_t: list[float] = []
@@ -305,7 +354,7 @@ def time_plan(inp: PlanInput, repeat: int, case: str = "saturated",
     resolved: list[int] = []
     result = plan(inp)  # warm-up
     clock, cpu = time.perf_counter, time.process_time
-    for i, (step, props) in enumerate(seq):
+    for i, (step, props, moved) in enumerate(seq):
         # A full collection (untimed) before each way: each pays for the collections its own
         # allocations trigger, not for the garbage the other way left (the baseline's 10^5
         # votes otherwise land full collections in the indexed call).
@@ -317,12 +366,14 @@ def time_plan(inp: PlanInput, repeat: int, case: str = "saturated",
         indexed = replace(step, votes=index, lookup=lookup, roster=roster)
         t1, c1 = clock(), cpu()
         before = index.resolved
-        _upkeep(index, roster, voted, step, props, node_of, node_by_key)
+        _upkeep(index, roster, kept, step, props, moved, node_of, node_by_key)
         t2, c2 = clock(), cpu()
         got = plan(indexed)
         t3, c3 = clock(), cpu()
         if got != want:
             raise AssertionError(f"{case} at {n} sessions: the index changed the plan")
+        if kept.sessions != step.sessions or kept.proposals != step.proposals:
+            raise AssertionError(f"{case} at {n} sessions: the upkeep's tuples are not the input's")
         if i:  # the first is the warm-up
             base_t.append(base_ms)
             keep_t.append((t2 - t1) * 1000.0)

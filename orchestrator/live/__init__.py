@@ -5,7 +5,7 @@ plain values of ``records``. No asyncio, no database, no clock (DESIGN.md layers
 scheduler shell -> live state -> core <- policies; simulator -> live state).
 """
 
-from orchestrator.live.planning import LiveSession
+from orchestrator.live.changes import LiveSession
 from orchestrator.live.proposals import ProposalCache, Proposer, SinglePolicy
 from orchestrator.live.records import (
     CancelledJob,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from orchestrator.core.budget import refund
 from orchestrator.core.frontier import expected_gpu_s, idle_after_s, is_idle
@@ -31,55 +30,20 @@ from orchestrator.core.types import (
     Timing,
 )
 from orchestrator.core.votes import VoteIndex
+from orchestrator.live.changes import Changes, LiveSession, _Memory, coarse_epoch
 from orchestrator.live.proposals import ProposalCache, Proposer, children_signature
 from orchestrator.live.records import (
     CancelledJob,
     Claim,
     LiveJob,
-    Producer,
     Scheduled,
     StartedJob,
 )
-from orchestrator.live.tree import KnownNode, KnownTree, LiveLookup, core_nodes
-from orchestrator.live.viewers import ThinkStats
-
-_Subtree = tuple[tuple[str, int, int], tuple[KnownNode, ...], dict[str, NodeState]]
-"""(cursor, tree version, depth) -> the cursor's subtree and its children's states."""
+from orchestrator.live.tree import KnownNode, LiveLookup
+from orchestrator.live.upkeep import allow_all, slack
 
 
-@dataclass(slots=True)
-class LiveSession:
-    """One live viewer: the core's view, its arm, requests it waits on, whether it left, and
-    its observed think times (``orchestrator.live.viewers``); ``watching`` is True once a chunk
-    was served to it since it (re)joined (only then does a request's gap measure thinking)."""
-
-    view: SessionView
-    arm: str
-    waiting: int = 0
-    ended: bool = False
-    think: ThinkStats = field(default_factory=ThinkStats)
-    watching: bool = False
-
-
-@dataclass(slots=True)
-class _Memory:
-    tree: KnownTree
-    sessions: set[str] = field(default_factory=set)
-    producers: dict[str, Producer] = field(default_factory=dict)  # ready chunk id -> its job
-    epoch: int = 0  # bumped by every action observed on it and every session joining / leaving
-    history_cache: tuple[int, tuple[tuple[str, ...], ...]] | None = None
-
-
-def coarse_epoch(epoch: int) -> int:
-    """The memory epoch in steps of about 12 %: what a peer's action changes is one more count
-    in the memory's statistics, so a session's proposals are renewed when the memory's history
-    has grown by about an eighth, not at every peer's step (with 500 viewers on one memory,
-    renewing all 500 on every hit made each hit cost milliseconds of policy time). The session's
-    own steps renew them at once (its cursor and history are in the signature)."""
-    return int(math.log2(1 + epoch) * 6)
-
-
-class Planner:
+class Planner(Changes):
     """Planning over the live state's fields (declared here, set by ``LiveState.__init__``)."""
 
     budget: Budget
@@ -99,7 +63,6 @@ class Planner:
     _running: dict[str, LiveJob]
     _job_chunk: dict[str, str]
     _demands: dict[str, DemandRequest]
-    _subtrees: dict[str, _Subtree]
     _dirty: bool
     _pending_refund: float
     _next_idle_at: float
@@ -109,9 +72,9 @@ class Planner:
     _roster: Roster
     _lookup: LiveLookup
     _job_changes: dict[str, LiveJob | None]
-
-    def _evict(self, now: float) -> None:
-        raise NotImplementedError  # LiveState's
+    _basis: tuple[object, ...] | None = None  # what every session was last visited with
+    _last_now: float = -math.inf
+    _sessions_t: tuple[SessionView, ...] = ()
 
     def _release(self, job: LiveJob, state: str, now: float) -> None:
         raise NotImplementedError  # LiveState's
@@ -141,10 +104,10 @@ class Planner:
         """Plan and apply: ``apply(plan(prepare(now, warm_idle=warm_idle)), now)``."""
         return self.apply(plan(self.prepare(now, warm_idle=warm_idle)), now)
 
-    def prepare(self, now: float, *, warm_idle: int | None = None) -> PlanInput:
+    def prepare(self, now: float, *, warm_idle: int | None = None, full: bool = False) -> PlanInput:
         """The core's input: live sessions, running jobs, demands, and only the nodes a plan can
-        read (cursor subtrees of sessions with proposals, to ``max_depth``; each job's chunk and
-        its ancestors to ``max_depth``; each demand's parent and the parent's children).
+        read (cursor subtrees of sessions that may speculate, to ``max_depth``; each job's chunk
+        and its ancestors to ``max_depth``; each demand's parent and the parent's children).
 
         ``warm_idle``: warm containers idle now (the pool's count; None = unknown / unlimited),
         passed to the core as ``PlanInput.warm_idle`` so a guess boots a container only when it
@@ -157,63 +120,99 @@ class Planner:
         in a worker thread must not call ``prepare`` again before that plan returns (the tree
         lookups may meanwhile see chunks that became ready or failed; ``apply`` drops what the
         state has moved past, as for any plan made on an older input).
+
+        Cost: O(what changed since the last prepare), not O(sessions): only the sessions listed
+        in ``orchestrator.live.upkeep`` are looked at again, the rest give the very objects
+        they gave last time. ``full``: look at every session, job and demand again (what every
+        prepare did before; the input is the same either way, which the stateful test checks).
         """
+        votes = self._vote_index()
+        basis = (self.budget, self.frames, self.host_epoch, votes)
+        if full or now < self._last_now or basis != self._basis:
+            self._everything()
+            self._basis = basis
+        self._last_now = now
         self._evict(now)
         self._pending_refund = 0.0
         budget = self.budget
-        self._next_idle_at = min(
-            (t for s in self._sessions.values()
-             if now <= (t := s.view.last_active_at + idle_after_s(s.view, budget))),
-            default=float("inf"),
-        )  # fmt: skip
-        picked: list[KnownNode] = []
-        proposals: list[Proposal] = []
-        votes = self._vote_index()
-        update, voted, roster = votes.update, self._voted, self._roster
-        if self._job_changes:
-            for job_id, changed in self._job_changes.items():
-                if changed is None:
-                    roster.drop_job(job_id)
-                else:
-                    roster.set_job(changed.as_core())
-            self._job_changes.clear()
-        last_voted = voted.get
-        for s in self._sessions.values():
-            props, sub = self._propose(s, now, picked)
-            proposals.extend(props)
-            view = s.view
-            # Resolved again only when what resolution reads changed: the proposals, the view,
-            # the cursor's subtree to max_depth (``VoteIndex.update``); the same objects as at
-            # the last update are not even compared (the usual case: nothing moved). The roster
-            # follows the views (``PlanInput.roster``): it holds the view last voted on.
-            last = last_voted(view.session_id)
-            if last is None or last[0] is not props or last[1] is not view or last[2] is not sub:
-                if last is None or last[1] is not view:
-                    roster.set_session(view)
-                tree = self._memories[view.memory_id].tree
-                update(view, props, tree.core_node, tree.core_by_key, (props, view, sub))
-                voted[view.session_id] = (props, view, sub)
-        if len(votes) > len(self._sessions):
-            for sid in [sid for sid in votes.session_ids() if sid not in self._sessions]:
-                votes.drop(sid)  # evicted
-        for job in self._running.values():
-            picked.extend(
-                self._memories[job.memory_id].tree.ancestors(job.chunk_id, budget.max_depth)
-            )
-        for d in self._demands.values():
-            tree = self._memories[d.memory_id].tree
-            if d.parent_id is not None:
-                picked.extend(tree.subtree(d.parent_id, 1))
-            else:
-                picked.extend(n for n in tree if n.parent_id is None)
+        self._job_moves(self._job_changes, budget.max_depth)
+        self._demand_moves()
+        visit = self._moved_memories(budget.max_depth)
+        visit.update(self._touched, self._always, self._limbo)
+        self._touched.clear()
+        due = self._idle.due(now + slack(now))
+        visit.update(sid for _, sid, _ in due)
+        if self.speculation_allowed is not allow_all and self._gated:
+            allowed = self.speculation_allowed
+            visit.update(sid for sid, was in self._gated.items() if allowed(sid) != was)
+        order, sessions = self._order, self._sessions
+        for sid in sorted((sid for sid in visit if sid in sessions), key=order.__getitem__):
+            self._visit(sessions[sid], now, votes)
+        for t, sid, stamp in due:
+            if t >= now:
+                self._idle.push(t, sid, stamp)  # it still counts for the next idle time
+        self._next_idle_at = self._idle.first()
+        if self._gone:
+            for sid in self._gone:
+                if sid not in sessions:
+                    votes.drop(sid)  # evicted
+            self._gone.clear()
+        if self._tuples_moved:
+            self._sessions_t = tuple(self._views.values())
+            self._tuples_moved = False
         return PlanInput(
-            now=now, nodes=core_nodes(picked),
-            sessions=tuple(s.view for s in self._sessions.values()),
-            jobs=tuple(self._roster.jobs.values()),
-            demands=tuple(self._demands.values()), proposals=tuple(proposals),
-            budget=budget, bucket=self.bucket, timing=self.timing, frames=self.frames,
-            warm_idle=warm_idle, votes=votes, lookup=self._lookup, roster=self._roster,
+            now=now, nodes=self._counts.nodes(), sessions=self._sessions_t,
+            jobs=tuple(self._roster.jobs.values()), demands=tuple(self._demands.values()),
+            proposals=self._props.tuple(), budget=budget, bucket=self.bucket, timing=self.timing,
+            frames=self.frames, warm_idle=warm_idle, votes=votes, lookup=self._lookup,
+            roster=self._roster,
         )  # fmt: skip
+
+    def _visit(self, s: LiveSession, now: float, votes: VoteIndex) -> None:
+        """Bring one session's proposals, held nodes, votes, roster entry and idle deadline up
+        to date at ``now`` (what every prepare did for every session)."""
+        v, budget = s.view, self.budget
+        sid = v.session_id
+        idle = is_idle(v, now, budget)
+        props: tuple[Proposal, ...] = ()
+        sub: tuple[KnownNode, ...] | None = None
+        if idle or v.policy == "none":
+            self._gated.pop(sid, None)  # idle or gone (``viewers``): its speculation is cancelled
+        else:
+            allowed = self._gated[sid] = self.speculation_allowed(sid)
+            if allowed:  # else P of its speculation drops to 0: the core cancels what it runs
+                props, sub = self._propose_below(s, now)
+        if sub is not None and not self.proposer.time_free(s.arm):
+            self._always.add(sid)  # its policy reads the time: asked again every plan
+        else:
+            self._always.discard(sid)
+        held = sub if sub is not None else ()
+        if self._held.get(sid, ()) is not held:
+            self._counts.swap(self._held.get(sid, ()), held)
+            self._held[sid] = held
+        if (old := self._views.get(sid)) is not v:
+            self._cursor_moves(sid, old, v)
+            self._views[sid] = v
+            self._tuples_moved = True
+        self._props.set(sid, props)
+        # Resolved again only when what resolution reads changed: the proposals, the view,
+        # the cursor's subtree to max_depth (``VoteIndex.update``); the same objects as at
+        # the last update are not even compared. The roster follows the views
+        # (``PlanInput.roster``): it holds the view last voted on.
+        last = self._voted.get(sid)
+        if last is None or last[0] is not props or last[1] is not v or last[2] is not sub:
+            if last is None or last[1] is not v:
+                self._roster.set_session(v)
+            tree = self._memories[v.memory_id].tree
+            votes.update(v, props, tree.core_node, tree.core_by_key, (props, v, sub))
+            self._voted[sid] = (props, v, sub)
+        t = v.last_active_at + idle_after_s(v, budget)
+        if self._idle.stamp.get(sid) is not v:
+            self._idle.set(sid, t, v, push=t >= now)
+        if t < now and not idle:
+            self._limbo.add(sid)  # past its deadline by rounding only: looked at next time
+        else:
+            self._limbo.discard(sid)
 
     def _vote_index(self) -> VoteIndex:
         """The incremental vote index, new when the parameters it resolves with changed."""
@@ -226,14 +225,21 @@ class Planner:
         return votes
 
     def _propose(
-        self, s: LiveSession, now: float, picked: list[KnownNode]
+        self, s: LiveSession, now: float
     ) -> tuple[tuple[Proposal, ...], tuple[KnownNode, ...] | None]:
         """The session's proposals and the cursor subtree they were made over (None: none)."""
-        v, budget = s.view, self.budget
-        if is_idle(v, now, budget) or v.policy == "none":
+        v = s.view
+        if is_idle(v, now, self.budget) or v.policy == "none":
             return (), None  # idle or gone (``viewers``): the core cancels what runs only for it
         if not self.speculation_allowed(v.session_id):
             return (), None  # P of its speculation drops to 0: the core cancels what it runs
+        return self._propose_below(s, now)
+
+    def _propose_below(
+        self, s: LiveSession, now: float
+    ) -> tuple[tuple[Proposal, ...], tuple[KnownNode, ...] | None]:
+        """``_propose`` for a session that may speculate: none below a cursor not ready."""
+        v, budget = s.view, self.budget
         mem = self._memories[v.memory_id]
         where = (v.cursor_chunk_id, mem.tree.version, budget.max_depth)
         cached = self._subtrees.get(v.session_id)
@@ -247,7 +253,6 @@ class Planner:
             }  # fmt: skip
             sub = tuple(mem.tree.subtree(cursor.chunk_id, budget.max_depth))
             cached = self._subtrees[v.session_id] = (where, sub, children)
-        picked.extend(cached[1])
         kids = cached[2]
 
         def context() -> PolicyContext:
@@ -323,7 +328,7 @@ class Planner:
             chunk = request_id.partition("/")[2] if request_id is not None else ""
             if self._demands.get(chunk) is None or self._demands[chunk].request_id != request_id:
                 return None
-            del self._demands[chunk]
+            self._take_demand(chunk)
             node = mem.tree.get(chunk)
             if node is None or node.state != "pending":
                 return None

@@ -8,7 +8,7 @@ Asking every session's policy on every plan is what made the first simulator spe
 replay in proposals (issue 10), although a session's proposals only change when something the
 policy reads changes. ``ProposalCache`` keeps each session's last answer under a signature of
 what a time-free policy reads: cursor, history, arm, the states of the cursor's children, the
-memory's epoch in coarse steps (``planning.coarse_epoch``: the memory's history grew by about an
+memory's epoch in coarse steps (``changes.coarse_epoch``: the memory's history grew by about an
 eighth) and the host's epoch (bumped by a reconfiguration). Decision: an action observed on
 *another* memory does not refresh a session's proposals (it only moves a learned policy's global
 prior), and a peer's action on the same memory refreshes them only in those coarse steps; they

@@ -41,7 +41,8 @@ from orchestrator.core.types import (
     SessionView,
     Timing,
 )
-from orchestrator.live.planning import LiveSession, Planner, _Memory
+from orchestrator.live.changes import LiveSession, _Memory
+from orchestrator.live.planning import Planner
 from orchestrator.live.proposals import ProposalCache, Proposer
 from orchestrator.live.records import (
     Claim,
@@ -53,13 +54,13 @@ from orchestrator.live.records import (
     UnknownMemory,
 )
 from orchestrator.live.tree import KnownNode, KnownTree, LiveLookup
+from orchestrator.live.upkeep import allow_all
 from orchestrator.live.viewers import (
     ThinkStats,
     gone_after_s,
     think_estimate,
     think_observation,
 )
-from policies.base import forget_memory, forget_session
 
 
 class LiveState(Planner):
@@ -111,7 +112,7 @@ class LiveState(Planner):
         self.proposals = ProposalCache()
         # Per-session veto on speculation (a user near the daily GPU cap loses it first): a
         # pure predicate of the session id, consulted on every plan.
-        self.speculation_allowed: Callable[[str], bool] = lambda _session_id: True
+        self.speculation_allowed: Callable[[str], bool] = allow_all
         self.host_epoch = 0
         self._memories: dict[str, _Memory] = {}
         self._trees: dict[str, KnownTree] = {}  # memory id -> its tree (``LiveLookup``)
@@ -137,6 +138,7 @@ class LiveState(Planner):
         self.plans_skipped = 0
         self._waiting: dict[str, list[tuple[str, str | None]]] = {}  # chunk -> (request, session)
         self._pending_refund = 0.0  # refunded between prepare() and apply(): apply keeps it
+        self._init_changes()  # what moved since the last prepare (``changes``)
 
     # ---- memories and sessions ---------------------------------------------------------------
 
@@ -154,7 +156,8 @@ class LiveState(Planner):
         self._dirty = True
         if memory_id in self._memories:
             return
-        tree = self._trees[memory_id] = KnownTree(memory_id, self._chunk_tree)
+        tree = self._trees[memory_id] = KnownTree(memory_id, self._chunk_tree, self._tree_moved)
+        self._cold.add(memory_id)  # evicted at the next prepare if nobody comes
         mem = self._memories[memory_id] = _Memory(tree)
         for node, producer in nodes:
             mem.tree.put(node)
@@ -190,9 +193,10 @@ class LiveState(Planner):
         if old is not None:
             live.think = old.think  # the same viewer thinks as before
         self._sessions[session_id] = live
+        self._entered(session_id)
         self._set_viewer(live, served=False)
         mem.sessions.add(session_id)
-        mem.epoch += 1
+        self._bump(mem)
         return live
 
     def session(self, session_id: str | None) -> LiveSession | None:
@@ -208,6 +212,7 @@ class LiveState(Planner):
         self._dirty = True
         s = self._sessions[session_id]
         s.arm, s.view = arm, replace(s.view, policy=policy)
+        self._touch(session_id)
 
     def close_session(self, session_id: str) -> None:
         """The viewer left: the session is evicted once idle with nothing to wait for."""
@@ -215,6 +220,7 @@ class LiveState(Planner):
         s = self._sessions.get(session_id)
         if s is not None:
             s.ended = True
+            self._touch(session_id)
 
     def configure(
         self, *, budget: Budget | None = None, timing: Timing | None = None,
@@ -299,6 +305,7 @@ class LiveState(Planner):
         think = think_estimate(s.think, self.think_all, self.prior_timing.think_s)
         gone = gone_after_s(think, self.timing.chunk_duration_s, self.budget.gone_after_gaps)
         s.view = replace(s.view, think_s=think, idle_after_s=gone if s.waiting == 0 else None)
+        self._touch(s.view.session_id)
 
     def _refund(self, gpu_s: float, now: float) -> None:
         """Give a speculation's charge back to the bucket: its chunk was wanted (not waste)."""
@@ -354,7 +361,7 @@ class LiveState(Planner):
             depth = parent.depth + 1 if parent is not None else 0
             node = mem.tree.put(KnownNode(chunk_id, key[0], key[1], pose, action, "pending", depth))
         if node.chunk_id not in self._demands:
-            self._demands[node.chunk_id] = self._demand(node, session_id, now)
+            self._put_demand(self._demand(node, session_id, now), node.chunk_id)
         return Resolution(
             "miss", node.chunk_id, node.depth, None, None, None, claim, False, False, None, None
         )
@@ -367,9 +374,10 @@ class LiveState(Planner):
             self.proposer.observe(ActionObserved(s.view.session_id, mem.tree.memory_id, history,
                                                  action))  # fmt: skip
             history = (*history, action)
-            mem.epoch += 1
+            self._bump(mem)
         s.view = replace(s.view, cursor_chunk_id=chunk_id, history=history, last_active_at=now,
                          watch_started_at=now)  # fmt: skip
+        self._touch(s.view.session_id)
 
     def resume(self, memory_id: str, chunk_id: str, session_id: str | None, now: float) -> bool:
         """Queue a demand for a pending chunk a previous process accepted (start-up recovery).
@@ -381,7 +389,7 @@ class LiveState(Planner):
         if node is None or node.state != "pending":
             return False
         if chunk_id not in self._demands:
-            self._demands[chunk_id] = self._demand(node, session_id, now)
+            self._put_demand(self._demand(node, session_id, now), chunk_id)
         return True
 
     def _demand(self, node: KnownNode, session_id: str | None, now: float) -> DemandRequest:
@@ -432,7 +440,7 @@ class LiveState(Planner):
         elif ok:  # a cancelled job that stored its chunk anyway
             if chunk_id in self._running:
                 return Ended(chunk_id, memory_id, "unchanged", (), kind)
-            self._demands.pop(chunk_id, None)
+            self._take_demand(chunk_id)
             mem.tree.set_state(chunk_id, "ready", now)
             mem.producers[chunk_id] = Producer(made_by, "speculative", None, None, False)
         return Ended(chunk_id, memory_id, "ready" if ok else "failed",
@@ -442,6 +450,7 @@ class LiveState(Planner):
         del self._running[job.chunk_id]
         self._job_chunk.pop(job.job_id, None)
         self._job_changes[job.job_id] = None
+        self._cold.add(job.memory_id)  # perhaps its memory's last job
         tree = self._memories[job.memory_id].tree
         tree.set_state(job.chunk_id, "ready" if state == "ready" else "failed", now)
 
@@ -454,6 +463,7 @@ class LiveState(Planner):
                 s.waiting -= 1
                 # Watching starts now; so does activity (a long wait must not make them idle).
                 s.view = replace(s.view, watch_started_at=now, last_active_at=now)
+                self._touch(s.view.session_id)
                 self._set_viewer(s, served=s.waiting == 0)
         return tuple(answered)
 
@@ -484,47 +494,12 @@ class LiveState(Planner):
         cache hit there. Unknown ids, and sessions whose policy is not time-free (asked afresh
         by every ``prepare`` anyway), are skipped; nothing else changes.
         """
-        scratch: list[KnownNode] = []
         for sid in session_ids:
             s = self._sessions.get(sid)
             if s is not None and self.proposer.time_free(s.arm):
-                self._propose(s, now, scratch)
-                scratch.clear()
+                self._propose(s, now)
 
     # ---- eviction and introspection ----------------------------------------------------------
-
-    def _evict(self, now: float) -> None:
-        idle_s = self.budget.idle_timeout_s
-        for sid, s in list(self._sessions.items()):
-            quiet = now - s.view.last_active_at
-            if s.waiting == 0 and quiet > idle_s and (s.ended or quiet > self.evict_after_s):
-                self.evict_session(sid)
-        busy = {j.memory_id for j in self._running.values()}
-        busy.update(d.memory_id for d in self._demands.values())
-        for mid, mem in list(self._memories.items()):
-            if not mem.sessions and mid not in busy:
-                del self._memories[mid]
-                del self._trees[mid]
-                for n in mem.tree:
-                    self._chunk_tree.pop(n.chunk_id, None)
-                forget_memory(self.proposer, mid)
-
-    def evict_session(self, session_id: str) -> None:
-        """Forget a session now (its rows stay in the database)."""
-        self._dirty = True
-        s = self._sessions.pop(session_id, None)
-        if s is None:
-            return
-        self._roster.drop_session(session_id)
-        self._voted.pop(session_id, None)
-        self.proposals.forget(session_id)
-        forget_session(self.proposer, session_id)  # the policy's own per-session state
-        # Its cached cursor subtree would otherwise keep an ended session's nodes alive.
-        self._subtrees.pop(session_id, None)
-        mem = self._memories.get(s.view.memory_id)
-        if mem is not None:
-            mem.sessions.discard(session_id)
-            mem.epoch += 1
 
     def _memory(self, memory_id: str) -> _Memory:
         mem = self._memories.get(memory_id)

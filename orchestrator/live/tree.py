@@ -79,14 +79,23 @@ class KnownTree:
         memory_id: the memory.
         registry: chunk id -> tree, shared by the live state's trees (``LiveLookup``); every
             node put here is registered in it. None = not registered anywhere.
+        changed: a set the memory id is added to at every change (``version`` bump): the live
+            state's record of the trees that moved since its last plan. None = not recorded;
+            either way ``take_moved`` gives the chunks changed since it was last called.
     """
 
-    def __init__(self, memory_id: str, registry: dict[str, KnownTree] | None = None) -> None:
+    def __init__(
+        self, memory_id: str, registry: dict[str, KnownTree] | None = None,
+        changed: set[str] | None = None,
+    ) -> None:  # fmt: skip
         self.memory_id = memory_id
         self._registry = registry
+        self._changed = changed
+        self._moved: set[str] = set()  # chunks put or moved since ``take_moved``
         self._by_id: dict[str, KnownNode] = {}
         self._by_key: dict[Key, str] = {}
         self._children: dict[str, dict[str, str]] = {}  # parent id -> pose -> child id
+        self._roots: dict[str, str] = {}  # pose -> id of the nodes without a parent
         self.version = 0  # bumped by every change: cached neighbourhoods compare it
 
     def __len__(self) -> int:
@@ -127,11 +136,16 @@ class KnownTree:
             raise ValueError(f"chunk key {node.key} is already chunk {holder}")
         self._by_id[node.chunk_id] = node
         self.version += 1
+        self._moved.add(node.chunk_id)
+        if self._changed is not None:
+            self._changed.add(self.memory_id)
         self._by_key[node.key] = node.chunk_id
         if self._registry is not None:
             self._registry[node.chunk_id] = self
         if node.parent_id is not None:
             self._children.setdefault(node.parent_id, {})[node.pose] = node.chunk_id
+        else:
+            self._roots[node.pose] = node.chunk_id
         return node
 
     def set_state(self, chunk_id: str, state: LiveNodeState, now: float) -> KnownNode:
@@ -140,11 +154,24 @@ class KnownTree:
         updated = replace(node, state=state, ready_at=now if state == "ready" else None)
         self._by_id[chunk_id] = updated
         self.version += 1
+        self._moved.add(chunk_id)
+        if self._changed is not None:
+            self._changed.add(self.memory_id)
         return updated
+
+    def take_moved(self) -> set[str]:
+        """The chunks put or moved since the last call (and forget them)."""
+        moved, self._moved = self._moved, set()
+        return moved
 
     def children(self, chunk_id: str) -> Iterator[KnownNode]:
         """The known children of ``chunk_id``."""
         for cid in self._children.get(chunk_id, {}).values():
+            yield self._by_id[cid]
+
+    def roots(self) -> Iterator[KnownNode]:
+        """The known nodes without a parent (one per root pose)."""
+        for cid in self._roots.values():
             yield self._by_id[cid]
 
     def subtree(self, chunk_id: str, depth: int) -> Iterator[KnownNode]:

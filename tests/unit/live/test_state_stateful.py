@@ -7,6 +7,13 @@ invariants hold, and every plan made from the live state's neighbourhood input e
 made from the whole known tree (the shortcut never changes a decision). Issue 11: a viewer silent
 for ``gone_after_gaps`` of their own gaps gets no speculation and keeps none running; a guess
 whose chunk is requested gives its whole charge back to the bucket, exactly once.
+
+``prepare`` looks only at what moved since the last one (``orchestrator.live.upkeep``): every
+input it makes must equal the one ``prepare(full=True)`` makes at the same moment by visiting
+every session, job and demand (what every prepare did before), its evictions and next idle time
+those of a pass over every session. Policies run both time-free (cached) and asked every plan,
+under the default speculation gate and a custom one that viewers move in and out of, and the
+operator reconfigures the budget.
 """
 
 from __future__ import annotations
@@ -19,11 +26,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from orchestrator.core.budget import refill, refund, speculative_slot_cap
-from orchestrator.core.frontier import is_idle
+from orchestrator.core.frontier import idle_after_s, is_idle
 from orchestrator.core.plan import plan
 from orchestrator.core.poses import action_to_pose
 from orchestrator.core.tree import TreeIndex
-from orchestrator.core.types import Budget, Timing
+from orchestrator.core.types import Budget, PlanInput, Timing
 from orchestrator.core.votes import VoteIndex
 from orchestrator.live import LiveState, SinglePolicy
 from orchestrator.live.tree import core_nodes
@@ -43,15 +50,22 @@ TIMING = Timing(gpu_s_per_chunk=8.0, chunk_duration_s=5.0, think_s=10.0)
 class LiveMachine(RuleBasedStateMachine):
     """Drives one LiveState; ``answered`` / ``waiting`` track every waiting request."""
 
-    @initialize(policy=st.sampled_from(["uniform", "markov", "lookahead"]))
-    def setup(self, policy: str) -> None:
+    @initialize(policy=st.sampled_from(["uniform", "markov", "lookahead"]),
+                cached=st.booleans(), gated=st.booleans())  # fmt: skip
+    def setup(self, policy: str, cached: bool, gated: bool) -> None:
         ids = itertools.count()
+        # cached False: the policy counts as reading the time, so it is asked every plan.
         self.live = LiveState(
             budget=BUDGET, timing=TIMING, frames=125,
-            proposer=SinglePolicy(make_policy(policy)),
+            proposer=SinglePolicy(make_policy(policy), cache=cached),
             new_chunk_id=lambda key: f"{key[0]}:{key[1]}/{key[2]}",
             new_job_id=lambda: f"j{next(ids)}", evict_after_s=200.0,
         )  # fmt: skip
+        self.blocked: set[str] = set()  # sessions the custom speculation gate refuses
+        self.gated, self.cached = gated, cached
+        if gated:
+            self.live.speculation_allowed = lambda sid: sid not in self.blocked
+        self.budget = BUDGET
         self.now = 0.0
         self.requests = itertools.count()
         self.waiting: set[str] = set()
@@ -85,7 +99,9 @@ class LiveMachine(RuleBasedStateMachine):
         res = self.live.request(memory, parent, pose, action, request_id=rid, session_id=sid,
                                 now=self.now, record_history=action is not None)  # fmt: skip
         if charge > 0.0:
-            assert self.live.bucket == refund(refill(before, BUDGET, self.now), BUDGET, charge)
+            assert self.live.bucket == refund(
+                refill(before, self.budget, self.now), self.budget, charge
+            )
         else:
             assert self.live.bucket == before
         node = self.live.node(memory, res.chunk_id)
@@ -122,11 +138,36 @@ class LiveMachine(RuleBasedStateMachine):
     def advance(self, dt: float) -> None:
         self.now += dt
 
+    @rule(dt=st.floats(0.0, 40.0))
+    def look(self, dt: float) -> None:
+        """Time passes and the shell prepares without carrying the plan out (a plan in a worker
+        thread, or one that changed nothing): idle deadlines pass with nothing else moving."""
+        self.now += dt
+        asked = self.live.proposals.asked
+        self._same_as_visiting_everything(self.live.prepare(self.now), asked)
+        self._evicted_as_a_full_pass_would()
+
+    @precondition(lambda self: self.gated)
+    @rule(data=st.data())
+    def gate(self, data: st.DataObject) -> None:
+        """A viewer near its GPU cap loses speculation (or gets it back): only the gate knows."""
+        ids = sorted(s.view.session_id for s in self.live.sessions())
+        if ids:
+            self.blocked ^= {data.draw(st.sampled_from(ids))}
+
+    @rule(idle=st.sampled_from([10.0, 30.0, 90.0]), depth=st.sampled_from([1, 2]))
+    def reconfigure(self, idle: float, depth: int) -> None:
+        self.budget = replace(self.budget, idle_timeout_s=idle, max_depth=depth)
+        self.live.configure(budget=self.budget)
+
     # ---- scheduling and jobs ----------------------------------------------------------------
 
     @rule()
     def schedule(self) -> None:
+        asked = self.live.proposals.asked
         inp = self.live.prepare(self.now)
+        self._evicted_as_a_full_pass_would()
+        self._same_as_visiting_everything(inp, asked)
         everything = [n for m in ("m1", "m2") if (t := self.live.tree(m)) for n in t]
         # The plain path: the whole known tree as a snapshot, no vote index, no lookups into
         # the live trees, no roster; each shortcut alone must not change the plan either.
@@ -149,7 +190,7 @@ class LiveMachine(RuleBasedStateMachine):
         for st_ in scheduled.starts:
             if st_.job.kind == "speculative":
                 assert st_.job.session_id is not None
-                assert not is_idle(views[st_.job.session_id], self.now, BUDGET)  # not gone
+                assert not is_idle(views[st_.job.session_id], self.now, self.budget)  # not gone
         self._speculation_only_for_present_viewers()
         for c in scheduled.cancels:
             self.stale_jobs.append((c.job_id, c.chunk_id, c.memory_id))
@@ -157,16 +198,56 @@ class LiveMachine(RuleBasedStateMachine):
         assert len(jobs) <= BUDGET.max_containers
         assert sum(j.kind == "speculative" for j in jobs) <= speculative_slot_cap(BUDGET)
 
+    def _same_as_visiting_everything(self, inp: PlanInput, asked_before: int) -> None:
+        """The input prepare made from what moved equals the one made by visiting everything
+        (``full=True``) at the same moment, and so do the next idle time and the plan."""
+        assert inp.votes is not None
+        votes, wake = inp.votes.contents(), self.live.next_wake()
+        idle_at = min((t for s in self.live.sessions()
+                       if self.now <= (t := s.view.last_active_at
+                                       + idle_after_s(s.view, self.budget))),
+                      default=float("inf"))  # fmt: skip
+        asked = self.live.proposals.asked
+        again = self.live.prepare(self.now, full=True)
+        # Visiting everything asks the policies nothing more (a time-free one: every signature
+        # is as the last prepare left it), or exactly what it asks every plan (one reading time).
+        again_asked = self.live.proposals.asked - asked
+        assert again_asked == (0 if self.cached else asked - asked_before)
+        assert again.votes is inp.votes and inp.votes.contents() == votes
+        assert set(again.nodes) == set(inp.nodes) and len(again.nodes) == len(inp.nodes)
+        assert again.sessions == inp.sessions
+        assert again.proposals == inp.proposals
+        assert again.jobs == inp.jobs and again.demands == inp.demands
+        assert self.live.next_wake() == wake
+        assert self.live._next_idle_at == idle_at
+        assert plan(again) == plan(inp)
+
+    def _evicted_as_a_full_pass_would(self) -> None:
+        """No session left that the eviction rule takes, no memory left holding nothing."""
+        idle_s = self.budget.idle_timeout_s
+        for s in self.live.sessions():
+            quiet = self.now - s.view.last_active_at
+            assert not (s.waiting == 0 and quiet > idle_s and (s.ended or quiet > 200.0)), s
+        busy = {j.memory_id for j in self.live.running()}
+        busy.update(d.memory_id for d in self.live.demands())
+        for memory in ("m1", "m2"):
+            if self.live.has_memory(memory):
+                assert memory in busy or any(
+                    s.view.memory_id == memory for s in self.live.sessions()
+                ), memory
+
     def _speculation_only_for_present_viewers(self) -> None:
         """Every speculative job left running lies in the subtree (to max_depth) of the cursor
         of a session that is neither idle nor gone."""
-        present = [s.view for s in self.live.sessions() if not is_idle(s.view, self.now, BUDGET)]
+        present = [
+            s.view for s in self.live.sessions() if not is_idle(s.view, self.now, self.budget)
+        ]
         for job in self.live.running():
             if job.kind != "speculative":
                 continue
             tree = self.live.tree(job.memory_id)
             assert tree is not None
-            chain = {n.chunk_id for n in tree.ancestors(job.chunk_id, BUDGET.max_depth)}
+            chain = {n.chunk_id for n in tree.ancestors(job.chunk_id, self.budget.max_depth)}
             assert any(v.memory_id == job.memory_id and v.cursor_chunk_id in chain
                        for v in present), job  # fmt: skip
 
@@ -240,4 +321,4 @@ class LiveMachine(RuleBasedStateMachine):
 
 
 TestLiveState = LiveMachine.TestCase
-TestLiveState.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+TestLiveState.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
