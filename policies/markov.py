@@ -568,12 +568,23 @@ def _shrink_minus(
     key of ``b`` is in ``a``; a negative difference (a session id reused on two memories) counts
     in the total, as the dense form counts it. The same total (integer counts: the order of the
     sum changes nothing), the same T, the same terms per action as building the difference."""
-    if not b:
-        return _shrink(a, len(a), prior, strength, discount, index)
+    seen = len(a)
+    if not b:  # _shrink(a, len(a), ...), inline: the usual case for a thin session row
+        total = sum(a.values())
+        if total <= 0:
+            return prior
+        back = discount * seen + strength
+        denom = total + strength
+        out = [back * q / denom for q in prior]
+        for k, n in a.items():
+            if n > discount:
+                i = index[k]
+                out[i] = (n - discount + back * prior[i]) / denom
+        return out
     total = sum(a.values()) - sum(b.values())
     if total <= 0:
         return prior
-    seen, get = len(a), a.get
+    get = a.get
     for k, v in b.items():
         old = get(k, 0)
         if old > 0 >= old - v:
