@@ -413,8 +413,11 @@ class MarkovPolicy:
         out = self._final.get(chain)
         if out is None:
             probs = self._recalibrate(raw) if self.calibrate else raw
+            # Clamped to [0, 1]; a p already inside (0, 1] is itself (0.0, -0.0, NaN and the
+            # out-of-range take min/max, as every p once did: -0.0 becomes 0.0).
             out = self._final[chain] = {
-                a: min(1.0, max(0.0, p)) for a, p in zip(kx.actions, probs, strict=True)
+                a: p if 0.0 < p <= 1.0 else min(1.0, max(0.0, p))
+                for a, p in zip(kx.actions, probs, strict=True)
             }
         return dict(out)
 
@@ -427,10 +430,8 @@ class MarkovPolicy:
                 [predicted + _BIN_PRIOR for predicted, _ in self._bins],
             )
         num, den = factors
-        fixed = []
-        for p in raw:
-            b = max(0, bisect.bisect_right(_EDGES, p) - 1)
-            fixed.append(p * num[b] / den[b])
+        right, edges = bisect.bisect_right, _EDGES
+        fixed = [p * num[b] / den[b] for p in raw for b in (max(0, right(edges, p) - 1),)]
         total = sum(fixed)
         return [q / total for q in fixed] if total > 0.0 else raw
 
