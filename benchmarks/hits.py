@@ -543,6 +543,7 @@ _LEAF_CATEGORIES = [
     ("post_chunk (orchestrator", "endpoint post_chunk (service logic)"),
     ("request_context (orchestrator", "request_context middleware body"),
     ("solve_dependencies", "fastapi dependencies / validation"),
+    ("api_fast.py", "lean route handler (api_fast: parse, caller)"),
     ("serialize_response", "response serialization"),
     ("middleware/base.py", "BaseHTTPMiddleware machinery"),
     ("http_guard", "http guards (ASGI)"),

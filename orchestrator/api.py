@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from orchestrator import repo
 from orchestrator.abandon import client_watch, mark_if_gone
 from orchestrator.access_log import note
+from orchestrator.api_fast import LeanRoute
 from orchestrator.auth import Principal
 from orchestrator.backends import SignedUrls
 from orchestrator.db_supervisor import is_database_error
@@ -119,7 +120,6 @@ async def post_memory(
     )
 
 
-@router.post("/memories/{memory_id}/chunks", response_model=ChunkCreated)
 async def post_chunk(
     memory_id: uuid.UUID,
     body: ChunkRequest,
@@ -144,6 +144,11 @@ async def post_chunk(
     created = ChunkCreated(chunk=await _chunk_out(svc, served, inline, caller),
                            session_id=session_id)  # fmt: skip
     return Response(_CHUNK_CREATED.to_json(created, by_alias=True), media_type=JSON)
+
+
+# The hit route: FastAPI's generic handler only for requests the lean one leaves to it (api_fast).
+router.add_api_route("/memories/{memory_id}/chunks", post_chunk, methods=["POST"],
+                     response_model=ChunkCreated, route_class_override=LeanRoute)  # fmt: skip
 
 
 _CHUNK_CREATED = ChunkCreated.__pydantic_serializer__

@@ -36,10 +36,13 @@ class EventBus:
 
         Types in ``LOGGED`` are also logged at info, as event ``event_type`` with ``data``.
         """
-        event: Event = {"type": event_type, "memory_id": memory_id, "at": time.time(), **data}
         if event_type in LOGGED:
             _log.get().info(event_type, memory_id=memory_id, **data)
-        for queue in list(self._subs.get(memory_id, ())):
+        subs = self._subs.get(memory_id)
+        if not subs:  # the usual case on the hit path: nobody is watching this memory
+            return
+        event: Event = {"type": event_type, "memory_id": memory_id, "at": time.time(), **data}
+        for queue in list(subs):
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()

@@ -262,7 +262,8 @@ class MarkovPolicy:
         if action not in self._calibration_set:  # a new action: the key set grows
             keys = tuple(sorted(self._seen | {action} | set(_DEFAULT_KEYS)))
             self._calibration_keys, self._calibration_set = keys, frozenset(keys)
-        raw, _ = self._raw(self._keyset(keys), history, memory, session)
+        # No memo: the counts change right after this forecast, which empties it.
+        raw, _ = self._raw(self._keyset(keys), history, memory, session, memoise=False)
         # Bin by bin, the same additions in the same order as one _bin() call per key (adding
         # 0.0 to a realised mass, which starts at +0.0, changes nothing and is skipped).
         bins, edges, right = self._bins, _EDGES, bisect.bisect_right
@@ -333,10 +334,12 @@ class MarkovPolicy:
         self._discount = None
 
     def _raw(
-        self, kx: _KeySet, h: tuple[str, ...], memory_id: str, session_id: str
-    ) -> tuple[list[float], tuple[object, ...]]:
+        self, kx: _KeySet, h: tuple[str, ...], memory_id: str, session_id: str,
+        memoise: bool = True,
+    ) -> tuple[list[float], tuple[object, ...]]:  # fmt: skip
         """Steps 1-4 of the module doc for ``kx.keys`` after normalised history ``h``; also the
-        memo key of the context chain it went through."""
+        memo key of the context chain it went through (``memoise`` False: levels are neither
+        looked up in the memo nor added to it; the values are the same)."""
         memo = self._memo
         if len(memo) >= _MEMO_MAX:
             memo.clear()
@@ -362,11 +365,13 @@ class MarkovPolicy:
             if sum(n_all.values()) < self.min_count:
                 continue
             chain = (chain, c)
-            hit = memo.get(chain)
+            hit = memo.get(chain) if memoise else None
             if hit is None:
-                hit = memo[chain] = self._level(
+                hit = self._level(
                     n, n_all, _row(memory, c, ix, covers), _row(session, c, ix, covers), s, d, ix
                 )
+                if memoise:
+                    memo[chain] = hit
             s = hit
             n += 1
         if n == 0:  # no level with global evidence: level 0 on the (thin) empty context
@@ -380,17 +385,15 @@ class MarkovPolicy:
         s: list[float], d: float, ix: dict[str, int],
     ) -> list[float]:  # fmt: skip
         """One context level of steps 2-4: global (other memories), memory, session."""
-        other_mem, mem_seen = _minus(n_all, n_mem)
-        other_ses, ses_seen = _minus(n_mem, n_ses)
         # The previous level's session estimate is this level's global prior: what the viewer
         # and their memory showed in a shorter context carries into a longer one. c0 globally:
         # additive (no discount), so the base prior fades as traffic arrives even when that
         # traffic spreads over every action.
         if n:
-            g = _shrink(other_mem, mem_seen, s, self.kappa, d, ix)
+            g = _shrink_minus(n_all, n_mem, s, self.kappa, d, ix)
         else:
-            g = _shrink(other_mem, mem_seen, s, self.alpha, 0.0, ix)
-        m = _shrink(other_ses, ses_seen, g, self.beta, d, ix)
+            g = _shrink_minus(n_all, n_mem, s, self.alpha, 0.0, ix)
+        m = _shrink_minus(n_mem, n_ses, g, self.beta, d, ix)
         return _shrink(n_ses, len(n_ses), m, self.beta, d, ix)
 
     def next_action_probabilities(
@@ -410,8 +413,11 @@ class MarkovPolicy:
         out = self._final.get(chain)
         if out is None:
             probs = self._recalibrate(raw) if self.calibrate else raw
+            # Clamped to [0, 1]; a p already inside (0, 1] is itself (0.0, -0.0, NaN and the
+            # out-of-range take min/max, as every p once did: -0.0 becomes 0.0).
             out = self._final[chain] = {
-                a: min(1.0, max(0.0, p)) for a, p in zip(kx.actions, probs, strict=True)
+                a: p if 0.0 < p <= 1.0 else min(1.0, max(0.0, p))
+                for a, p in zip(kx.actions, probs, strict=True)
             }
         return dict(out)
 
@@ -424,10 +430,8 @@ class MarkovPolicy:
                 [predicted + _BIN_PRIOR for predicted, _ in self._bins],
             )
         num, den = factors
-        fixed = []
-        for p in raw:
-            b = max(0, bisect.bisect_right(_EDGES, p) - 1)
-            fixed.append(p * num[b] / den[b])
+        right, edges = bisect.bisect_right, _EDGES
+        fixed = [p * num[b] / den[b] for p in raw for b in (max(0, right(edges, p) - 1),)]
         total = sum(fixed)
         return [q / total for q in fixed] if total > 0.0 else raw
 
@@ -533,26 +537,6 @@ def _row(table: _Counts, c: tuple[str, ...], index: dict[str, int], covers: bool
 _EMPTY: dict[str, int] = {}
 
 
-def _minus(a: dict[str, int], b: dict[str, int]) -> tuple[dict[str, int], int]:
-    """``a - b`` per action, without zero entries, and how many entries are > 0 (``a`` has
-    only positive counts). Normally every key of ``b`` is in ``a`` (a scope's events are in the
-    wider scope's counts too); a negative difference (a session id reused on two memories) is
-    kept, as the dense form keeps it."""
-    if not b:
-        return a, len(a)
-    out, seen = dict(a), len(a)
-    for k, v in b.items():
-        old = out.get(k, 0)
-        left = old - v
-        if old > 0 >= left:
-            seen -= 1
-        if left:
-            out[k] = left
-        else:
-            del out[k]
-    return out, seen
-
-
 def _shrink(
     counts: dict[str, int], seen: int, prior: list[float], strength: float, discount: float,
     index: dict[str, int],
@@ -572,6 +556,49 @@ def _shrink(
         if n > discount:
             i = index[a]
             out[i] = (n - discount + back * prior[i]) / denom
+    return out
+
+
+def _shrink_minus(
+    a: dict[str, int], b: dict[str, int], prior: list[float], strength: float, discount: float,
+    index: dict[str, int],
+) -> list[float]:  # fmt: skip
+    """``_shrink`` of the counts ``a - b`` per action (``b``'s scope is inside ``a``'s: the
+    exclusive counts of steps 2-3) without building ``a - b`` (two dict copies per level were
+    a third of a forecast's time). T counts the actions whose difference is > 0. Normally every
+    key of ``b`` is in ``a``; a negative difference (a session id reused on two memories) counts
+    in the total, as the dense form counts it. The same total (integer counts: the order of the
+    sum changes nothing), the same T, the same terms per action as building the difference."""
+    seen = len(a)
+    if not b:  # _shrink(a, len(a), ...), inline: the usual case for a thin session row
+        total = sum(a.values())
+        if total <= 0:
+            return prior
+        back = discount * seen + strength
+        denom = total + strength
+        out = [back * q / denom for q in prior]
+        for k, n in a.items():
+            if n > discount:
+                i = index[k]
+                out[i] = (n - discount + back * prior[i]) / denom
+        return out
+    total = sum(a.values()) - sum(b.values())
+    if total <= 0:
+        return prior
+    get = a.get
+    for k, v in b.items():
+        old = get(k, 0)
+        if old > 0 >= old - v:
+            seen -= 1
+    back = discount * seen + strength
+    denom = total + strength
+    out = [back * q / denom for q in prior]
+    drop = b.get
+    for k, n in a.items():
+        left = n - drop(k, 0)
+        if left > discount:  # an action only in b has a negative difference: never counted
+            i = index[k]
+            out[i] = (left - discount + back * prior[i]) / denom
     return out
 
 

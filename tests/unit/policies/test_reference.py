@@ -97,3 +97,30 @@ def test_optimised_prediction_matches_the_reference(
             assert fast.propose(ctx) == slow.propose(ctx)
             assert fast_deep.propose(ctx) == slow_deep.propose(ctx)
     assert fast.reliability() == slow.reliability()
+
+
+def test_a_long_walk_calibrates_as_the_reference() -> None:
+    """Step 5 over thousands of events on many actions (loud and quiet keys of every base
+    prior mixed, streaks, three memories): the bins stay the reference's, bit for bit."""
+    import random
+
+    rng = random.Random(7)
+    fast, slow = MarkovPolicy(), ReferenceMarkov()
+    vocab = (*ACTION_NAMES[:12], "w", "w", "w", "left")
+    histories: dict[str, tuple[str, ...]] = {}
+    for step in range(3000):
+        sid = f"s{rng.randrange(40)}"
+        mid = f"m{int(sid[1:]) % 3}"
+        before = histories.get(sid, ())
+        prev = before[-1] if before and rng.random() < 0.6 else rng.choice(vocab)
+        event = ActionObserved(sid, mid, before, prev)
+        fast.observe(event)
+        slow.observe(event)
+        histories[sid] = (*before, prev)[-8:]
+        if step % 500 == 0:
+            assert fast.reliability() == slow.reliability()
+    assert fast.reliability() == slow.reliability()
+    ctx = ctx_for("s1", "m1", histories["s1"], 0, 2)
+    assert fast.next_action_probabilities(ctx, histories["s1"]) == (
+        slow.next_action_probabilities(ctx, histories["s1"])
+    )
