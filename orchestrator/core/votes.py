@@ -48,16 +48,16 @@ time and ``now`` are both within 1e-100 of 0, or 0 < E < 1e-100.
 
 from __future__ import annotations
 
-import bisect
 import heapq
-import itertools
 import math
 import operator
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from typing import NamedTuple
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from orchestrator.core.frontier import Candidate, _candidate, _Vote, active_by_id, value
-from orchestrator.core.poses import PoseError, action_to_pose
+from orchestrator.core.session_votes import NodeByKey as NodeByKey
+from orchestrator.core.session_votes import NodeOf as NodeOf
+from orchestrator.core.session_votes import Resolution, _Raw, pose_memo, session_votes
+from orchestrator.core.sorted_keys import SortedKeys as SortedKeys
 from orchestrator.core.tree import Key
 from orchestrator.core.types import (
     Budget,
@@ -66,133 +66,13 @@ from orchestrator.core.types import (
     RunningJob,
     SessionView,
     Timing,
-    TreeNode,
 )
 
 _MARGIN = 1e-9  # relative slack of the score bound over rounding (a few ulps, ~1e-16 each)
 _TINY = 1e-100  # below this, products may be subnormal and the bounds lose their rigour
 
-_Raw = tuple[str, float, int, float, str, float]
-"""(session_id, p, depth, T, action, step_s): one session's vote with its need time T unclamped
-(``frontier._Vote`` clamps it at ``now``)."""
-
 _Params = tuple[float, int, float, float]
 """(p, depth, T, step): what a key's value depends on besides ``now`` and E (its run)."""
-
-NodeOf = Callable[[str], TreeNode | None]
-"""Chunk id -> the core's node (None when absent, or not given to the core)."""
-NodeByKey = Callable[[Key], TreeNode | None]
-"""Chunk key -> the core's node (None when absent, or not given to the core)."""
-
-
-class Resolution(NamedTuple):
-    """``session_votes``' answer: the session's best vote per key, and which keys exist."""
-
-    votes: dict[Key, _Raw]
-    existing: frozenset[Key]  # keys with a ready or running node (not startable)
-
-
-def session_votes(
-    session: SessionView,
-    proposals: Collection[Proposal],
-    node_of: NodeOf,
-    node_by_key: NodeByKey,
-    max_depth: int,
-    pose_of: Callable[[str], str],
-    timing: Timing,
-) -> Resolution:
-    """Resolve one session's proposals to chunk keys (``frontier.collect_votes``'s rules).
-
-    Args:
-        session: the session (its proposals must all carry its id; others are ignored).
-        proposals: its proposals.
-        node_of, node_by_key: lookups into the tree the core is given.
-        max_depth: ``Budget.max_depth``.
-        pose_of: action -> canonical pose, "" for an action ``poses.action_to_pose`` rejects.
-        timing: supplies ``chunk_duration_s`` and the default ``think_s``.
-
-    Returns:
-        Per key, the session's best vote (largest p, then smallest depth, then action), need
-        time unclamped; and the keys among them whose node is ready or running.
-    """
-    own = session.think_s
-    step = timing.chunk_duration_s + (
-        timing.think_s if own is None else (own if own > 0.0 else 0.0)
-    )
-    sid, memory_id, cursor = session.session_id, session.memory_id, session.cursor_chunk_id
-    ws = session.watch_started_at
-    votes: dict[Key, _Raw] = {}
-    below: dict[str, TreeNode | None] = {}  # first pose -> the cursor's child (depth-2 parents)
-    at_cursor: TreeNode | bool | None = False  # the cursor's node, looked up once
-    for prop in proposals:
-        path = prop.path
-        depth = len(path)
-        if prop.session_id != sid or not 1 <= depth <= max_depth:
-            continue
-        action = path[-1]
-        last = pose_of(action)
-        p = prop.probability
-        if not math.isfinite(p) or not last:
-            continue
-        parent: TreeNode | None
-        if depth == 1:
-            if at_cursor is False:
-                at_cursor = node_of(cursor)
-            parent = at_cursor if isinstance(at_cursor, TreeNode) else None
-        elif depth == 2:
-            first = pose_of(path[0])
-            if not first:
-                continue
-            if first in below:
-                parent = below[first]
-            else:
-                parent = below[first] = node_by_key((memory_id, cursor, first))
-        else:
-            parent = _parent(node_of, node_by_key, memory_id, cursor, path, pose_of)
-        if parent is None or parent.state != "ready":
-            continue  # generation is serial: the chunk needs its parent's last frame
-        key = (memory_id, parent.chunk_id, last)
-        p = 0.0 if not p > 0.0 else (1.0 if p >= 1.0 else p)
-        old = votes.get(key)
-        if old is None or (-p, depth, action) < (-old[1], old[2], old[4]):
-            votes[key] = (sid, p, depth, ws + depth * step, action, step)
-    existing = frozenset(
-        key for key in votes if (n := node_by_key(key)) is not None and n.state != "failed"
-    )
-    return Resolution(votes, existing)
-
-
-def _parent(
-    node_of: NodeOf, node_by_key: NodeByKey, memory_id: str, cursor: str,
-    path: tuple[str, ...], pose_of: Callable[[str], str],
-) -> TreeNode | None:  # fmt: skip
-    """The node the path's last step branches from (``TreeIndex.last_step``), or None."""
-    parent = node_of(cursor)
-    parent_id: str | None = cursor
-    for action in path[:-1]:
-        pose = pose_of(action)
-        if not pose:
-            return None
-        parent = node_by_key((memory_id, parent_id, pose)) if parent_id is not None else None
-        parent_id = parent.chunk_id if parent is not None else None
-    return parent
-
-
-def pose_memo(frames: int) -> Callable[[str], str]:
-    """Action -> canonical pose for ``frames`` frames, "" for a rejected action (memoised)."""
-    memo: dict[str, str] = {}
-
-    def pose_of(action: str) -> str:
-        pose = memo.get(action)
-        if pose is None:
-            try:
-                pose = str(action_to_pose(action, frames))
-            except (PoseError, ValueError):
-                pose = ""  # a policy bug must not stall planning
-            memo[action] = pose
-        return pose
-
-    return pose_of
 
 
 def _combined(votes: Mapping[str, _Raw]) -> _Params:
@@ -221,68 +101,6 @@ def _odd(params: _Params) -> tuple[bool, bool]:
     """(p is tiny but positive or T not finite, T is tiny): see ``safe``."""
     p, _, t, _ = params
     return (0.0 < p < _TINY or not math.isfinite(t), abs(t) < _TINY)
-
-
-class SortedKeys:
-    """The keys of one run in key order, as sublists of at most ``2 * LOAD`` keys.
-
-    A run can hold 10^4 keys (every session of a policy that gives the same P at the same
-    depth and need time): a plain sorted list then moves ~80 KB of pointers on every insert
-    and delete, ~10 us each, several times per re-resolved session. Here both cost a bisect
-    over the sublists' last keys and one over a sublist (O(log n + LOAD)).
-    """
-
-    LOAD = 256
-    __slots__ = ("_len", "_lists", "_maxes")
-
-    def __init__(self) -> None:
-        self._lists: list[list[Key]] = []
-        self._maxes: list[Key] = []  # the last key of each sublist
-        self._len = 0
-
-    def __len__(self) -> int:
-        return self._len
-
-    def add(self, key: Key) -> None:
-        """Insert ``key`` (not present) in order."""
-        lists, maxes = self._lists, self._maxes
-        self._len += 1
-        if not maxes:
-            lists.append([key])
-            maxes.append(key)
-            return
-        i = bisect.bisect_left(maxes, key)
-        if i == len(maxes):
-            i -= 1
-        sub = lists[i]
-        bisect.insort(sub, key)
-        maxes[i] = sub[-1]
-        if len(sub) > 2 * self.LOAD:
-            half = sub[self.LOAD :]
-            del sub[self.LOAD :]
-            maxes[i] = sub[-1]
-            lists.insert(i + 1, half)
-            maxes.insert(i + 1, half[-1])
-
-    def remove(self, key: Key) -> None:
-        """Delete ``key`` (present)."""
-        lists, maxes = self._lists, self._maxes
-        i = bisect.bisect_left(maxes, key)
-        sub = lists[i]
-        del sub[bisect.bisect_left(sub, key)]
-        self._len -= 1
-        if sub:
-            maxes[i] = sub[-1]
-        else:
-            del lists[i]
-            del maxes[i]
-
-    def first(self) -> Key:
-        """The smallest key (the run is not empty)."""
-        return self._lists[0][0]
-
-    def __iter__(self) -> Iterator[Key]:
-        return itertools.chain.from_iterable(self._lists)
 
 
 class _KeyState:
@@ -506,7 +324,7 @@ class VoteIndex:
                     self._heaped.add(params)
                     heapq.heappush(self._heap, (_order(params), params))
             members.add(key)
-        if len(self._heap) > 2 * len(runs) + 64:  # mostly emptied runs: rebuild
+        if len(self._heap) > 2 * len(runs) + 8:  # mostly emptied runs (walked too): rebuild
             self._heap = [(_order(r), r) for r in runs]
             heapq.heapify(self._heap)
             self._heaped = set(runs)

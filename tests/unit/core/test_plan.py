@@ -846,8 +846,10 @@ def unique_input(inp: PlanInput) -> PlanInput:
     recently active session; the last job in (job_id, started_at, chunk_id) order) and the
     nodes a ``TreeIndex`` keeps: what a shell that keeps a ``Roster`` and lookups hands over."""
     sessions: dict[str, SessionView] = {}
-    for s in sorted(inp.sessions, key=lambda s: (s.session_id, s.last_active_at,
-                                                  s.watch_started_at, s.cursor_chunk_id)):
+    for s in sorted(
+        inp.sessions,
+        key=lambda s: (s.session_id, s.last_active_at, s.watch_started_at, s.cursor_chunk_id),
+    ):
         sessions[s.session_id] = s
     jobs = {j.job_id: j for j in sorted(inp.jobs, key=lambda j: (j.job_id, j.started_at,
                                                                  j.chunk_id))}  # fmt: skip

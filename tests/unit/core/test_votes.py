@@ -27,7 +27,7 @@ from orchestrator.core.types import (
     Timing,
     TreeNode,
 )
-from orchestrator.core.votes import SortedKeys, VoteIndex
+from orchestrator.core.votes import VoteIndex
 
 ACTS = ("w", "a", "d", "left", "right", "w+left")
 PROBS = (0.0, 0.04, 0.1, 0.2, 0.25, 0.5, 0.5, 0.5, 0.9, 1.0, 1.0, 1.3)
@@ -127,26 +127,3 @@ def test_index_answers_none_for_unproposed_keys_and_forgets_dropped_sessions() -
     index.drop("s1")
     assert index.votes(key) is None and len(index) == 0
     assert list(index.best_first(inp, 10.0, set())) == []
-
-
-class _TinyKeys(SortedKeys):
-    LOAD = 2  # sublists split at 5 keys: the tests reach splits and emptied sublists
-    __slots__ = ()
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 30)), max_size=120))
-def test_sorted_keys_keep_the_order_of_a_sorted_list(ops: list[tuple[bool, int]]) -> None:
-    keys, plain = _TinyKeys(), []
-    for add, n in ops:
-        key = ("m", f"p{n:02d}", "q")
-        if add and key not in plain:
-            keys.add(key)
-            plain.append(key)
-        elif not add and key in plain:
-            keys.remove(key)
-            plain.remove(key)
-        plain.sort()
-        assert list(keys) == plain and len(keys) == len(plain)
-        if plain:
-            assert keys.first() == plain[0]
