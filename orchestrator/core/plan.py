@@ -118,6 +118,7 @@ from orchestrator.core.frontier import (
     probability,
     ranked,
     revalue,
+    value,
     warm_gpu_s,
 )
 from orchestrator.core.tree import Key, TreeIndex
@@ -444,12 +445,12 @@ def _admit_speculation(w: _Work) -> None:
             if j.kind == "speculative" and j.session_id is not None and j.job_id not in w.gone:
                 held[j.session_id] = held.get(j.session_id, 0) + 1
         taken = {(j.memory_id, j.parent_id, j.pose) for j in inp.jobs} | w.demanded
-    bucket, min_score = w.bucket, budget.min_benefit_per_gpu_s
     index = w.vote_index()
-    best = (
-        index.best_first(inp, warm_gpu_s(inp), taken) if index is not None
-        else ranked(inp, w.index, collect_votes(inp, w.index, w.active), taken)
-    )  # fmt: skip
+    if index is not None:
+        _admit_indexed(w, index, held, base, taken)
+        return
+    bucket, min_score = w.bucket, budget.min_benefit_per_gpu_s
+    best = ranked(inp, w.index, collect_votes(inp, w.index, w.active), taken)
     for c in best:
         if w.free_slots() <= 0 or w.spec_live + len(w.spec_starts) >= cap:
             break
@@ -470,6 +471,63 @@ def _admit_speculation(w: _Work) -> None:
             continue  # a candidate with less lead time costs less: it may still fit
         bucket = paid
         held[c.session_id] = mine + 1
+        w.spec_starts.append(_spec_start(c, cold > 0.0))
+    w.bucket = bucket
+
+
+def _admit_indexed(
+    w: _Work, index: VoteIndex, held: dict[str, int], base: Mapping[str, int],
+    taken: Collection[Key],
+) -> None:  # fmt: skip
+    """Step e from the vote index: the loop of ``_admit_speculation`` over
+    ``VoteIndex.walk``, which gives each key with its run's value, so a ``Candidate`` is built
+    only for a key that is started.
+
+    Every key of a run has the same value and charge, so a run is dropped (its other keys
+    skipped) as soon as one of its keys is refused for a reason that holds for all of them
+    until the plan ends: its cold-start value does not clear the threshold (the cold start a
+    start pays only grows within a plan: ``budget.cold_start_s``), or the bucket cannot pay
+    its charge (the bucket only shrinks within the plan, and the refused charge is now
+    ``bucket_short_gpu_s`` or above it; a cold charge is never below the warm one). A skipped
+    key would have been refused with no effect, so the plan is the one the loop over every
+    candidate gives.
+    """
+    inp, budget = w.inp, w.inp.budget
+    cap, limit = speculative_slot_cap(budget), budget.per_session_inflight
+    bucket, min_score, now = w.bucket, budget.min_benefit_per_gpu_s, inp.now
+    e = warm_gpu_s(inp)
+    dropped: set[tuple[float, int, float, float]] = set()
+    attributed = index.attributed
+    for key, run, v in index.walk(inp, e, taken, dropped):
+        if w.free_slots() <= 0 or w.spec_live + len(w.spec_starts) >= cap:
+            break
+        sid = attributed(key)
+        mine = held.get(sid)
+        if mine is None:
+            mine = base.get(sid, 0)
+        if mine >= limit:
+            continue
+        cold = w.cold()
+        charge = v.charge_gpu_s
+        if cold > 0.0:
+            p, depth, t, step = run
+            # ``frontier.revalue``'s arithmetic (its lead: need_time - now, need = max(now, t))
+            cv = value(p, (t if t > now else now) - now, depth, step, e, cold)
+            if not cv.score > min_score:
+                dropped.add(run)
+                continue  # worth it on a warm container, not worth booting one
+            charge = cv.charge_gpu_s
+        paid = try_spend(bucket, charge)
+        if paid is None:
+            if w.short is None or charge < w.short:
+                w.short = charge
+            dropped.add(run)
+            continue  # a candidate with less lead time costs less: it may still fit
+        c = index.candidate(key, inp, e)
+        if cold > 0.0:
+            c = revalue(c, inp, cold)
+        bucket = paid
+        held[sid] = mine + 1
         w.spec_starts.append(_spec_start(c, cold > 0.0))
     w.bucket = bucket
 

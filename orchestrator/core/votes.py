@@ -53,7 +53,7 @@ import math
 import operator
 from collections.abc import Collection, Iterable, Iterator, Mapping
 
-from orchestrator.core.frontier import Candidate, _candidate, _Vote, active_by_id, value
+from orchestrator.core.frontier import Candidate, Value, _candidate, _Vote, active_by_id, value
 from orchestrator.core.session_votes import NodeByKey as NodeByKey
 from orchestrator.core.session_votes import NodeOf as NodeOf
 from orchestrator.core.session_votes import Resolution, _Raw, pose_memo, session_votes
@@ -400,21 +400,37 @@ class VoteIndex:
         """``frontier.ranked(inp, index, collect_votes(...), taken)``, from the index (module
         doc); ``e`` is ``frontier.warm_gpu_s(inp)``. Call only when ``fits(inp)``,
         ``safe(inp.now, e)`` and ``holds(active sessions)``."""
+        for key, _, _ in self.walk(inp, e, taken):
+            yield self.candidate(key, inp, e)
+
+    def walk(
+        self, inp: PlanInput, e: float, taken: Collection[Key], dropped: Collection[_Params] = (),
+    ) -> Iterator[tuple[Key, _Params, Value]]:  # fmt: skip
+        """``best_first``'s keys in its order, each with its run and the run's warm ``Value``
+        (every key of a run has that value; ``candidate`` builds the ``Candidate``).
+
+        ``dropped``: runs the caller has no more use for (it may add to it between two keys):
+        their keys not yet yielded are skipped. The planner drops a run whose keys it would
+        all refuse without effect (``plan._admit_indexed``), so a walk it cannot spend on costs
+        one key per run, not one ``Candidate`` per key.
+        """
         self._settle()
         self._place()
         now, budget = inp.now, inp.budget
         min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
-        # (-score, -benefit, -p, key, the run's keys after it); keys are unique across runs,
-        # so the comparison never reaches the iterator.
-        exact: list[tuple[float, float, float, Key, Iterator[Key]]] = []
+        # ub_s is monotone in p: once below ub_s(min_p), no later run has p >= min_p.
+        floor_s = _ub_s(min_p)
+        # (-score, -benefit, -p, key, run, value, the run's keys after it); keys are unique
+        # across runs, so the comparison never reaches the run.
+        exact: list[tuple[float, float, float, Key, _Params, Value, Iterator[Key]]] = []
         runs = self._runs_in_order()
         nxt = next(runs, None)
         while True:
             while nxt is not None:
                 p, depth, t, step = nxt
                 ub_s = _ub_s(p)
-                if not ub_s > min_score:
-                    nxt = None  # no run from here on passes the score filter
+                if not ub_s > min_score or ub_s < floor_s:
+                    nxt = None  # no run from here on passes the score (or the P) filter
                     break
                 lead = t - now if t > now else 0.0
                 if exact:
@@ -426,18 +442,33 @@ class VoteIndex:
                     if v.score > min_score:
                         keys = iter(self._runs[nxt])
                         first = next(keys)
-                        heapq.heappush(exact, (-v.score, -v.benefit_s, -p, first, keys))
+                        heapq.heappush(exact, (-v.score, -v.benefit_s, -p, first, nxt, v, keys))
                 nxt = next(runs, None)
             if not exact:
                 return
             top = heapq.heappop(exact)
-            following = next(top[4], None)
+            run = top[4]
+            if dropped and run in dropped:
+                continue  # the rest of the run goes with it
+            following = next(top[6], None)
             if following is not None:
-                heapq.heappush(exact, (top[0], top[1], top[2], following, top[4]))
+                heapq.heappush(exact, (top[0], top[1], top[2], following, run, top[5], top[6]))
             key = top[3]
             if key in taken or self._keys[key].exists:
                 continue  # de-duplication, as ``ranked`` does
-            yield _candidate(key, self._clamped(key, now), inp, e)
+            yield key, run, top[5]
+
+    def candidate(self, key: Key, inp: PlanInput, e: float) -> Candidate:
+        """The warm ``Candidate`` of a key ``walk`` yielded (``frontier._candidate``)."""
+        return _candidate(key, self._clamped(key, inp.now), inp, e)
+
+    def attributed(self, key: Key) -> str:
+        """The session a proposed key's start is attributed to (``Candidate.session_id``: the
+        largest p, then the smallest depth, then the smallest id)."""
+        voters = self._keys[key].voters
+        if len(voters) == 1:
+            return next(iter(voters))
+        return min(voters.values(), key=lambda v: (-v[1], v[2], v[0]))[0]
 
     def _clamped(self, key: Key, now: float) -> _Vote | dict[str, _Vote]:
         """The key's votes with need times clamped at ``now`` (``collect_votes``' form)."""

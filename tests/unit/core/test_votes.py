@@ -16,7 +16,7 @@ from orchestrator.core.frontier import (
     warm_gpu_s,
 )
 from orchestrator.core.poses import action_to_pose
-from orchestrator.core.tree import TreeIndex
+from orchestrator.core.tree import Key, TreeIndex
 from orchestrator.core.types import (
     BucketState,
     Budget,
@@ -112,6 +112,42 @@ def test_incremental_index_ranks_as_the_proposals_do(rnd: random.Random) -> None
     for i in (inp, later):
         expected = ranked(i, tree, collect_votes(i, tree, active_by_id(i)), taken)
         assert list(index.best_first(i, e, taken)) == list(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_walk_gives_each_key_its_runs_value_and_drops_runs(rnd: random.Random) -> None:
+    """``walk`` yields ``best_first``'s keys with their run's value and attributed session
+    (those of the ``Candidate``), and a dropped run's later keys are skipped, the rest kept."""
+    nodes, sessions, now = world(rnd)
+    budget = Budget(max_depth=rnd.choice((1, 2)), min_probability=rnd.choice((0.0, 0.05, 0.3)),
+                    min_benefit_per_gpu_s=rnd.choice((0.0, 0.15)))  # fmt: skip
+    timing = Timing(rnd.choice((4.0, 150.0)), 0.0, 5.0, 2.0)
+    props = proposals(rnd, sessions)
+    inp = PlanInput(now, nodes, tuple(sessions), (), (), tuple(props), budget,
+                    BucketState(0.0, now), timing)  # fmt: skip
+    tree = TreeIndex(nodes)
+    index = VoteIndex.of(inp, tree.node, lambda k: tree.by_key(*k))
+    e = warm_gpu_s(inp)
+    every = list(index.best_first(inp, e, set()))
+    walked = list(index.walk(inp, e, set()))
+    assert [c.key for c in every] == [k for k, _, _ in walked]
+    for c, (key, run, v) in zip(every, walked, strict=True):
+        assert (c.probability, c.depth, c.step_s) == (run[0], run[1], run[3])
+        assert (c.benefit_s, c.waste_gpu_s, c.charge_gpu_s, c.score) == tuple(v)
+        assert index.attributed(key) == c.session_id
+        assert index.candidate(key, inp, e) == c
+    drop = {run for _, run, _ in walked if rnd.random() < 0.5}
+    dropped: set[tuple[float, int, float, float]] = set()
+    kept = []
+    for key, run, _ in index.walk(inp, e, set(), dropped):
+        kept.append(key)
+        if run in drop:
+            dropped.add(run)
+    first: dict[tuple[float, int, float, float], Key] = {}
+    for key, run, _ in walked:
+        first.setdefault(run, key)
+    assert kept == [k for k, run, _ in walked if run not in drop or first[run] == k]
 
 
 def test_index_answers_none_for_unproposed_keys_and_forgets_dropped_sessions() -> None:
