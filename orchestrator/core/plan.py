@@ -320,8 +320,7 @@ def _cancel_unreachable(w: _Work) -> None:
     if w.vote_index() is not None:
         # Victims are valued from the index, which needs no ``want``: a job whose chunk or
         # parent is a cursor is reachable without walking its ancestry.
-        near = cursors.near
-        rest = [j for j in w.pool if not near(j, depth)]
+        rest = cursors.far(w.pool, depth)
         chains = _chains(w.index, rest, depth)
         lost = [j for j in rest if not cursors.survey(j, chains[j.job_id], set())]
     else:

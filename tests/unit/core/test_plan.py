@@ -19,7 +19,7 @@ from orchestrator.core.budget import (
     try_spend,
     unspent_gpu_s,
 )
-from orchestrator.core.cursors import Cursors
+from orchestrator.core.cursors import Cursors, RosterCursors
 from orchestrator.core.frontier import (
     active_by_id,
     active_sessions,
@@ -896,3 +896,8 @@ def test_near_is_survey_on_the_first_two_links(rnd: random.Random) -> None:
         assert near == cursors.survey(j, chains[j.job_id][:1], set())
         if near:
             assert cursors.survey(j, chains[j.job_id], set())
+    assert cursors.far(jobs, depth) == [j for j in jobs if not cursors.near(j, depth)]
+    roster = Roster.of(unique_input(inp))
+    for active_only in (True, False):
+        on = RosterCursors(roster, inp.now, inp.budget, active_only)
+        assert on.far(jobs, depth) == [j for j in jobs if not on.near(j, depth)]
