@@ -227,7 +227,7 @@ class _Work:
             ok = v is not None and v.fits(inp) and v.safe(inp.now, warm_gpu_s(inp))
             if ok and v is not None:
                 if inp.roster is not None:
-                    ok = v.holds_roster(inp.roster.sessions, inp.now, inp.budget)
+                    ok = v.holds_roster(inp.roster, inp.now, inp.budget)
                 else:
                     ok = v.holds(self.active)
             self.checked = v if ok else None

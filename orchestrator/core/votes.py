@@ -49,11 +49,13 @@ time and ``now`` are both within 1e-100 of 0, or 0 < E < 1e-100.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import operator
 from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from orchestrator.core.frontier import Candidate, Value, _candidate, _Vote, active_by_id, value
+from orchestrator.core.roster import Roster
 from orchestrator.core.session_votes import NodeByKey as NodeByKey
 from orchestrator.core.session_votes import NodeOf as NodeOf
 from orchestrator.core.session_votes import Resolution, _Raw, pose_memo, session_votes
@@ -133,6 +135,10 @@ class VoteIndex:
         self.pose_of = pose_memo(frames)
         self._sessions: dict[str, tuple[object, Resolution]] = {}  # sid -> (signature, votes)
         self._views: dict[str, SessionView] = {}  # sessions with votes -> the view resolved
+        # ``holds_roster``'s last check that held (the roster, its log mark), and the sessions
+        # whose entry in ``_views`` changed since.
+        self._held_by: tuple[Roster, tuple[int, int]] | None = None
+        self._unchecked: set[str] = set()
         # key -> its votes, how many voters saw it ready or running, its run. One record per
         # key (not three dicts keyed alike): one read each, and a dict whose values are
         # records stays tracked by the garbage collector; a dict of plain tuples and ints is
@@ -185,14 +191,31 @@ class VoteIndex:
             return True
         return all(get(sid) == v for sid, v in self._views.items())
 
-    def holds_roster(self, sessions: Mapping[str, SessionView], now: float, budget: Budget) -> bool:
+    def holds_roster(self, roster: Roster, now: float, budget: Budget) -> bool:
         """``holds`` against a roster's sessions (``PlanInput.roster``, idle ones included):
         True when every session with votes is there with the view it was resolved with. Its
         idleness at ``now`` is not re-checked (it would be a pass over every voter): the shell
         resolves no votes for a session idle at the ``now`` it plans with (``Planner.prepare``
-        gives it no proposals), which the roster contract makes part of ``PlanInput.votes``'."""
-        get, views = sessions.get, self._views
-        return all(map(operator.is_, map(get, views.keys()), views.values()))
+        gives it no proposals), which the roster contract makes part of ``PlanInput.votes``'.
+
+        Incremental: after a check that held against this very roster, only the sessions whose
+        view changed since, here (``update``, ``drop``) or in the roster
+        (``Roster.changed_since``), are compared again; the others are as they were then. A
+        pass over every voter only when the roster is another one or its log was reset.
+        """
+        get, views = roster.sessions.get, self._views
+        last = self._held_by
+        changed = roster.changed_since(last[1]) if last is not None and last[0] is roster else None
+        if changed is None:
+            ok = all(map(operator.is_, map(get, views.keys()), views.values()))  # C-level pass
+        else:
+            mine = views.get
+            ok = all((v := mine(sid)) is None or get(sid) is v
+                     for sid in itertools.chain(self._unchecked, changed))  # fmt: skip
+        if ok:
+            self._held_by = (roster, roster.mark())
+            self._unchecked.clear()
+        return ok
 
     def __len__(self) -> int:
         """Sessions with votes."""
@@ -225,16 +248,20 @@ class VoteIndex:
         self.resolved += 1
         self._replace(sid, old[1] if old is not None else None, res)
         self._sessions[sid] = (signature, res)
+        views = self._views
         if res.votes:
-            self._views[sid] = session
-        else:
-            self._views.pop(sid, None)
+            if views.get(sid) is not session:
+                views[sid] = session
+                self._unchecked.add(sid)
+        elif views.pop(sid, None) is not None:
+            self._unchecked.add(sid)
         return True
 
     def drop(self, session_id: str) -> None:
         """Forget a session's votes."""
         old = self._sessions.pop(session_id, None)
-        self._views.pop(session_id, None)
+        if self._views.pop(session_id, None) is not None:
+            self._unchecked.add(session_id)
         if old is not None:
             self._replace(session_id, old[1], None)
 

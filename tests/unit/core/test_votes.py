@@ -16,6 +16,7 @@ from orchestrator.core.frontier import (
     warm_gpu_s,
 )
 from orchestrator.core.poses import action_to_pose
+from orchestrator.core.roster import Roster
 from orchestrator.core.tree import Key, TreeIndex
 from orchestrator.core.types import (
     BucketState,
@@ -163,3 +164,38 @@ def test_index_answers_none_for_unproposed_keys_and_forgets_dropped_sessions() -
     index.drop("s1")
     assert index.votes(key) is None and len(index) == 0
     assert list(index.best_first(inp, 10.0, set())) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_holds_roster_answers_as_a_full_check_after_any_changes(rnd: random.Random) -> None:
+    """The incremental ``holds_roster`` (only what changed since the last check that held)
+    answers as the pass over every voter does, whatever changes the index and the roster go
+    through between checks (views replaced on one side only, sessions dropped, another roster,
+    the roster's log starting over)."""
+    node = TreeNode("r", "m", None, pose("w"), "w", "ready", 0)
+    index = VoteIndex(2, 61, Timing(10.0))
+    rosters = [Roster(), Roster()]
+    views = [SessionView(f"s{i}", "m", "r", float(t), 0.0) for i in range(4) for t in range(3)]
+    budget = Budget()
+    for _ in range(rnd.randint(1, 40)):
+        roster = rnd.choice(rosters)
+        view = rnd.choice(views)
+        op = rnd.randrange(6)
+        if op == 0:
+            props = (Proposal(view.session_id, ("w",), 0.5),) if rnd.random() < 0.8 else ()
+            index.update(view, props, lambda c: node if c == "r" else None, lambda k: None)
+        elif op == 1:
+            index.drop(view.session_id)
+        elif op == 2:
+            roster.set_session(view)
+        elif op == 3:
+            roster.drop_session(view.session_id)
+        elif op == 4:
+            if rnd.random() < 0.1:  # past the log's bound (~1,000 changes): it starts over
+                for k in range(1100):
+                    roster.set_session(views[k % len(views)])
+            roster.set_session(rnd.choice(views))
+        else:
+            full = all(roster.sessions.get(sid) is index._views[sid] for sid in index._views)
+            assert index.holds_roster(roster, 0.0, budget) == full
