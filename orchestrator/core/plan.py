@@ -112,6 +112,7 @@ from orchestrator.core.budget import (
 from orchestrator.core.cursors import Cursors, RosterCursors, Want
 from orchestrator.core.frontier import (
     Candidate,
+    Value,
     Votes,
     active_by_id,
     collect_votes,
@@ -402,7 +403,7 @@ def _spec_start(c: Candidate, cold: bool) -> StartJob:
     reason = (
         f"spec p={c.probability:.2f} d={c.depth} saves={c.benefit_s:.1f}s "
         f"waste={c.waste_gpu_s:.1f}gpu-s s/gpu={c.score:.2f}" + (" cold" if cold else "")
-    )
+    )  # ``_reason``'s text
     return StartJob(
         memory_id=c.memory_id,
         parent_id=c.parent_id,
@@ -479,8 +480,8 @@ def _admit_indexed(
     taken: Collection[Key],
 ) -> None:  # fmt: skip
     """Step e from the vote index: the loop of ``_admit_speculation`` over
-    ``VoteIndex.walk``, which gives each key with its run's value, so a ``Candidate`` is built
-    only for a key that is started.
+    ``VoteIndex.walk``, which gives each key with its run's value: no ``Candidate`` is built,
+    the start is made from the run's value and the key's lead vote (``_indexed_start``).
 
     Every key of a run has the same value and charge, so a run is dropped (its other keys
     skipped) as soon as one of its keys is refused for a reason that holds for all of them
@@ -496,39 +497,60 @@ def _admit_indexed(
     bucket, min_score, now = w.bucket, budget.min_benefit_per_gpu_s, inp.now
     e = warm_gpu_s(inp)
     dropped: set[tuple[float, int, float, float]] = set()
-    attributed = index.attributed
+    reasons: dict[tuple[tuple[float, int, float, float], float], str] = {}  # one per run
+    lead_of, starts = index.lead, w.spec_starts
     for key, run, v in index.walk(inp, e, taken, dropped):
-        if w.free_slots() <= 0 or w.spec_live + len(w.spec_starts) >= cap:
+        if w.free_slots() <= 0 or w.spec_live + len(starts) >= cap:
             break
-        sid = attributed(key)
+        lead = lead_of(key)
+        sid = lead[0]
         mine = held.get(sid)
         if mine is None:
             mine = base.get(sid, 0)
         if mine >= limit:
             continue
         cold = w.cold()
-        charge = v.charge_gpu_s
         if cold > 0.0:
             p, depth, t, step = run
             # ``frontier.revalue``'s arithmetic (its lead: need_time - now, need = max(now, t))
-            cv = value(p, (t if t > now else now) - now, depth, step, e, cold)
-            if not cv.score > min_score:
+            v = value(p, (t if t > now else now) - now, depth, step, e, cold)
+            if not v.score > min_score:
                 dropped.add(run)
                 continue  # worth it on a warm container, not worth booting one
-            charge = cv.charge_gpu_s
-        paid = try_spend(bucket, charge)
+        paid = try_spend(bucket, v.charge_gpu_s)
         if paid is None:
-            if w.short is None or charge < w.short:
-                w.short = charge
+            if w.short is None or v.charge_gpu_s < w.short:
+                w.short = v.charge_gpu_s
             dropped.add(run)
             continue  # a candidate with less lead time costs less: it may still fit
-        c = index.candidate(key, inp, e)
-        if cold > 0.0:
-            c = revalue(c, inp, cold)
         bucket = paid
         held[sid] = mine + 1
-        w.spec_starts.append(_spec_start(c, cold > 0.0))
+        reason = reasons.get((run, cold))
+        if reason is None:
+            reason = reasons[run, cold] = _reason(run[0], run[1], v, cold > 0.0)
+        starts.append(_indexed_start(key, lead, run, v, e + cold, reason, cold > 0.0))
     w.bucket = bucket
+
+
+def _reason(p: float, depth: int, v: Value, cold: bool) -> str:
+    """``StartJob.reason`` of a speculative start (``_spec_start``'s text)."""
+    return (
+        f"spec p={p:.2f} d={depth} saves={v.benefit_s:.1f}s "
+        f"waste={v.waste_gpu_s:.1f}gpu-s s/gpu={v.score:.2f}" + (" cold" if cold else "")
+    )
+
+
+def _indexed_start(
+    key: Key, lead: tuple[str, float, int, float, str, float], run: tuple[float, int, float, float],
+    v: Value, expected: float, reason: str, cold: bool,
+) -> StartJob:  # fmt: skip
+    """``_spec_start`` of the key's ``Candidate``, from what it is made of: the key, its lead
+    vote (session and action), its run (P, depth) and value (warm, or ``revalue``'s)."""
+    memory_id, parent_id, pose = key
+    return StartJob(
+        memory_id, parent_id, pose, lead[4], "speculative", lead[0], run[0], run[1], expected,
+        v.benefit_s, reason, None, v.charge_gpu_s, cold,
+    )  # fmt: skip
 
 
 def _live_jobs(jobs: tuple[RunningJob, ...]) -> dict[str, RunningJob]:

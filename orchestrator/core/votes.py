@@ -489,13 +489,13 @@ class VoteIndex:
         """The warm ``Candidate`` of a key ``walk`` yielded (``frontier._candidate``)."""
         return _candidate(key, self._clamped(key, inp.now), inp, e)
 
-    def attributed(self, key: Key) -> str:
-        """The session a proposed key's start is attributed to (``Candidate.session_id``: the
-        largest p, then the smallest depth, then the smallest id)."""
+    def lead(self, key: Key) -> _Raw:
+        """The vote a proposed key's start is attributed to (``Candidate.session_id`` and
+        ``action``: the largest p, then the smallest depth, then the smallest session id)."""
         voters = self._keys[key].voters
         if len(voters) == 1:
-            return next(iter(voters))
-        return min(voters.values(), key=lambda v: (-v[1], v[2], v[0]))[0]
+            return next(iter(voters.values()))
+        return min(voters.values(), key=lambda v: (-v[1], v[2], v[0]))
 
     def _clamped(self, key: Key, now: float) -> _Vote | dict[str, _Vote]:
         """The key's votes with need times clamped at ``now`` (``collect_votes``' form)."""

@@ -136,7 +136,8 @@ def test_walk_gives_each_key_its_runs_value_and_drops_runs(rnd: random.Random) -
     for c, (key, run, v) in zip(every, walked, strict=True):
         assert (c.probability, c.depth, c.step_s) == (run[0], run[1], run[3])
         assert (c.benefit_s, c.waste_gpu_s, c.charge_gpu_s, c.score) == tuple(v)
-        assert index.attributed(key) == c.session_id
+        lead = index.lead(key)
+        assert (lead[0], lead[4]) == (c.session_id, c.action)
         assert index.candidate(key, inp, e) == c
     drop = {run for _, run, _ in walked if rnd.random() < 0.5}
     dropped: set[tuple[float, int, float, float]] = set()
