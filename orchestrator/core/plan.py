@@ -499,8 +499,10 @@ def _admit_indexed(
     dropped: set[tuple[float, int, float, float]] = set()
     reasons: dict[tuple[tuple[float, int, float, float], float], str] = {}  # one per run
     lead_of, starts = index.lead, w.spec_starts
+    # Slots, room under the cap and the cold start change only when a key is started.
+    free, room, cold = w.free_slots(), cap - w.spec_live - len(starts), w.cold()
     for key, run, v in index.walk(inp, e, taken, dropped):
-        if w.free_slots() <= 0 or w.spec_live + len(starts) >= cap:
+        if free <= 0 or room <= 0:
             break
         lead = lead_of(key)
         sid = lead[0]
@@ -509,7 +511,6 @@ def _admit_indexed(
             mine = base.get(sid, 0)
         if mine >= limit:
             continue
-        cold = w.cold()
         if cold > 0.0:
             p, depth, t, step = run
             # ``frontier.revalue``'s arithmetic (its lead: need_time - now, need = max(now, t))
@@ -529,6 +530,7 @@ def _admit_indexed(
         if reason is None:
             reason = reasons[run, cold] = _reason(run[0], run[1], v, cold > 0.0)
         starts.append(_indexed_start(key, lead, run, v, e + cold, reason, cold > 0.0))
+        free, room, cold = free - 1, room - 1, w.cold()
     w.bucket = bucket
 
 

@@ -68,4 +68,5 @@ class SortedKeys:
         return self._lists[0][0]
 
     def __iter__(self) -> Iterator[Key]:
-        return itertools.chain.from_iterable(self._lists)
+        lists = self._lists
+        return iter(lists[0]) if len(lists) == 1 else itertools.chain.from_iterable(lists)

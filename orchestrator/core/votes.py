@@ -414,6 +414,11 @@ class VoteIndex:
         self._place()
         heap, runs = self._heap, self._runs
         n = len(heap)
+        if n <= 64:  # few runs (a simulator's ~20 sessions): sorting them all costs less
+            for item in sorted(heap):
+                if item[1] in runs:
+                    yield item[1]
+            return
         walk = [(heap[0], 0)] if n else []
         while walk:
             item, i = heapq.heappop(walk)
@@ -455,7 +460,7 @@ class VoteIndex:
         while True:
             while nxt is not None:
                 p, depth, t, step = nxt
-                ub_s = _ub_s(p)
+                ub_s = math.inf if p >= 1.0 else p / (1.0 - p) * (1.0 + _MARGIN)  # _ub_s(p)
                 if not ub_s > min_score or ub_s < floor_s:
                     nxt = None  # no run from here on passes the score (or the P) filter
                     break
@@ -477,13 +482,14 @@ class VoteIndex:
             run = top[4]
             if dropped and run in dropped:
                 continue  # the rest of the run goes with it
+            key = top[3]
+            if not (key in taken or self._keys[key].exists):  # de-duplication, as ``ranked``
+                yield key, run, top[5]
+                if dropped and run in dropped:
+                    continue  # dropped on this key: its successor need not be queued
             following = next(top[6], None)
             if following is not None:
                 heapq.heappush(exact, (top[0], top[1], top[2], following, run, top[5], top[6]))
-            key = top[3]
-            if key in taken or self._keys[key].exists:
-                continue  # de-duplication, as ``ranked`` does
-            yield key, run, top[5]
 
     def candidate(self, key: Key, inp: PlanInput, e: float) -> Candidate:
         """The warm ``Candidate`` of a key ``walk`` yielded (``frontier._candidate``)."""
