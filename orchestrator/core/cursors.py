@@ -131,7 +131,9 @@ class RosterCursors:
         out = []
         for job in jobs:
             memory = job.memory_id
-            watchers = at(job.chunk_id)
+            # The parent first: a depth-1 guess (most of them) hangs below its session's cursor.
+            parent = job.parent_id
+            watchers = at(parent) if depth > 0 and parent is not None else None
             if watchers is not None:
                 for s in watchers:
                     if s.memory_id == memory and active is not (
@@ -143,8 +145,7 @@ class RosterCursors:
                     watchers = None
                 if watchers is not None:
                     continue
-            parent = job.parent_id
-            watchers = at(parent) if depth > 0 and parent is not None else None
+            watchers = at(job.chunk_id)
             if watchers is not None:
                 for s in watchers:
                     if s.memory_id == memory and active is not (

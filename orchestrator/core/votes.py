@@ -414,7 +414,7 @@ class VoteIndex:
         self._place()
         heap, runs = self._heap, self._runs
         n = len(heap)
-        if n <= 64:  # few runs (a simulator's ~20 sessions): sorting them all costs less
+        if n <= 24:  # few runs (a simulator's ~20 sessions): sorting them all costs less
             for item in sorted(heap):
                 if item[1] in runs:
                     yield item[1]
