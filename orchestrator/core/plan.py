@@ -166,6 +166,7 @@ class _Work:
     pool: list[RunningJob]  # live speculative jobs no demand waits for: preemptible
     gone: dict[str, RunningJob] = field(default_factory=dict)  # jobs this plan cancelled
     victims: list[_Victim] | None = None  # heap over ``pool``, built on first use
+    popped: int = 0  # jobs taken off ``victims``
     checked: VoteIndex | bool | None = False  # ``inp.votes`` once found usable (False: unchecked)
     want: Want = field(default_factory=set)  # what may name a pool job's key (step b)
     cancels: list[CancelJob] = field(default_factory=list)
@@ -217,7 +218,7 @@ class _Work:
 
     def preemptible(self) -> int:
         """Live speculative jobs no demand waits for."""
-        return len(self.pool) if self.victims is None else len(self.victims)
+        return len(self.pool) - self.popped
 
     def vote_index(self) -> VoteIndex | None:
         """``inp.votes`` when it can stand for the proposals in this plan (``VoteIndex.fits``,
@@ -238,7 +239,10 @@ class _Work:
         """Remove and return the least valuable preemptible job (None when there is none)."""
         if self.victims is None:
             self.victims = _victim_heap(self)
-        return heapq.heappop(self.victims)[3] if self.victims else None
+        if not self.victims:
+            return None
+        self.popped += 1
+        return heapq.heappop(self.victims)[3]
 
 
 class _Taken(Collection[Key]):
@@ -277,7 +281,12 @@ def _victim_heap(w: _Work) -> list[_Victim]:
     index = w.vote_index()
     heap: list[_Victim]
     if index is not None:  # the index holds every key's combined P: one read per pool job
-        heap = index.victims(w.pool)
+        # At most this many jobs are taken off the heap in the plan: the trim's (step c: it
+        # stops once both limits hold, one job per cancel) and one per demand (step d).
+        budget = w.inp.budget
+        most = max(w.preemptible() - speculative_slot_cap(budget),
+                   w.live_count() - budget.max_containers, 0) + len(w.inp.demands)  # fmt: skip
+        heap = index.victims(w.pool, most if 4 * most < len(w.pool) else None)
     else:
         votes = _victim_votes(w)
         heap = []

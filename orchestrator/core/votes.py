@@ -384,16 +384,22 @@ class VoteIndex:
         get = self._keys.get
         return [None if (st := get(k)) is None or st.run is None else st.run[0] for k in keys]
 
-    def victims(self, jobs: Iterable[RunningJob]) -> list[tuple[float, float, str, RunningJob]]:
+    def victims(
+        self, jobs: Iterable[RunningJob], first: int | None = None
+    ) -> list[tuple[float, float, str, RunningJob]]:
         """``plan``'s heap entries of preemptible jobs, one pass: (the P of the job's key, its
-        admitted probability when nobody proposes it; -started_at; job id; job)."""
+        admitted probability when nobody proposes it; -started_at; job id; job). With
+        ``first``, only the ``first`` smallest, in order (a heap as it is): a plan that can
+        preempt k of n jobs keeps k entries alive, not n (fewer young objects for the
+        garbage collector to walk, no heapify of n)."""
         self._settle()
         get = self._keys.get
-        return [
+        entries = (
             (j.probability if (st := get((j.memory_id, j.parent_id, j.pose))) is None
              or st.run is None else st.run[0], -j.started_at, j.job_id, j)
             for j in jobs
-        ]  # fmt: skip
+        )  # fmt: skip
+        return list(entries) if first is None else heapq.nsmallest(first, entries)
 
     def votes(self, key: Key) -> _Vote | dict[str, _Vote] | None:
         """The key's votes as ``frontier.collect_votes`` gives them at ``now`` = -inf (need times
