@@ -63,19 +63,25 @@ touching each once is already milliseconds, so a plan only reads what can change
 - reachability: at most ``max_depth`` ancestors per speculative job, each a dict read;
 - "least valuable": a heap, built on the first preemption or trim. Its P values come from the
   vote index when ``PlanInput.votes`` is usable (one dict read per preemptible job's key,
-  ``VoteIndex.probability_of``); without it, from only the proposals that can name a
-  preemptible job's key: those of sessions whose cursor is the key's parent or its ancestor
-  d - 1 levels up, of length d, whose last step has the key's pose (noted by
-  ``Cursors.survey`` in step b; a necessary condition, then the same resolution as for every
-  proposal, ``frontier.collect_votes``). With the index, step b also checks a job's chunk and
-  parent first (``Cursors.near``) and walks the ancestry of the other jobs only;
+  ``VoteIndex.victims``; when the plan can take at most k jobs off it, trim plus one per demand,
+  and k is under a quarter of the pool, only the k least valuable are kept); without it, from
+  only the proposals that can name a preemptible job's key: those of sessions whose cursor is
+  the key's parent or its ancestor d - 1 levels up, of length d, whose last step has the key's
+  pose (noted by ``Cursors.survey`` in step b; a necessary condition, then the same resolution
+  as for every proposal, ``frontier.collect_votes``). With the index, step b also checks a job's
+  parent and chunk first (``Cursors.far``, one loop over the pool) and walks the ancestry of the
+  other jobs only;
 - speculation is skipped outright when it cannot start anything (no free slot, the speculative
   cap reached, or an empty bucket): with 10^4 sessions on a pool of tens to hundreds of slots
   that is the common case, and it saves valuing every proposal. Otherwise, with
-  ``PlanInput.votes`` usable (``VoteIndex.fits``, ``safe`` and ``holds``: one pass over the
-  active sessions, an identity check each), candidates come best first from the index's lazy
-  walk (``VoteIndex.best_first``), which values only the runs of equal-valued keys it must to
-  fill the free slots: O((r + k) log r) for r runs valued and k keys taken, no proposal read.
+  ``PlanInput.votes`` usable (``VoteIndex.fits``, ``safe`` and ``holds``, or with a roster
+  ``holds_roster``: an identity check per session changed since its last check), candidates
+  come best first from the index's lazy walk (``VoteIndex.walk``, ``_admit_indexed``), which
+  values only the runs of equal-valued keys it must to fill the free slots: O((r + k) log r)
+  for r runs valued and k keys taken, no proposal read. A start is built from its key's lead
+  vote and its run's value (no ``Candidate``), and a run whose keys would all be refused
+  without effect (the bucket cannot pay its charge, its cold value misses the threshold) is
+  dropped after its first: a plan whose bucket is short costs one key per run.
   Without the index every proposal is resolved and valued once (full indexes over the nodes are
   built then) and candidates come off a heap best first (``frontier.ranked``).
 
@@ -87,8 +93,8 @@ are promoted and end. The index re-combines each changed key at the plan's first
 orders keys only when a walk needs the order (``votes`` module doc). ``benchmarks/core.py``
 times the upkeep beside ``plan()``. What is left at 10^4 sessions is proportional to the jobs,
 not the sessions: one reachability check per speculative job (step b: two dict reads when a
-session watches the job's chunk or parent), the preemption heap over the preemptible jobs when
-a demand needs a slot, and an identity pass over the index's sessions (``holds_roster``).
+session watches the job's chunk or parent), the P of each preemptible job when a demand needs a
+slot, and the starts themselves.
 
 Every shortcut gives the very decisions the plain algorithm gives: ``test_plan.reference_plan``
 values every proposal, sorts every list and scans for the least valuable job, and must return

@@ -33,7 +33,11 @@ smaller ub_s, or the same ub_s and an earlier need time). ``best_first`` walks t
 order without changing the heap, values each, and yields the best valued key as soon as its
 (-score, -benefit) is below the next run's (-ub_s, -ub_b): no run not yet valued can rank before
 it. Runs with p < ``min_probability`` are skipped and the walk stops at the first run with
-``ub_s <= min_benefit_per_gpu_s`` (nothing after it passes the score filter). Cost per plan:
+``ub_s <= min_benefit_per_gpu_s`` (nothing after it passes the score filter) or with ub_s below
+that of ``min_probability`` (ub_s is monotone in p: no later run has the P). ``walk`` is the same
+walk yielding (key, run, value) and skipping the rest of any run the caller drops; ``best_first``
+builds the ``Candidate`` of each. When few runs exist (<= 24 heap entries) they are sorted
+outright instead of walked through a second heap. Cost per plan:
 O((r + k) log r) for the r runs valued and the k keys yielded, instead of every proposal and key.
 
 Upkeep is lazy in two steps: ``update`` only records a session's new votes; the first read
