@@ -76,7 +76,7 @@ touching each once is already milliseconds, so a plan only reads what can change
   that is the common case, and it saves valuing every proposal. Otherwise, with
   ``PlanInput.votes`` usable (``VoteIndex.fits``, ``safe`` and ``holds``, or with a roster
   ``holds_roster``: an identity check per session changed since its last check), candidates
-  come best first from the index's lazy walk (``VoteIndex.walk``, ``_admit_indexed``), which
+  come best first from the index's lazy walk (``VoteIndex.walk``, ``admit.admit_indexed``), which
   values only the runs of equal-valued keys it must to fill the free slots: O((r + k) log r)
   for r runs valued and k keys taken, no proposal read. A start is built from its key's lead
   vote and its run's value (no ``Candidate``), and a run whose keys would all be refused
@@ -107,6 +107,7 @@ import heapq
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from orchestrator.core.admit import admit_indexed
 from orchestrator.core.budget import (
     cold_start_s,
     refill,
@@ -118,14 +119,12 @@ from orchestrator.core.budget import (
 from orchestrator.core.cursors import Cursors, RosterCursors, Want
 from orchestrator.core.frontier import (
     Candidate,
-    Value,
     Votes,
     active_by_id,
     collect_votes,
     probability,
     ranked,
     revalue,
-    value,
     warm_gpu_s,
 )
 from orchestrator.core.tree import Key, TreeIndex
@@ -449,7 +448,14 @@ def _admit_speculation(w: _Work) -> None:
         taken = {(j.memory_id, j.parent_id, j.pose) for j in inp.jobs} | w.demanded
     index = w.vote_index()
     if index is not None:
-        _admit_indexed(w, index, held, base, taken)
+        done = admit_indexed(
+            inp, index, held, base, taken, w.free_slots(), cap - w.spec_live - len(w.spec_starts),
+            len(w.demand_starts) + len(w.spec_starts), w.bucket.tokens, w.short,
+        )  # fmt: skip
+        w.spec_starts += done.starts
+        w.short = done.short
+        if done.starts:
+            w.bucket = BucketState(tokens=done.tokens, updated_at=w.bucket.updated_at)
         return
     bucket, min_score = w.bucket, budget.min_benefit_per_gpu_s
     best = ranked(inp, w.index, collect_votes(inp, w.index, w.active), taken)
@@ -475,88 +481,6 @@ def _admit_speculation(w: _Work) -> None:
         held[c.session_id] = mine + 1
         w.spec_starts.append(_spec_start(c, cold > 0.0))
     w.bucket = bucket
-
-
-def _admit_indexed(
-    w: _Work, index: VoteIndex, held: dict[str, int], base: Mapping[str, int],
-    taken: Collection[Key],
-) -> None:  # fmt: skip
-    """Step e from the vote index: the loop of ``_admit_speculation`` over
-    ``VoteIndex.walk``, which gives each key with its run's value: no ``Candidate`` is built,
-    the start is made from the run's value and the key's lead vote (``_indexed_start``).
-
-    Every key of a run has the same value and charge, so a run is dropped (its other keys
-    skipped) as soon as one of its keys is refused for a reason that holds for all of them
-    until the plan ends: its cold-start value does not clear the threshold (the cold start a
-    start pays only grows within a plan: ``budget.cold_start_s``), or the bucket cannot pay
-    its charge (the bucket only shrinks within the plan, and the refused charge is now
-    ``bucket_short_gpu_s`` or above it; a cold charge is never below the warm one). A skipped
-    key would have been refused with no effect, so the plan is the one the loop over every
-    candidate gives.
-    """
-    inp, budget = w.inp, w.inp.budget
-    cap, limit = speculative_slot_cap(budget), budget.per_session_inflight
-    tokens, min_score, now = w.bucket.tokens, budget.min_benefit_per_gpu_s, inp.now
-    e = warm_gpu_s(inp)
-    dropped: set[tuple[float, int, float, float]] = set()
-    reasons: dict[tuple[tuple[float, int, float, float], float], str] = {}  # one per run
-    lead_of, starts = index.lead, w.spec_starts
-    # Slots, room under the cap and the cold start change only when a key is started.
-    free, room, cold = w.free_slots(), cap - w.spec_live - len(starts), w.cold()
-    for key, run, v in index.walk(inp, e, taken, dropped):
-        if free <= 0 or room <= 0:
-            break
-        lead = lead_of(key)
-        sid = lead[0]
-        mine = held.get(sid)
-        if mine is None:
-            mine = base.get(sid, 0)
-        if mine >= limit:
-            continue
-        if cold > 0.0:
-            p, depth, t, step = run
-            # ``frontier.revalue``'s arithmetic (its lead: need_time - now, need = max(now, t))
-            v = value(p, (t if t > now else now) - now, depth, step, e, cold)
-            if not v.score > min_score:
-                dropped.add(run)
-                continue  # worth it on a warm container, not worth booting one
-        charge = v.charge_gpu_s
-        cost = charge if charge > 0.0 else 0.0  # ``budget.try_spend``, inlined
-        if tokens < cost:
-            if w.short is None or charge < w.short:
-                w.short = charge
-            dropped.add(run)
-            continue  # a candidate with less lead time costs less: it may still fit
-        tokens -= cost
-        held[sid] = mine + 1
-        reason = reasons.get((run, cold))
-        if reason is None:
-            reason = reasons[run, cold] = _reason(run[0], run[1], v, cold > 0.0)
-        starts.append(_indexed_start(key, lead, run, v, e + cold, reason, cold > 0.0))
-        free, room, cold = free - 1, room - 1, w.cold()
-    if starts:
-        w.bucket = BucketState(tokens=tokens, updated_at=w.bucket.updated_at)
-
-
-def _reason(p: float, depth: int, v: Value, cold: bool) -> str:
-    """``StartJob.reason`` of a speculative start (``_spec_start``'s text)."""
-    return (
-        f"spec p={p:.2f} d={depth} saves={v.benefit_s:.1f}s "
-        f"waste={v.waste_gpu_s:.1f}gpu-s s/gpu={v.score:.2f}" + (" cold" if cold else "")
-    )
-
-
-def _indexed_start(
-    key: Key, lead: tuple[str, float, int, float, str, float], run: tuple[float, int, float, float],
-    v: Value, expected: float, reason: str, cold: bool,
-) -> StartJob:  # fmt: skip
-    """``_spec_start`` of the key's ``Candidate``, from what it is made of: the key, its lead
-    vote (session and action), its run (P, depth) and value (warm, or ``revalue``'s)."""
-    memory_id, parent_id, pose = key
-    return StartJob(
-        memory_id, parent_id, pose, lead[4], "speculative", lead[0], run[0], run[1], expected,
-        v.benefit_s, reason, None, v.charge_gpu_s, cold,
-    )  # fmt: skip
 
 
 def _live_jobs(jobs: tuple[RunningJob, ...]) -> dict[str, RunningJob]:
