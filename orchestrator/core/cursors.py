@@ -8,7 +8,7 @@ chunk id never counts). Pure: values in, answers out.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from orchestrator.core.roster import Roster
 from orchestrator.core.types import Budget, RunningJob, SessionView
@@ -54,6 +54,11 @@ class Cursors:
                     if s.memory_id == memory:
                         return True
         return False
+
+    def far(self, jobs: Iterable[RunningJob], depth: int) -> list[RunningJob]:
+        """The jobs ``near`` is False for, in order."""
+        near = self.near
+        return [j for j in jobs if not near(j, depth)]
 
     def survey(self, job: RunningJob, ancestors: list[str], want: Want) -> bool:
         """True when a session on the job's memory watches its chunk or one of ``ancestors``
@@ -117,6 +122,43 @@ class RosterCursors:
                 ):
                     return True
         return False
+
+    def far(self, jobs: Iterable[RunningJob], depth: int) -> list[RunningJob]:
+        """``Cursors.far``: ``near``'s loop inlined (one pass over every speculative job, each
+        plan: with 5,000 jobs the calls cost more than the two dict reads they make)."""
+        at = self._at
+        now, timeout, active = self._now, self._timeout, self._active
+        out = []
+        for job in jobs:
+            memory = job.memory_id
+            # The parent first: a depth-1 guess (most of them) hangs below its session's cursor.
+            parent = job.parent_id
+            watchers = at(parent) if depth > 0 and parent is not None else None
+            if watchers is not None:
+                for s in watchers:
+                    if s.memory_id == memory and active is not (
+                        now - s.last_active_at
+                        > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
+                    ):
+                        break
+                else:
+                    watchers = None
+                if watchers is not None:
+                    continue
+            watchers = at(job.chunk_id)
+            if watchers is not None:
+                for s in watchers:
+                    if s.memory_id == memory and active is not (
+                        now - s.last_active_at
+                        > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
+                    ):
+                        break
+                else:
+                    watchers = None
+                if watchers is not None:
+                    continue
+            out.append(job)
+        return out
 
     def survey(self, job: RunningJob, ancestors: list[str], want: Want) -> bool:
         """``Cursors.survey``."""

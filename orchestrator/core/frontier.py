@@ -160,7 +160,6 @@ def active_by_id(inp: PlanInput) -> dict[str, SessionView]:
     }
 
 
-
 def active_sessions(inp: PlanInput) -> tuple[SessionView, ...]:
     """Non-idle sessions sorted by id; of duplicated ids the most recently active one counts."""
     return tuple(s for _, s in sorted(active_by_id(inp).items()))

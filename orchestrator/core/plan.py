@@ -63,19 +63,25 @@ touching each once is already milliseconds, so a plan only reads what can change
 - reachability: at most ``max_depth`` ancestors per speculative job, each a dict read;
 - "least valuable": a heap, built on the first preemption or trim. Its P values come from the
   vote index when ``PlanInput.votes`` is usable (one dict read per preemptible job's key,
-  ``VoteIndex.probability_of``); without it, from only the proposals that can name a
-  preemptible job's key: those of sessions whose cursor is the key's parent or its ancestor
-  d - 1 levels up, of length d, whose last step has the key's pose (noted by
-  ``Cursors.survey`` in step b; a necessary condition, then the same resolution as for every
-  proposal, ``frontier.collect_votes``). With the index, step b also checks a job's chunk and
-  parent first (``Cursors.near``) and walks the ancestry of the other jobs only;
+  ``VoteIndex.victims``; when the plan can take at most k jobs off it, trim plus one per demand,
+  and k is under a quarter of the pool, only the k least valuable are kept); without it, from
+  only the proposals that can name a preemptible job's key: those of sessions whose cursor is
+  the key's parent or its ancestor d - 1 levels up, of length d, whose last step has the key's
+  pose (noted by ``Cursors.survey`` in step b; a necessary condition, then the same resolution
+  as for every proposal, ``frontier.collect_votes``). With the index, step b also checks a job's
+  parent and chunk first (``Cursors.far``, one loop over the pool) and walks the ancestry of the
+  other jobs only;
 - speculation is skipped outright when it cannot start anything (no free slot, the speculative
   cap reached, or an empty bucket): with 10^4 sessions on a pool of tens to hundreds of slots
   that is the common case, and it saves valuing every proposal. Otherwise, with
-  ``PlanInput.votes`` usable (``VoteIndex.fits``, ``safe`` and ``holds``: one pass over the
-  active sessions, an identity check each), candidates come best first from the index's lazy
-  walk (``VoteIndex.best_first``), which values only the runs of equal-valued keys it must to
-  fill the free slots: O((r + k) log r) for r runs valued and k keys taken, no proposal read.
+  ``PlanInput.votes`` usable (``VoteIndex.fits``, ``safe`` and ``holds``, or with a roster
+  ``holds_roster``: an identity check per session changed since its last check), candidates
+  come best first from the index's lazy walk (``VoteIndex.walk``, ``admit.admit_indexed``), which
+  values only the runs of equal-valued keys it must to fill the free slots: O((r + k) log r)
+  for r runs valued and k keys taken, no proposal read. A start is built from its key's lead
+  vote and its run's value (no ``Candidate``), and a run whose keys would all be refused
+  without effect (the bucket cannot pay its charge, its cold value misses the threshold) is
+  dropped after its first: a plan whose bucket is short costs one key per run.
   Without the index every proposal is resolved and valued once (full indexes over the nodes are
   built then) and candidates come off a heap best first (``frontier.ranked``).
 
@@ -87,8 +93,8 @@ are promoted and end. The index re-combines each changed key at the plan's first
 orders keys only when a walk needs the order (``votes`` module doc). ``benchmarks/core.py``
 times the upkeep beside ``plan()``. What is left at 10^4 sessions is proportional to the jobs,
 not the sessions: one reachability check per speculative job (step b: two dict reads when a
-session watches the job's chunk or parent), the preemption heap over the preemptible jobs when
-a demand needs a slot, and an identity pass over the index's sessions (``holds_roster``).
+session watches the job's chunk or parent), the P of each preemptible job when a demand needs a
+slot, and the starts themselves.
 
 Every shortcut gives the very decisions the plain algorithm gives: ``test_plan.reference_plan``
 values every proposal, sorts every list and scans for the least valuable job, and must return
@@ -101,6 +107,7 @@ import heapq
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from orchestrator.core.admit import admit_indexed
 from orchestrator.core.budget import (
     cold_start_s,
     refill,
@@ -164,6 +171,7 @@ class _Work:
     pool: list[RunningJob]  # live speculative jobs no demand waits for: preemptible
     gone: dict[str, RunningJob] = field(default_factory=dict)  # jobs this plan cancelled
     victims: list[_Victim] | None = None  # heap over ``pool``, built on first use
+    popped: int = 0  # jobs taken off ``victims``
     checked: VoteIndex | bool | None = False  # ``inp.votes`` once found usable (False: unchecked)
     want: Want = field(default_factory=set)  # what may name a pool job's key (step b)
     cancels: list[CancelJob] = field(default_factory=list)
@@ -215,7 +223,7 @@ class _Work:
 
     def preemptible(self) -> int:
         """Live speculative jobs no demand waits for."""
-        return len(self.pool) if self.victims is None else len(self.victims)
+        return len(self.pool) - self.popped
 
     def vote_index(self) -> VoteIndex | None:
         """``inp.votes`` when it can stand for the proposals in this plan (``VoteIndex.fits``,
@@ -226,7 +234,7 @@ class _Work:
             ok = v is not None and v.fits(inp) and v.safe(inp.now, warm_gpu_s(inp))
             if ok and v is not None:
                 if inp.roster is not None:
-                    ok = v.holds_roster(inp.roster.sessions, inp.now, inp.budget)
+                    ok = v.holds_roster(inp.roster, inp.now, inp.budget)
                 else:
                     ok = v.holds(self.active)
             self.checked = v if ok else None
@@ -236,7 +244,10 @@ class _Work:
         """Remove and return the least valuable preemptible job (None when there is none)."""
         if self.victims is None:
             self.victims = _victim_heap(self)
-        return heapq.heappop(self.victims)[3] if self.victims else None
+        if not self.victims:
+            return None
+        self.popped += 1
+        return heapq.heappop(self.victims)[3]
 
 
 class _Taken(Collection[Key]):
@@ -275,7 +286,12 @@ def _victim_heap(w: _Work) -> list[_Victim]:
     index = w.vote_index()
     heap: list[_Victim]
     if index is not None:  # the index holds every key's combined P: one read per pool job
-        heap = index.victims(w.pool)
+        # At most this many jobs are taken off the heap in the plan: the trim's (step c: it
+        # stops once both limits hold, one job per cancel) and one per demand (step d).
+        budget = w.inp.budget
+        most = max(w.preemptible() - speculative_slot_cap(budget),
+                   w.live_count() - budget.max_containers, 0) + len(w.inp.demands)  # fmt: skip
+        heap = index.victims(w.pool, most if 4 * most < len(w.pool) else None)
     else:
         votes = _victim_votes(w)
         heap = []
@@ -319,8 +335,7 @@ def _cancel_unreachable(w: _Work) -> None:
     if w.vote_index() is not None:
         # Victims are valued from the index, which needs no ``want``: a job whose chunk or
         # parent is a cursor is reachable without walking its ancestry.
-        near = cursors.near
-        rest = [j for j in w.pool if not near(j, depth)]
+        rest = cursors.far(w.pool, depth)
         chains = _chains(w.index, rest, depth)
         lost = [j for j in rest if not cursors.survey(j, chains[j.job_id], set())]
     else:
@@ -379,30 +394,17 @@ def _admit_demands(w: _Work) -> None:
             w.cancel(victim, "preempted")
             reason = f"demand (preempted job {victim.job_id})"
         cold = w.cold()
-        w.demand_starts.append(
-            StartJob(
-                memory_id=d.memory_id,
-                parent_id=d.parent_id,
-                pose=d.pose,
-                action=d.action,
-                kind="demand",
-                session_id=d.session_id,
-                probability=1.0,
-                depth=0,
-                expected_gpu_s=e + cold,
-                benefit_s=0.0,
-                reason=reason,
-                request_id=d.request_id,
-                cold=cold > 0.0,
-            )
-        )
+        # Positional, in the field order: a fifth cheaper than keywords.
+        start = StartJob(d.memory_id, d.parent_id, d.pose, d.action, "demand", d.session_id, 1.0,
+                         0, e + cold, 0.0, reason, d.request_id, 0.0, cold > 0.0)  # fmt: skip
+        w.demand_starts.append(start)
 
 
 def _spec_start(c: Candidate, cold: bool) -> StartJob:
     reason = (
         f"spec p={c.probability:.2f} d={c.depth} saves={c.benefit_s:.1f}s "
         f"waste={c.waste_gpu_s:.1f}gpu-s s/gpu={c.score:.2f}" + (" cold" if cold else "")
-    )
+    )  # ``_reason``'s text
     return StartJob(
         memory_id=c.memory_id,
         parent_id=c.parent_id,
@@ -444,12 +446,19 @@ def _admit_speculation(w: _Work) -> None:
             if j.kind == "speculative" and j.session_id is not None and j.job_id not in w.gone:
                 held[j.session_id] = held.get(j.session_id, 0) + 1
         taken = {(j.memory_id, j.parent_id, j.pose) for j in inp.jobs} | w.demanded
-    bucket, min_score = w.bucket, budget.min_benefit_per_gpu_s
     index = w.vote_index()
-    best = (
-        index.best_first(inp, warm_gpu_s(inp), taken) if index is not None
-        else ranked(inp, w.index, collect_votes(inp, w.index, w.active), taken)
-    )  # fmt: skip
+    if index is not None:
+        done = admit_indexed(
+            inp, index, held, base, taken, w.free_slots(), cap - w.spec_live - len(w.spec_starts),
+            len(w.demand_starts) + len(w.spec_starts), w.bucket.tokens, w.short,
+        )  # fmt: skip
+        w.spec_starts += done.starts
+        w.short = done.short
+        if done.starts:
+            w.bucket = BucketState(tokens=done.tokens, updated_at=w.bucket.updated_at)
+        return
+    bucket, min_score = w.bucket, budget.min_benefit_per_gpu_s
+    best = ranked(inp, w.index, collect_votes(inp, w.index, w.active), taken)
     for c in best:
         if w.free_slots() <= 0 or w.spec_live + len(w.spec_starts) >= cap:
             break

@@ -31,7 +31,7 @@ class Roster:
     each in O(1) (O(sessions on one cursor) for a moving session).
     """
 
-    __slots__ = ("_at", "_held", "_jobs", "_keys", "_sessions", "_spec")
+    __slots__ = ("_at", "_epoch", "_held", "_jobs", "_keys", "_log", "_sessions", "_spec")
 
     def __init__(self) -> None:
         self._sessions: dict[str, SessionView] = {}
@@ -40,6 +40,10 @@ class Roster:
         self._spec: dict[str, RunningJob] = {}  # speculative jobs by id
         self._keys: dict[Key, int] = {}  # chunk key -> running jobs generating it
         self._held: dict[str, int] = {}  # session id -> speculative jobs attributed to it
+        # Ids of the sessions set or dropped, in order, since the log last started over
+        # (``_epoch`` counts the restarts): ``changed_since``.
+        self._log: list[str] = []
+        self._epoch = 0
 
     # ---- updates (the shell's) ---------------------------------------------------------------
 
@@ -53,12 +57,21 @@ class Roster:
             self._unwatch(old)
         self._sessions[sid] = view
         self._at.setdefault(view.cursor_chunk_id, []).append(view)
+        self._note(sid)
 
     def drop_session(self, session_id: str) -> None:
         """Forget a session (no-op when unknown)."""
         old = self._sessions.pop(session_id, None)
         if old is not None:
             self._unwatch(old)
+            self._note(session_id)
+
+    def _note(self, session_id: str) -> None:
+        log = self._log
+        if len(log) > 2 * len(self._sessions) + 1024:  # bounded: readers re-check everything
+            log.clear()
+            self._epoch += 1
+        log.append(session_id)
 
     def _unwatch(self, view: SessionView) -> None:
         watchers = self._at[view.cursor_chunk_id]
@@ -115,6 +128,16 @@ class Roster:
         """Cursor chunk id -> the sessions watching it (``watching`` for every chunk at once,
         for hot loops that bind ``.get``; do not modify the lists)."""
         return self._at
+
+    def mark(self) -> tuple[int, int]:
+        """A position in the log of session changes, for ``changed_since``."""
+        return (self._epoch, len(self._log))
+
+    def changed_since(self, mark: tuple[int, int]) -> list[str] | None:
+        """Ids of the sessions set (to another view) or dropped since ``mark`` was taken (with
+        repeats), or None when the log started over since (then any session may have)."""
+        epoch, at = mark
+        return self._log[at:] if epoch == self._epoch else None
 
     @property
     def jobs(self) -> Mapping[str, RunningJob]:

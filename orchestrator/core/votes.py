@@ -33,7 +33,11 @@ smaller ub_s, or the same ub_s and an earlier need time). ``best_first`` walks t
 order without changing the heap, values each, and yields the best valued key as soon as its
 (-score, -benefit) is below the next run's (-ub_s, -ub_b): no run not yet valued can rank before
 it. Runs with p < ``min_probability`` are skipped and the walk stops at the first run with
-``ub_s <= min_benefit_per_gpu_s`` (nothing after it passes the score filter). Cost per plan:
+``ub_s <= min_benefit_per_gpu_s`` (nothing after it passes the score filter) or with ub_s below
+that of ``min_probability`` (ub_s is monotone in p: no later run has the P). ``walk`` is the same
+walk yielding (key, run, value) and skipping the rest of any run the caller drops; ``best_first``
+builds the ``Candidate`` of each. When few runs exist (<= 24 heap entries) they are sorted
+outright instead of walked through a second heap. Cost per plan:
 O((r + k) log r) for the r runs valued and the k keys yielded, instead of every proposal and key.
 
 Upkeep is lazy in two steps: ``update`` only records a session's new votes; the first read
@@ -48,16 +52,18 @@ time and ``now`` are both within 1e-100 of 0, or 0 < E < 1e-100.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import itertools
 import math
 import operator
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from typing import NamedTuple
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
-from orchestrator.core.frontier import Candidate, _candidate, _Vote, active_by_id, value
-from orchestrator.core.poses import PoseError, action_to_pose
+from orchestrator.core.frontier import Candidate, Value, _candidate, _Vote, active_by_id, value
+from orchestrator.core.roster import Roster
+from orchestrator.core.session_votes import NodeByKey as NodeByKey
+from orchestrator.core.session_votes import NodeOf as NodeOf
+from orchestrator.core.session_votes import Resolution, _Raw, pose_memo, session_votes
+from orchestrator.core.sorted_keys import SortedKeys as SortedKeys
 from orchestrator.core.tree import Key
 from orchestrator.core.types import (
     Budget,
@@ -66,133 +72,13 @@ from orchestrator.core.types import (
     RunningJob,
     SessionView,
     Timing,
-    TreeNode,
 )
 
 _MARGIN = 1e-9  # relative slack of the score bound over rounding (a few ulps, ~1e-16 each)
 _TINY = 1e-100  # below this, products may be subnormal and the bounds lose their rigour
 
-_Raw = tuple[str, float, int, float, str, float]
-"""(session_id, p, depth, T, action, step_s): one session's vote with its need time T unclamped
-(``frontier._Vote`` clamps it at ``now``)."""
-
 _Params = tuple[float, int, float, float]
 """(p, depth, T, step): what a key's value depends on besides ``now`` and E (its run)."""
-
-NodeOf = Callable[[str], TreeNode | None]
-"""Chunk id -> the core's node (None when absent, or not given to the core)."""
-NodeByKey = Callable[[Key], TreeNode | None]
-"""Chunk key -> the core's node (None when absent, or not given to the core)."""
-
-
-class Resolution(NamedTuple):
-    """``session_votes``' answer: the session's best vote per key, and which keys exist."""
-
-    votes: dict[Key, _Raw]
-    existing: frozenset[Key]  # keys with a ready or running node (not startable)
-
-
-def session_votes(
-    session: SessionView,
-    proposals: Collection[Proposal],
-    node_of: NodeOf,
-    node_by_key: NodeByKey,
-    max_depth: int,
-    pose_of: Callable[[str], str],
-    timing: Timing,
-) -> Resolution:
-    """Resolve one session's proposals to chunk keys (``frontier.collect_votes``'s rules).
-
-    Args:
-        session: the session (its proposals must all carry its id; others are ignored).
-        proposals: its proposals.
-        node_of, node_by_key: lookups into the tree the core is given.
-        max_depth: ``Budget.max_depth``.
-        pose_of: action -> canonical pose, "" for an action ``poses.action_to_pose`` rejects.
-        timing: supplies ``chunk_duration_s`` and the default ``think_s``.
-
-    Returns:
-        Per key, the session's best vote (largest p, then smallest depth, then action), need
-        time unclamped; and the keys among them whose node is ready or running.
-    """
-    own = session.think_s
-    step = timing.chunk_duration_s + (
-        timing.think_s if own is None else (own if own > 0.0 else 0.0)
-    )
-    sid, memory_id, cursor = session.session_id, session.memory_id, session.cursor_chunk_id
-    ws = session.watch_started_at
-    votes: dict[Key, _Raw] = {}
-    below: dict[str, TreeNode | None] = {}  # first pose -> the cursor's child (depth-2 parents)
-    at_cursor: TreeNode | bool | None = False  # the cursor's node, looked up once
-    for prop in proposals:
-        path = prop.path
-        depth = len(path)
-        if prop.session_id != sid or not 1 <= depth <= max_depth:
-            continue
-        action = path[-1]
-        last = pose_of(action)
-        p = prop.probability
-        if not math.isfinite(p) or not last:
-            continue
-        parent: TreeNode | None
-        if depth == 1:
-            if at_cursor is False:
-                at_cursor = node_of(cursor)
-            parent = at_cursor if isinstance(at_cursor, TreeNode) else None
-        elif depth == 2:
-            first = pose_of(path[0])
-            if not first:
-                continue
-            if first in below:
-                parent = below[first]
-            else:
-                parent = below[first] = node_by_key((memory_id, cursor, first))
-        else:
-            parent = _parent(node_of, node_by_key, memory_id, cursor, path, pose_of)
-        if parent is None or parent.state != "ready":
-            continue  # generation is serial: the chunk needs its parent's last frame
-        key = (memory_id, parent.chunk_id, last)
-        p = 0.0 if not p > 0.0 else (1.0 if p >= 1.0 else p)
-        old = votes.get(key)
-        if old is None or (-p, depth, action) < (-old[1], old[2], old[4]):
-            votes[key] = (sid, p, depth, ws + depth * step, action, step)
-    existing = frozenset(
-        key for key in votes if (n := node_by_key(key)) is not None and n.state != "failed"
-    )
-    return Resolution(votes, existing)
-
-
-def _parent(
-    node_of: NodeOf, node_by_key: NodeByKey, memory_id: str, cursor: str,
-    path: tuple[str, ...], pose_of: Callable[[str], str],
-) -> TreeNode | None:  # fmt: skip
-    """The node the path's last step branches from (``TreeIndex.last_step``), or None."""
-    parent = node_of(cursor)
-    parent_id: str | None = cursor
-    for action in path[:-1]:
-        pose = pose_of(action)
-        if not pose:
-            return None
-        parent = node_by_key((memory_id, parent_id, pose)) if parent_id is not None else None
-        parent_id = parent.chunk_id if parent is not None else None
-    return parent
-
-
-def pose_memo(frames: int) -> Callable[[str], str]:
-    """Action -> canonical pose for ``frames`` frames, "" for a rejected action (memoised)."""
-    memo: dict[str, str] = {}
-
-    def pose_of(action: str) -> str:
-        pose = memo.get(action)
-        if pose is None:
-            try:
-                pose = str(action_to_pose(action, frames))
-            except (PoseError, ValueError):
-                pose = ""  # a policy bug must not stall planning
-            memo[action] = pose
-        return pose
-
-    return pose_of
 
 
 def _combined(votes: Mapping[str, _Raw]) -> _Params:
@@ -221,68 +107,6 @@ def _odd(params: _Params) -> tuple[bool, bool]:
     """(p is tiny but positive or T not finite, T is tiny): see ``safe``."""
     p, _, t, _ = params
     return (0.0 < p < _TINY or not math.isfinite(t), abs(t) < _TINY)
-
-
-class SortedKeys:
-    """The keys of one run in key order, as sublists of at most ``2 * LOAD`` keys.
-
-    A run can hold 10^4 keys (every session of a policy that gives the same P at the same
-    depth and need time): a plain sorted list then moves ~80 KB of pointers on every insert
-    and delete, ~10 us each, several times per re-resolved session. Here both cost a bisect
-    over the sublists' last keys and one over a sublist (O(log n + LOAD)).
-    """
-
-    LOAD = 256
-    __slots__ = ("_len", "_lists", "_maxes")
-
-    def __init__(self) -> None:
-        self._lists: list[list[Key]] = []
-        self._maxes: list[Key] = []  # the last key of each sublist
-        self._len = 0
-
-    def __len__(self) -> int:
-        return self._len
-
-    def add(self, key: Key) -> None:
-        """Insert ``key`` (not present) in order."""
-        lists, maxes = self._lists, self._maxes
-        self._len += 1
-        if not maxes:
-            lists.append([key])
-            maxes.append(key)
-            return
-        i = bisect.bisect_left(maxes, key)
-        if i == len(maxes):
-            i -= 1
-        sub = lists[i]
-        bisect.insort(sub, key)
-        maxes[i] = sub[-1]
-        if len(sub) > 2 * self.LOAD:
-            half = sub[self.LOAD :]
-            del sub[self.LOAD :]
-            maxes[i] = sub[-1]
-            lists.insert(i + 1, half)
-            maxes.insert(i + 1, half[-1])
-
-    def remove(self, key: Key) -> None:
-        """Delete ``key`` (present)."""
-        lists, maxes = self._lists, self._maxes
-        i = bisect.bisect_left(maxes, key)
-        sub = lists[i]
-        del sub[bisect.bisect_left(sub, key)]
-        self._len -= 1
-        if sub:
-            maxes[i] = sub[-1]
-        else:
-            del lists[i]
-            del maxes[i]
-
-    def first(self) -> Key:
-        """The smallest key (the run is not empty)."""
-        return self._lists[0][0]
-
-    def __iter__(self) -> Iterator[Key]:
-        return itertools.chain.from_iterable(self._lists)
 
 
 class _KeyState:
@@ -315,6 +139,10 @@ class VoteIndex:
         self.pose_of = pose_memo(frames)
         self._sessions: dict[str, tuple[object, Resolution]] = {}  # sid -> (signature, votes)
         self._views: dict[str, SessionView] = {}  # sessions with votes -> the view resolved
+        # ``holds_roster``'s last check that held (the roster, its log mark), and the sessions
+        # whose entry in ``_views`` changed since.
+        self._held_by: tuple[Roster, tuple[int, int]] | None = None
+        self._unchecked: set[str] = set()
         # key -> its votes, how many voters saw it ready or running, its run. One record per
         # key (not three dicts keyed alike): one read each, and a dict whose values are
         # records stays tracked by the garbage collector; a dict of plain tuples and ints is
@@ -367,14 +195,31 @@ class VoteIndex:
             return True
         return all(get(sid) == v for sid, v in self._views.items())
 
-    def holds_roster(self, sessions: Mapping[str, SessionView], now: float, budget: Budget) -> bool:
+    def holds_roster(self, roster: Roster, now: float, budget: Budget) -> bool:
         """``holds`` against a roster's sessions (``PlanInput.roster``, idle ones included):
         True when every session with votes is there with the view it was resolved with. Its
         idleness at ``now`` is not re-checked (it would be a pass over every voter): the shell
         resolves no votes for a session idle at the ``now`` it plans with (``Planner.prepare``
-        gives it no proposals), which the roster contract makes part of ``PlanInput.votes``'."""
-        get, views = sessions.get, self._views
-        return all(map(operator.is_, map(get, views.keys()), views.values()))
+        gives it no proposals), which the roster contract makes part of ``PlanInput.votes``'.
+
+        Incremental: after a check that held against this very roster, only the sessions whose
+        view changed since, here (``update``, ``drop``) or in the roster
+        (``Roster.changed_since``), are compared again; the others are as they were then. A
+        pass over every voter only when the roster is another one or its log was reset.
+        """
+        get, views = roster.sessions.get, self._views
+        last = self._held_by
+        changed = roster.changed_since(last[1]) if last is not None and last[0] is roster else None
+        if changed is None:
+            ok = all(map(operator.is_, map(get, views.keys()), views.values()))  # C-level pass
+        else:
+            mine = views.get
+            ok = all((v := mine(sid)) is None or get(sid) is v
+                     for sid in itertools.chain(self._unchecked, changed))  # fmt: skip
+        if ok:
+            self._held_by = (roster, roster.mark())
+            self._unchecked.clear()
+        return ok
 
     def __len__(self) -> int:
         """Sessions with votes."""
@@ -407,16 +252,20 @@ class VoteIndex:
         self.resolved += 1
         self._replace(sid, old[1] if old is not None else None, res)
         self._sessions[sid] = (signature, res)
+        views = self._views
         if res.votes:
-            self._views[sid] = session
-        else:
-            self._views.pop(sid, None)
+            if views.get(sid) is not session:
+                views[sid] = session
+                self._unchecked.add(sid)
+        elif views.pop(sid, None) is not None:
+            self._unchecked.add(sid)
         return True
 
     def drop(self, session_id: str) -> None:
         """Forget a session's votes."""
         old = self._sessions.pop(session_id, None)
-        self._views.pop(session_id, None)
+        if self._views.pop(session_id, None) is not None:
+            self._unchecked.add(session_id)
         if old is not None:
             self._replace(session_id, old[1], None)
 
@@ -506,7 +355,7 @@ class VoteIndex:
                     self._heaped.add(params)
                     heapq.heappush(self._heap, (_order(params), params))
             members.add(key)
-        if len(self._heap) > 2 * len(runs) + 64:  # mostly emptied runs: rebuild
+        if len(self._heap) > 2 * len(runs) + 8:  # mostly emptied runs (walked too): rebuild
             self._heap = [(_order(r), r) for r in runs]
             heapq.heapify(self._heap)
             self._heaped = set(runs)
@@ -539,16 +388,22 @@ class VoteIndex:
         get = self._keys.get
         return [None if (st := get(k)) is None or st.run is None else st.run[0] for k in keys]
 
-    def victims(self, jobs: Iterable[RunningJob]) -> list[tuple[float, float, str, RunningJob]]:
+    def victims(
+        self, jobs: Iterable[RunningJob], first: int | None = None
+    ) -> list[tuple[float, float, str, RunningJob]]:
         """``plan``'s heap entries of preemptible jobs, one pass: (the P of the job's key, its
-        admitted probability when nobody proposes it; -started_at; job id; job)."""
+        admitted probability when nobody proposes it; -started_at; job id; job). With
+        ``first``, only the ``first`` smallest, in order (a heap as it is): a plan that can
+        preempt k of n jobs keeps k entries alive, not n (fewer young objects for the
+        garbage collector to walk, no heapify of n)."""
         self._settle()
         get = self._keys.get
-        return [
+        entries = (
             (j.probability if (st := get((j.memory_id, j.parent_id, j.pose))) is None
              or st.run is None else st.run[0], -j.started_at, j.job_id, j)
             for j in jobs
-        ]  # fmt: skip
+        )  # fmt: skip
+        return list(entries) if first is None else heapq.nsmallest(first, entries)
 
     def votes(self, key: Key) -> _Vote | dict[str, _Vote] | None:
         """The key's votes as ``frontier.collect_votes`` gives them at ``now`` = -inf (need times
@@ -569,6 +424,11 @@ class VoteIndex:
         self._place()
         heap, runs = self._heap, self._runs
         n = len(heap)
+        if n <= 24:  # few runs (a simulator's ~20 sessions): sorting them all costs less
+            for item in sorted(heap):
+                if item[1] in runs:
+                    yield item[1]
+            return
         walk = [(heap[0], 0)] if n else []
         while walk:
             item, i = heapq.heappop(walk)
@@ -582,21 +442,37 @@ class VoteIndex:
         """``frontier.ranked(inp, index, collect_votes(...), taken)``, from the index (module
         doc); ``e`` is ``frontier.warm_gpu_s(inp)``. Call only when ``fits(inp)``,
         ``safe(inp.now, e)`` and ``holds(active sessions)``."""
+        for key, _, _ in self.walk(inp, e, taken):
+            yield self.candidate(key, inp, e)
+
+    def walk(
+        self, inp: PlanInput, e: float, taken: Collection[Key], dropped: Collection[_Params] = (),
+    ) -> Iterator[tuple[Key, _Params, Value]]:  # fmt: skip
+        """``best_first``'s keys in its order, each with its run and the run's warm ``Value``
+        (every key of a run has that value; ``candidate`` builds the ``Candidate``).
+
+        ``dropped``: runs the caller has no more use for (it may add to it between two keys):
+        their keys not yet yielded are skipped. The planner drops a run whose keys it would
+        all refuse without effect (``plan._admit_indexed``), so a walk it cannot spend on costs
+        one key per run, not one ``Candidate`` per key.
+        """
         self._settle()
         self._place()
         now, budget = inp.now, inp.budget
         min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
-        # (-score, -benefit, -p, key, the run's keys after it); keys are unique across runs,
-        # so the comparison never reaches the iterator.
-        exact: list[tuple[float, float, float, Key, Iterator[Key]]] = []
+        # ub_s is monotone in p: once below ub_s(min_p), no later run has p >= min_p.
+        floor_s = _ub_s(min_p)
+        # (-score, -benefit, -p, key, run, value, the run's keys after it); keys are unique
+        # across runs, so the comparison never reaches the run.
+        exact: list[tuple[float, float, float, Key, _Params, Value, Iterator[Key]]] = []
         runs = self._runs_in_order()
         nxt = next(runs, None)
         while True:
             while nxt is not None:
                 p, depth, t, step = nxt
-                ub_s = _ub_s(p)
-                if not ub_s > min_score:
-                    nxt = None  # no run from here on passes the score filter
+                ub_s = math.inf if p >= 1.0 else p / (1.0 - p) * (1.0 + _MARGIN)  # _ub_s(p)
+                if not ub_s > min_score or ub_s < floor_s:
+                    nxt = None  # no run from here on passes the score (or the P) filter
                     break
                 lead = t - now if t > now else 0.0
                 if exact:
@@ -608,18 +484,34 @@ class VoteIndex:
                     if v.score > min_score:
                         keys = iter(self._runs[nxt])
                         first = next(keys)
-                        heapq.heappush(exact, (-v.score, -v.benefit_s, -p, first, keys))
+                        heapq.heappush(exact, (-v.score, -v.benefit_s, -p, first, nxt, v, keys))
                 nxt = next(runs, None)
             if not exact:
                 return
             top = heapq.heappop(exact)
-            following = next(top[4], None)
-            if following is not None:
-                heapq.heappush(exact, (top[0], top[1], top[2], following, top[4]))
+            run = top[4]
+            if dropped and run in dropped:
+                continue  # the rest of the run goes with it
             key = top[3]
-            if key in taken or self._keys[key].exists:
-                continue  # de-duplication, as ``ranked`` does
-            yield _candidate(key, self._clamped(key, now), inp, e)
+            if not (key in taken or self._keys[key].exists):  # de-duplication, as ``ranked``
+                yield key, run, top[5]
+                if dropped and run in dropped:
+                    continue  # dropped on this key: its successor need not be queued
+            following = next(top[6], None)
+            if following is not None:
+                heapq.heappush(exact, (top[0], top[1], top[2], following, run, top[5], top[6]))
+
+    def candidate(self, key: Key, inp: PlanInput, e: float) -> Candidate:
+        """The warm ``Candidate`` of a key ``walk`` yielded (``frontier._candidate``)."""
+        return _candidate(key, self._clamped(key, inp.now), inp, e)
+
+    def lead(self, key: Key) -> _Raw:
+        """The vote a proposed key's start is attributed to (``Candidate.session_id`` and
+        ``action``: the largest p, then the smallest depth, then the smallest session id)."""
+        voters = self._keys[key].voters
+        if len(voters) == 1:
+            return next(iter(voters.values()))
+        return min(voters.values(), key=lambda v: (-v[1], v[2], v[0]))
 
     def _clamped(self, key: Key, now: float) -> _Vote | dict[str, _Vote]:
         """The key's votes with need times clamped at ``now`` (``collect_votes``' form)."""

@@ -19,7 +19,7 @@ from orchestrator.core.budget import (
     try_spend,
     unspent_gpu_s,
 )
-from orchestrator.core.cursors import Cursors
+from orchestrator.core.cursors import Cursors, RosterCursors
 from orchestrator.core.frontier import (
     active_by_id,
     active_sessions,
@@ -828,6 +828,48 @@ def test_plan_with_a_vote_index_equals_the_plain_algorithm(rnd: random.Random) -
     assert plan(replace(inp, votes=votes)) == reference_plan(inp)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_plan_with_a_vote_index_preempts_from_a_short_heap(rnd: random.Random) -> None:
+    """Many reachable speculative jobs on a full pool, few demands: the index's victims come
+    from a heap of only the jobs the plan can take off it (``VoteIndex.victims(first=...)``,
+    ties in P broken by start time and id); the plan is the same."""
+    actions = ("w", "a", "d", "s", "left", "right", "w+left", "w+right", "a+left", "d+right")
+    cursors = ("r", "r/w", "r/a")
+    sessions = tuple(session(f"s{i}", c) for i, c in enumerate(cursors))  # all reachable
+    jobs = []
+    for i, (c, a) in enumerate(rnd.sample([(c, a) for c in cursors for a in actions[:8]], 20)):
+        jobs.append(
+            job(
+                f"j{i:02d}",
+                f"{c}/{a}",
+                started=rnd.choice((0.0, 1.0, 2.0)),
+                p=rnd.choice((0.1, 0.3)),
+                session=rnd.choice(sessions).session_id,
+            )
+        )
+    proposals = tuple(
+        Proposal(s.session_id, (j.chunk_id.rsplit("/", 1)[1],), rnd.choice((0.2, 0.4, 0.6)))
+        for s in sessions for j in jobs
+        if j.parent_id == s.cursor_chunk_id and rnd.random() < 0.5
+    )  # fmt: skip
+    demands = tuple(
+        demand(f"{c}/{a}", at=float(i))
+        for i, (c, a) in enumerate(
+            rnd.sample([(c, a) for c in cursors for a in actions[8:]], rnd.randint(1, 3))
+        )
+    )
+    budget = replace(B, max_containers=len(jobs) + rnd.choice((0, 0, 1)), speculative_share=1.0)
+    nodes = tuple(node(c) for c in cursors)
+    inp = make(nodes=nodes, sessions=sessions, jobs=tuple(jobs), demands=demands,
+               proposals=proposals, budget=budget, now=3.0)  # fmt: skip
+    tree = TreeIndex(inp.nodes)
+    votes = VoteIndex.of(inp, tree.node, lambda k: tree.by_key(*k))
+    p = plan(replace(inp, votes=votes))
+    assert p == reference_plan(inp)
+    assert sum(c.reason == "preempted" for c in p.cancels) >= len(demands) - 1
+
+
 class _SnapshotLookup:
     """``tree.NodeLookup`` over a ``TreeIndex`` (the winners of duplicated ids and keys)."""
 
@@ -846,8 +888,10 @@ def unique_input(inp: PlanInput) -> PlanInput:
     recently active session; the last job in (job_id, started_at, chunk_id) order) and the
     nodes a ``TreeIndex`` keeps: what a shell that keeps a ``Roster`` and lookups hands over."""
     sessions: dict[str, SessionView] = {}
-    for s in sorted(inp.sessions, key=lambda s: (s.session_id, s.last_active_at,
-                                                  s.watch_started_at, s.cursor_chunk_id)):
+    for s in sorted(
+        inp.sessions,
+        key=lambda s: (s.session_id, s.last_active_at, s.watch_started_at, s.cursor_chunk_id),
+    ):
         sessions[s.session_id] = s
     jobs = {j.job_id: j for j in sorted(inp.jobs, key=lambda j: (j.job_id, j.started_at,
                                                                  j.chunk_id))}  # fmt: skip
@@ -894,3 +938,8 @@ def test_near_is_survey_on_the_first_two_links(rnd: random.Random) -> None:
         assert near == cursors.survey(j, chains[j.job_id][:1], set())
         if near:
             assert cursors.survey(j, chains[j.job_id], set())
+    assert cursors.far(jobs, depth) == [j for j in jobs if not cursors.near(j, depth)]
+    roster = Roster.of(unique_input(inp))
+    for active_only in (True, False):
+        on = RosterCursors(roster, inp.now, inp.budget, active_only)
+        assert on.far(jobs, depth) == [j for j in jobs if not on.near(j, depth)]

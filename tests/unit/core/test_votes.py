@@ -16,7 +16,8 @@ from orchestrator.core.frontier import (
     warm_gpu_s,
 )
 from orchestrator.core.poses import action_to_pose
-from orchestrator.core.tree import TreeIndex
+from orchestrator.core.roster import Roster
+from orchestrator.core.tree import Key, TreeIndex
 from orchestrator.core.types import (
     BucketState,
     Budget,
@@ -27,7 +28,7 @@ from orchestrator.core.types import (
     Timing,
     TreeNode,
 )
-from orchestrator.core.votes import SortedKeys, VoteIndex
+from orchestrator.core.votes import VoteIndex
 
 ACTS = ("w", "a", "d", "left", "right", "w+left")
 PROBS = (0.0, 0.04, 0.1, 0.2, 0.25, 0.5, 0.5, 0.5, 0.9, 1.0, 1.0, 1.3)
@@ -114,6 +115,43 @@ def test_incremental_index_ranks_as_the_proposals_do(rnd: random.Random) -> None
         assert list(index.best_first(i, e, taken)) == list(expected)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_walk_gives_each_key_its_runs_value_and_drops_runs(rnd: random.Random) -> None:
+    """``walk`` yields ``best_first``'s keys with their run's value and attributed session
+    (those of the ``Candidate``), and a dropped run's later keys are skipped, the rest kept."""
+    nodes, sessions, now = world(rnd)
+    budget = Budget(max_depth=rnd.choice((1, 2)), min_probability=rnd.choice((0.0, 0.05, 0.3)),
+                    min_benefit_per_gpu_s=rnd.choice((0.0, 0.15)))  # fmt: skip
+    timing = Timing(rnd.choice((4.0, 150.0)), 0.0, 5.0, 2.0)
+    props = proposals(rnd, sessions)
+    inp = PlanInput(now, nodes, tuple(sessions), (), (), tuple(props), budget,
+                    BucketState(0.0, now), timing)  # fmt: skip
+    tree = TreeIndex(nodes)
+    index = VoteIndex.of(inp, tree.node, lambda k: tree.by_key(*k))
+    e = warm_gpu_s(inp)
+    every = list(index.best_first(inp, e, set()))
+    walked = list(index.walk(inp, e, set()))
+    assert [c.key for c in every] == [k for k, _, _ in walked]
+    for c, (key, run, v) in zip(every, walked, strict=True):
+        assert (c.probability, c.depth, c.step_s) == (run[0], run[1], run[3])
+        assert (c.benefit_s, c.waste_gpu_s, c.charge_gpu_s, c.score) == tuple(v)
+        lead = index.lead(key)
+        assert (lead[0], lead[4]) == (c.session_id, c.action)
+        assert index.candidate(key, inp, e) == c
+    drop = {run for _, run, _ in walked if rnd.random() < 0.5}
+    dropped: set[tuple[float, int, float, float]] = set()
+    kept = []
+    for key, run, _ in index.walk(inp, e, set(), dropped):
+        kept.append(key)
+        if run in drop:
+            dropped.add(run)
+    first: dict[tuple[float, int, float, float], Key] = {}
+    for key, run, _ in walked:
+        first.setdefault(run, key)
+    assert kept == [k for k, run, _ in walked if run not in drop or first[run] == k]
+
+
 def test_index_answers_none_for_unproposed_keys_and_forgets_dropped_sessions() -> None:
     nodes = (TreeNode("r", "m", None, pose("w"), "w", "ready", 0),)
     s = SessionView("s1", "m", "r", 0.0, 0.0)
@@ -129,24 +167,36 @@ def test_index_answers_none_for_unproposed_keys_and_forgets_dropped_sessions() -
     assert list(index.best_first(inp, 10.0, set())) == []
 
 
-class _TinyKeys(SortedKeys):
-    LOAD = 2  # sublists split at 5 keys: the tests reach splits and emptied sublists
-    __slots__ = ()
-
-
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 30)), max_size=120))
-def test_sorted_keys_keep_the_order_of_a_sorted_list(ops: list[tuple[bool, int]]) -> None:
-    keys, plain = _TinyKeys(), []
-    for add, n in ops:
-        key = ("m", f"p{n:02d}", "q")
-        if add and key not in plain:
-            keys.add(key)
-            plain.append(key)
-        elif not add and key in plain:
-            keys.remove(key)
-            plain.remove(key)
-        plain.sort()
-        assert list(keys) == plain and len(keys) == len(plain)
-        if plain:
-            assert keys.first() == plain[0]
+@given(st.randoms(use_true_random=False))
+def test_holds_roster_answers_as_a_full_check_after_any_changes(rnd: random.Random) -> None:
+    """The incremental ``holds_roster`` (only what changed since the last check that held)
+    answers as the pass over every voter does, whatever changes the index and the roster go
+    through between checks (views replaced on one side only, sessions dropped, another roster,
+    the roster's log starting over)."""
+    node = TreeNode("r", "m", None, pose("w"), "w", "ready", 0)
+    index = VoteIndex(2, 61, Timing(10.0))
+    rosters = [Roster(), Roster()]
+    views = [SessionView(f"s{i}", "m", "r", float(t), 0.0) for i in range(4) for t in range(3)]
+    budget = Budget()
+    for _ in range(rnd.randint(1, 40)):
+        roster = rnd.choice(rosters)
+        view = rnd.choice(views)
+        op = rnd.randrange(6)
+        if op == 0:
+            props = (Proposal(view.session_id, ("w",), 0.5),) if rnd.random() < 0.8 else ()
+            index.update(view, props, lambda c: node if c == "r" else None, lambda k: None)
+        elif op == 1:
+            index.drop(view.session_id)
+        elif op == 2:
+            roster.set_session(view)
+        elif op == 3:
+            roster.drop_session(view.session_id)
+        elif op == 4:
+            if rnd.random() < 0.1:  # past the log's bound (~1,000 changes): it starts over
+                for k in range(1100):
+                    roster.set_session(views[k % len(views)])
+            roster.set_session(rnd.choice(views))
+        else:
+            full = all(roster.sessions.get(sid) is index._views[sid] for sid in index._views)
+            assert index.holds_roster(roster, 0.0, budget) == full
