@@ -85,9 +85,10 @@ touching each once is already milliseconds, so a plan only reads what can change
   Without the index every proposal is resolved and valued once (full indexes over the nodes are
   built then) and candidates come off a heap best first (``frontier.ranked``).
 
-The upkeep is the shell's, outside ``plan()``: ``Planner.prepare`` compares each session's
-proposals, view and cursor subtree by identity with what it last voted on, and only for those
-that moved calls ``VoteIndex.update`` (which resolves again when the signature differs, ~10-50
+The upkeep is the shell's, outside ``plan()``: ``Planner.prepare`` visits only the sessions its
+change log says moved (``orchestrator.live.upkeep``), compares their proposals, view and cursor
+subtree by identity with what they were last voted on, and only for those that moved calls
+``VoteIndex.update`` (which resolves again when the signature differs, ~10-50
 us with 10 proposals) and ``Roster.set_session``; jobs enter and leave the roster as they start,
 are promoted and end. The index re-combines each changed key at the plan's first read of it and
 orders keys only when a walk needs the order (``votes`` module doc). ``benchmarks/core.py``
