@@ -175,9 +175,9 @@ def simulate(
     return run.report(t0)
 
 
-def table(wait_value: float, seeds: int, g: float, cold: float, window: float, cap: int) -> dict[
-    str, dict[str, float]
-]:
+def table(
+    wait_value: float, seeds: int, g: float, cold: float, window: float, cap: int
+) -> dict[str, dict[str, float]]:
     """Mean figures over ``seeds`` runs for every policy, at one ``wait_value``."""
     rows: dict[str, dict[str, float]] = {}
     for policy in [str(k) for k in range(cap + 1)] + ["predicted"]:

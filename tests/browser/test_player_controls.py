@@ -90,9 +90,7 @@ async def test_controls_probabilities_and_walk_stats(
             assert "Nothing prepared" not in summary, summary
 
         # Speculated branches carry the policy's probability, in the label and as data.
-        child = page.locator(
-            '#tree-map g.node[data-role="child"]:not([data-probability=""])'
-        )
+        child = page.locator('#tree-map g.node[data-role="child"]:not([data-probability=""])')
         await child.first.wait_for(state="attached", timeout=15_000)
         p = float(await child.first.get_attribute("data-probability") or "nan")
         assert 0 < p <= 1

@@ -36,10 +36,12 @@ async def test_views_match_independent_counts(service_factory: Callable[..., Any
     )
     ledger: list[dict[str, Any]] = []
     async with client_for(svc) as client:
-        created = (await client.post(
-            "/api/memories?inline=false",
-            json={"image_base64": base64.b64encode(photo_jpeg()).decode()},
-        )).json()
+        created = (
+            await client.post(
+                "/api/memories?inline=false",
+                json={"image_base64": base64.b64encode(photo_jpeg()).decode()},
+            )
+        ).json()
         memory_id, root = created["memory_id"], created["chunk"]["chunk_id"]
         sessions = []
         while {s["arm"] for s in sessions} != {"control", "spec"} or len(sessions) < 4:
@@ -52,14 +54,23 @@ async def test_views_match_independent_counts(service_factory: Callable[..., Any
                 await asyncio.sleep(0.6)  # think: lets the spec arm prepare children
                 r = await client.post(
                     f"/api/memories/{memory_id}/chunks?inline=false",
-                    json={"parent_chunk_id": parent, "action": action,
-                          "session_id": session["session_id"]},
+                    json={
+                        "parent_chunk_id": parent,
+                        "action": action,
+                        "session_id": session["session_id"],
+                    },
                 )
                 assert r.status_code == 200, r.text
                 chunk = r.json()["chunk"]
-                ledger.append({"policy": session["policy"], "arm": session["arm"],
-                               "outcome": chunk["outcome"], "action": action,
-                               "chunk_id": chunk["chunk_id"]})
+                ledger.append(
+                    {
+                        "policy": session["policy"],
+                        "arm": session["arm"],
+                        "outcome": chunk["outcome"],
+                        "action": action,
+                        "chunk_id": chunk["chunk_id"],
+                    }
+                )
                 parent = chunk["chunk_id"]
         await asyncio.sleep(1.0)  # let speculative jobs settle
         await svc.scheduler.writer.flush()  # hit rows are written behind
@@ -80,8 +91,11 @@ async def test_views_match_independent_counts(service_factory: Callable[..., Any
             e = expected[row["arm"]]
             total = sum(e.values())
             assert row["requests"] == total
-            assert (row["hits"], row["inflight"], row["misses"]) == (e["hit"], e["inflight"],
-                                                                    e["miss"])
+            assert (row["hits"], row["inflight"], row["misses"]) == (
+                e["hit"],
+                e["inflight"],
+                e["miss"],
+            )
             assert row["hit_rate"] == pytest.approx(e["hit"] / total)
             arms_seen[row["arm"]] = row
         assert set(arms_seen) == set(expected)
@@ -95,8 +109,9 @@ async def test_views_match_independent_counts(service_factory: Callable[..., Any
             assert row["requests"] == by_action[(row["action"], row["policy"])]
 
         # -- branch hit rates from raw job rows ------------------------------------------------
-        spec_ok = [j for j in jobs if j["initial_kind"] == "speculative"
-                   and j["status"] == "succeeded"]
+        spec_ok = [
+            j for j in jobs if j["initial_kind"] == "speculative" and j["status"] == "succeeded"
+        ]
         body = (await client.get("/api/analytics/hit-rates?group_by=policy")).json()
         branch = {r["policy"]: r for r in body["branch_rates"]}
         if spec_ok:
@@ -104,7 +119,8 @@ async def test_views_match_independent_counts(service_factory: Callable[..., Any
             assert branch["uniform"]["speculated"] == len(spec_ok)
             assert branch["uniform"]["used"] == len(used)
             assert branch["uniform"]["speculated_gpu_s"] == pytest.approx(
-                sum(j["gpu_seconds"] for j in spec_ok))
+                sum(j["gpu_seconds"] for j in spec_ok)
+            )
         assert "none" not in branch  # the control arm never speculates
         requested = {r["chunk_id"] for r in ledger}
         for j in spec_ok:

@@ -306,9 +306,7 @@ async def test_a_hanging_submit_times_out_as_transient() -> None:
     method = Hanging([])
     method.spawn = Aio(method._spawn)
     fake = FakeModal()
-    pool = make_pool(
-        method, fake, submit_timeout_s=0.02, submit_attempts=2, submit_backoff_s=0.001
-    )
+    pool = make_pool(method, fake, submit_timeout_s=0.02, submit_attempts=2, submit_backoff_s=0.001)
     with pytest.raises(GenerationError, match="did not answer the submission in time") as info:
         await pool.generate(REQUEST)
     assert info.value.transient and len(method.kwargs) == 2

@@ -69,7 +69,7 @@ def test_an_upstream_change_is_caught(snap: dict[str, Any], mutate: Any, words: 
 
 def test_the_issue_s_blockers_are_caught(snap: dict[str, Any]) -> None:
     # The adapter as it was before the pin: root `generate` module, no use_vae_parallel.
-    old = '''
+    old = """
 from argparse import Namespace
 class P:
     def load(self):
@@ -78,7 +78,7 @@ class P:
         initialize_infer_state(Namespace(sage_blocks_range="0-53", use_sageattn=False,
             enable_torch_compile=False, use_fp8_gemm=False, quant_type="fp8-per-block",
             include_patterns="double_blocks"))
-'''
+"""
     problems = adapter_problems(old, snap)
     assert "upstream has no top-level module 'generate'" in problems
     assert any("lacks 'use_vae_parallel'" in p for p in problems)
