@@ -570,18 +570,8 @@ def _shrink_minus(
     in the total, as the dense form counts it. The same total (integer counts: the order of the
     sum changes nothing), the same T, the same terms per action as building the difference."""
     seen = len(a)
-    if not b:  # _shrink(a, len(a), ...), inline: the usual case for a thin session row
-        total = sum(a.values())
-        if total <= 0:
-            return prior
-        back = discount * seen + strength
-        denom = total + strength
-        out = [back * q / denom for q in prior]
-        for k, n in a.items():
-            if n > discount:
-                i = index[k]
-                out[i] = (n - discount + back * prior[i]) / denom
-        return out
+    if not b:  # the usual case for a thin session row
+        return _shrink(a, seen, prior, strength, discount, index)
     total = sum(a.values()) - sum(b.values())
     if total <= 0:
         return prior

@@ -132,32 +132,21 @@ class RosterCursors:
         for job in jobs:
             memory = job.memory_id
             # The parent first: a depth-1 guess (most of them) hangs below its session's cursor.
-            parent = job.parent_id
-            watchers = at(parent) if depth > 0 and parent is not None else None
-            if watchers is not None:
+            for chunk_id in (job.parent_id if depth > 0 else None, job.chunk_id):
+                watchers = at(chunk_id) if chunk_id is not None else None
+                if watchers is None:
+                    continue
                 for s in watchers:
                     if s.memory_id == memory and active is not (
                         now - s.last_active_at
                         > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
                     ):
-                        break
+                        break  # watched by an active session
                 else:
-                    watchers = None
-                if watchers is not None:
-                    continue
-            watchers = at(job.chunk_id)
-            if watchers is not None:
-                for s in watchers:
-                    if s.memory_id == memory and active is not (
-                        now - s.last_active_at
-                        > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
-                    ):
-                        break
-                else:
-                    watchers = None
-                if watchers is not None:
-                    continue
-            out.append(job)
+                    continue  # nobody active here: try the other chunk
+                break
+            else:
+                out.append(job)
         return out
 
     def survey(self, job: RunningJob, ancestors: list[str], want: Want) -> bool:
