@@ -26,7 +26,7 @@ from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from orchestrator.experiments import Arm, assign_arm
 from policies import Policy, make_policy
 from policies.base import forget_memory, forget_session
-from policies.registry import time_free
+from policies.registry import children_free, time_free
 
 log = structlog.get_logger(__name__)
 
@@ -117,6 +117,12 @@ class PolicyHost:
         (``orchestrator.live.proposals``)."""
         policy = self._policies.get(arm)
         return policy is not None and time_free(policy)
+
+    def children_free(self, arm: str) -> bool:
+        """True when ``arm``'s policy never reads ``ctx.children``, so a change of those alone
+        does not make the host ask it again (``orchestrator.live.proposals``)."""
+        policy = self._policies.get(arm)
+        return policy is not None and children_free(policy)
 
     def propose(self, arm: str, ctx: PolicyContext) -> list[Proposal]:
         """The proposals of ``arm``'s policy for one session ([] if the policy fails)."""
