@@ -43,6 +43,7 @@ class PolicyHost:
         self.arms: tuple[Arm, ...] = ()
         self._policies: dict[str, Policy] = {}
         self._queued: deque[ActionObserved] = deque()
+        self._children_free: dict[str, tuple[Policy, bool]] = {}  # arm -> (its policy, answer)
         self.reconfigure(arms, experiment)
 
     def reconfigure(self, arms: tuple[Arm, ...], experiment: str) -> None:
@@ -122,7 +123,14 @@ class PolicyHost:
         """True when ``arm``'s policy never reads ``ctx.children``, so a change of those alone
         does not make the host ask it again (``orchestrator.live.proposals``)."""
         policy = self._policies.get(arm)
-        return policy is not None and children_free(policy)
+        if policy is None:
+            return False
+        # Memoised per policy object: lookahead's check is a runtime Protocol isinstance
+        # (~10 us), and the live state asks on every visit of a session, hits included.
+        kept = self._children_free.get(arm)
+        if kept is None or kept[0] is not policy:
+            kept = self._children_free[arm] = (policy, children_free(policy))
+        return kept[1]
 
     def propose(self, arm: str, ctx: PolicyContext) -> list[Proposal]:
         """The proposals of ``arm``'s policy for one session ([] if the policy fails)."""
