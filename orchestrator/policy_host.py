@@ -26,7 +26,7 @@ from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from orchestrator.experiments import Arm, assign_arm
 from policies import Policy, make_policy
 from policies.base import forget_memory, forget_session
-from policies.registry import time_free
+from policies.registry import children_free, time_free
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +43,7 @@ class PolicyHost:
         self.arms: tuple[Arm, ...] = ()
         self._policies: dict[str, Policy] = {}
         self._queued: deque[ActionObserved] = deque()
+        self._children_free: dict[str, tuple[Policy, bool]] = {}  # arm -> (its policy, answer)
         self.reconfigure(arms, experiment)
 
     def reconfigure(self, arms: tuple[Arm, ...], experiment: str) -> None:
@@ -117,6 +118,19 @@ class PolicyHost:
         (``orchestrator.live.proposals``)."""
         policy = self._policies.get(arm)
         return policy is not None and time_free(policy)
+
+    def children_free(self, arm: str) -> bool:
+        """True when ``arm``'s policy never reads ``ctx.children``, so a change of those alone
+        does not make the host ask it again (``orchestrator.live.proposals``)."""
+        policy = self._policies.get(arm)
+        if policy is None:
+            return False
+        # Memoised per policy object: lookahead's check is a runtime Protocol isinstance
+        # (~10 us), and the live state asks on every visit of a session, hits included.
+        kept = self._children_free.get(arm)
+        if kept is None or kept[0] is not policy:
+            kept = self._children_free[arm] = (policy, children_free(policy))
+        return kept[1]
 
     def propose(self, arm: str, ctx: PolicyContext) -> list[Proposal]:
         """The proposals of ``arm``'s policy for one session ([] if the policy fails)."""

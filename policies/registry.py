@@ -12,14 +12,21 @@ import inspect
 import re
 from collections.abc import Callable, Mapping
 
-from policies.base import Policy
+from policies.base import NextActionModel, Policy
 from policies.lookahead import LookaheadPolicy
 from policies.markov import MarkovPolicy
 from policies.none import NonePolicy
 from policies.oracle import OraclePolicy
 from policies.uniform import UniformPolicy
 
-__all__ = ["BUILTIN", "PolicyFactory", "available_policies", "make_policy", "time_free"]
+__all__ = [
+    "BUILTIN",
+    "PolicyFactory",
+    "available_policies",
+    "children_free",
+    "make_policy",
+    "time_free",
+]
 
 PolicyFactory = Callable[..., Policy]
 """A class or function that takes the policy's params as keyword arguments and returns a Policy."""
@@ -38,6 +45,7 @@ _ATTR = _MODULE  # attribute paths may be dotted too: "pkg.mod:Outer.factory"
 
 
 _TIME_FREE = (NonePolicy, UniformPolicy, MarkovPolicy, OraclePolicy)
+_CHILDREN_FREE = (NonePolicy, UniformPolicy, MarkovPolicy, OraclePolicy)
 
 
 def time_free(policy: Policy) -> bool:
@@ -48,6 +56,19 @@ def time_free(policy: Policy) -> bool:
     if isinstance(policy, LookaheadPolicy):
         return time_free(policy.base)
     return type(policy) in _TIME_FREE
+
+
+def children_free(policy: Policy) -> bool:
+    """True for built-in policies whose proposals never read ``ctx.children`` (the states of
+    the cursor's children): none, uniform, markov and the oracle read the session's history,
+    ``ctx.actions``, ``ctx.max_depth`` and what they observed; lookahead passes the children on
+    only to a base that is not a ``NextActionModel`` (``LookaheadPolicy._next``), so it is
+    children-free when its base is a ``NextActionModel`` or itself children-free. A host need
+    not ask such a policy again when only those states changed (``orchestrator.live.
+    proposals``). An operator's own policy is assumed to read them."""
+    if isinstance(policy, LookaheadPolicy):
+        return isinstance(policy.base, NextActionModel) or children_free(policy.base)
+    return type(policy) in _CHILDREN_FREE
 
 
 def available_policies() -> list[str]:

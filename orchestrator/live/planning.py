@@ -261,7 +261,9 @@ class Planner(Changes):
                 actions=ACTION_NAMES, max_depth=budget.max_depth, now=now, seed=self.seed,
             )  # fmt: skip
 
-        signature = (v.cursor_chunk_id, len(v.history), s.arm, children_signature(kids),
+        # The children's states only for a policy that reads them (``proposals`` module doc).
+        seen = None if self.proposer.children_free(s.arm) else children_signature(kids)
+        signature = (v.cursor_chunk_id, len(v.history), s.arm, seen,
                      coarse_epoch(mem.epoch), self.host_epoch, budget.max_depth)  # fmt: skip
         props = self.proposals.get(self.proposer, s.arm, v.session_id, context, signature)
         return props, cached[1]

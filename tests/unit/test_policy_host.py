@@ -114,3 +114,11 @@ def test_forget_session_feeds_the_queue_first_and_reaches_markov() -> None:
     host.forget_memory("m1")
     assert "m1" not in markov._memory  # type: ignore[attr-defined]
     host.forget_session("unknown")  # nothing kept: a no-op
+
+
+def test_children_free_and_time_free_follow_each_arms_policy() -> None:
+    host = PolicyHost((Arm("a", "markov"), Arm("b", "uniform")), "exp")
+    assert host.children_free("a") and host.time_free("a") and host.children_free("b")
+    host._policies["b"] = _Recorder()  # type: ignore[assignment]  # an operator's own policy
+    assert not host.children_free("b") and not host.time_free("b")
+    assert not host.children_free("missing") and not host.time_free("missing")
