@@ -105,6 +105,7 @@ the same ``Plan`` on random inputs (duplicated ids, shared cursors, idle session
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -335,10 +336,14 @@ def _cancel_unreachable(w: _Work) -> None:
     )  # fmt: skip
     if w.vote_index() is not None:
         # Victims are valued from the index, which needs no ``want``: a job whose chunk or
-        # parent is a cursor is reachable without walking its ancestry.
+        # parent is a cursor is reachable without walking its ancestry, and one that is not
+        # (``far``) only by an ancestor above its parent.
         rest = cursors.far(w.pool, depth)
+        if not rest:
+            return
         chains = _chains(w.index, rest, depth)
-        lost = [j for j in rest if not cursors.survey(j, chains[j.job_id], set())]
+        reaches = cursors.reaches
+        lost = [j for j in rest if not reaches(j, itertools.islice(chains[j.job_id], 1, None))]
     else:
         chains = _chains(w.index, w.pool, depth)
         survey = cursors.survey
@@ -348,9 +353,9 @@ def _cancel_unreachable(w: _Work) -> None:
     idle = (
         Cursors([s for s in inp.sessions if s.session_id not in w.active]) if roster is None
         else RosterCursors(roster, inp.now, inp.budget, False)
-    ).survey  # fmt: skip
-    for j in sorted(lost, key=lambda j: j.job_id):
-        w.cancel(j, "idle" if idle(j, chains[j.job_id], set()) else "abandoned")
+    ).reaches  # fmt: skip
+    for j in sorted(lost, key=lambda j: j.job_id) if len(lost) > 1 else lost:
+        w.cancel(j, "idle" if idle(j, (j.chunk_id, *chains[j.job_id])) else "abandoned")
     gone = {j.job_id for j in lost}
     w.pool = [j for j in w.pool if j.job_id not in gone]
 
@@ -441,7 +446,9 @@ def _admit_speculation(w: _Work) -> None:
         for j in w.gone.values():
             if j.session_id is not None:
                 held[j.session_id] = held.get(j.session_id, base.get(j.session_id, 0)) - 1
-        taken = _Taken(inp.roster.running_keys, w.demanded)
+        running = inp.roster.running_keys
+        # Without demands the roster's map alone: ``in`` is a dict read, not a method call.
+        taken = _Taken(running, w.demanded) if w.demanded else running
     else:
         for j in w.live.values():
             if j.kind == "speculative" and j.session_id is not None and j.job_id not in w.gone:

@@ -153,6 +153,10 @@ class VoteIndex:
         self._unplaced: set[Key] = set()  # settled keys not yet in their run's list (_place)
         self._heap: list[tuple[tuple[float, float, float, int, float], _Params]] = []
         self._heaped: set[_Params] = set()
+        # The non-empty runs in heap order while there are few (``_runs_in_order``), kept until
+        # a run is made or emptied: the order is time-free, and a simulator plans ~10^5 times
+        # over the same ~20 runs, so sorting them at every walk was most of its cost.
+        self._order: list[_Params] | None = None
         self._odd_p = 0
         self._odd_t = 0
         # Keys whose votes changed since their run was last computed. A key shared by n
@@ -344,6 +348,7 @@ class VoteIndex:
                 before.remove(key)
                 if not before:
                     del runs[old]
+                    self._order = None
             state.placed = params
             if params is None:
                 del keys[key]
@@ -351,6 +356,7 @@ class VoteIndex:
             members = runs.get(params)
             if members is None:
                 members = runs[params] = SortedKeys()
+                self._order = None
                 if params not in self._heaped:
                     self._heaped.add(params)
                     heapq.heappush(self._heap, (_order(params), params))
@@ -359,6 +365,7 @@ class VoteIndex:
             self._heap = [(_order(r), r) for r in runs]
             heapq.heapify(self._heap)
             self._heaped = set(runs)
+            self._order = None
 
     def _count(self, params: _Params, delta: int) -> None:
         odd_p, odd_t = _odd(params)
@@ -422,13 +429,19 @@ class VoteIndex:
         """Non-empty runs in heap order, without changing the heap (a second heap walks it)."""
         self._settle()
         self._place()
+        heap = self._heap
+        if len(heap) <= 24:  # few runs (a simulator's ~20 sessions): sorting them all costs less
+            order = self._order
+            if order is None:  # sorted once until a run is made or emptied (``_place``)
+                runs = self._runs
+                order = self._order = [item[1] for item in sorted(heap) if item[1] in runs]
+            return iter(order)
+        return self._heap_walk()
+
+    def _heap_walk(self) -> Iterator[_Params]:
+        """``_runs_in_order`` over many runs: a second heap over the heap's positions."""
         heap, runs = self._heap, self._runs
         n = len(heap)
-        if n <= 24:  # few runs (a simulator's ~20 sessions): sorting them all costs less
-            for item in sorted(heap):
-                if item[1] in runs:
-                    yield item[1]
-            return
         walk = [(heap[0], 0)] if n else []
         while walk:
             item, i = heapq.heappop(walk)
@@ -462,10 +475,11 @@ class VoteIndex:
         min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
         # ub_s is monotone in p: once below ub_s(min_p), no later run has p >= min_p.
         floor_s = _ub_s(min_p)
-        # (-score, -benefit, -p, key, run, value, the run's keys after it); keys are unique
-        # across runs, so the comparison never reaches the run.
-        exact: list[tuple[float, float, float, Key, _Params, Value, Iterator[Key]]] = []
-        runs = self._runs_in_order()
+        # (-score, -benefit, -p, key, run, value, the run's keys after it or None when it has
+        # no other); keys are unique across runs, so the comparison never reaches the run.
+        exact: list[tuple[float, float, float, Key, _Params, Value, Iterator[Key] | None]] = []
+        runs, members_of, keys_state = self._runs_in_order(), self._runs, self._keys
+        push, pop = heapq.heappush, heapq.heappop
         nxt = next(runs, None)
         while True:
             while nxt is not None:
@@ -477,29 +491,37 @@ class VoteIndex:
                 lead = t - now if t > now else 0.0
                 if exact:
                     ub_b = (1.0 if p >= 1.0 else p * (1.0 + _MARGIN)) * (e if e < lead else lead)
-                    if (exact[0][0], exact[0][1]) < (-ub_s, -ub_b):
+                    # (best -score, -benefit) < (-ub_s, -ub_b), without building the tuples
+                    best = exact[0]
+                    if best[0] < -ub_s or (best[0] == -ub_s and best[1] < -ub_b):
                         break  # the best valued key ranks before every run not valued yet
                 if p >= min_p:
                     v = value(p, lead, depth, step, e)
                     if v.score > min_score:
-                        keys = iter(self._runs[nxt])
-                        first = next(keys)
-                        heapq.heappush(exact, (-v.score, -v.benefit_s, -p, first, nxt, v, keys))
+                        lists = members_of[nxt].lists
+                        if len(lists) == 1 and len(lists[0]) == 1:  # a one-key run: no iterator
+                            push(exact, (-v.score, -v.benefit_s, -p, lists[0][0], nxt, v, None))
+                        else:
+                            keys = iter(lists[0]) if len(lists) == 1 else itertools.chain(*lists)
+                            first = next(keys)
+                            push(exact, (-v.score, -v.benefit_s, -p, first, nxt, v, keys))
                 nxt = next(runs, None)
             if not exact:
                 return
-            top = heapq.heappop(exact)
+            top = pop(exact)
             run = top[4]
             if dropped and run in dropped:
                 continue  # the rest of the run goes with it
             key = top[3]
-            if not (key in taken or self._keys[key].exists):  # de-duplication, as ``ranked``
+            if not (key in taken or keys_state[key].exists):  # de-duplication, as ``ranked``
                 yield key, run, top[5]
                 if dropped and run in dropped:
                     continue  # dropped on this key: its successor need not be queued
-            following = next(top[6], None)
-            if following is not None:
-                heapq.heappush(exact, (top[0], top[1], top[2], following, run, top[5], top[6]))
+            rest = top[6]
+            if rest is not None:
+                following = next(rest, None)
+                if following is not None:
+                    push(exact, (top[0], top[1], top[2], following, run, top[5], rest))
 
     def candidate(self, key: Key, inp: PlanInput, e: float) -> Candidate:
         """The warm ``Candidate`` of a key ``walk`` yielded (``frontier._candidate``)."""
@@ -510,7 +532,8 @@ class VoteIndex:
         ``action``: the largest p, then the smallest depth, then the smallest session id)."""
         voters = self._keys[key].voters
         if len(voters) == 1:
-            return next(iter(voters.values()))
+            for v in voters.values():
+                return v
         return min(voters.values(), key=lambda v: (-v[1], v[2], v[0]))
 
     def _clamped(self, key: Key, now: float) -> _Vote | dict[str, _Vote]:
