@@ -219,7 +219,7 @@ class _Work:
         """Cancel a live speculative job and refund its unspent charge."""
         self.gone[job.job_id] = job
         self.spec_live -= 1
-        self.cancels.append(CancelJob(job_id=job.job_id, reason=reason))
+        self.cancels.append(CancelJob(job.job_id, reason))
         unspent = unspent_gpu_s(job.charge, job.started_at, self.inp.now)
         self.bucket = refund(self.bucket, self.inp.budget, unspent)
 
@@ -314,7 +314,7 @@ def _chains(index: TreeIndex, jobs: list[RunningJob], depth: int) -> dict[str, l
     }
     for level in range(1, depth):
         tips = [c for c in chains.values() if len(c) == level]
-        node_of = index.prefetch(c[-1] for c in tips).get
+        node_of = index.reader(c[-1] for c in tips)
         for chain in tips:
             node = node_of(chain[-1])
             if node is not None and node.parent_id is not None:
@@ -435,7 +435,13 @@ def _admit_speculation(w: _Work) -> None:
     # saves any wait has a positive charge). Valuing the proposals would change no decision.
     if w.free_slots() <= 0 or w.spec_live >= cap or not w.bucket.tokens > 0.0:
         return
-    if not inp.proposals or not w.any_active():
+    if not inp.proposals:
+        return
+    index = w.vote_index()
+    # Without an active session nothing is proposed. A usable index holds only active
+    # sessions' votes (``PlanInput.votes``' contract), so then its walk finds nothing and the
+    # test (a pass over the sessions until an active one) is left to the other paths.
+    if index is None and not w.any_active():
         return
     held: dict[str, int] = {}  # session -> its speculative jobs after this plan's cancels
     base: Mapping[str, int] = held
@@ -454,7 +460,6 @@ def _admit_speculation(w: _Work) -> None:
             if j.kind == "speculative" and j.session_id is not None and j.job_id not in w.gone:
                 held[j.session_id] = held.get(j.session_id, 0) + 1
         taken = {(j.memory_id, j.parent_id, j.pose) for j in inp.jobs} | w.demanded
-    index = w.vote_index()
     if index is not None:
         done = admit_indexed(
             inp, index, held, base, taken, w.free_slots(), cap - w.spec_live - len(w.spec_starts),

@@ -52,6 +52,7 @@ time and ``now`` are both within 1e-100 of 0, or 0 < E < 1e-100.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -76,6 +77,7 @@ from orchestrator.core.types import (
 
 _MARGIN = 1e-9  # relative slack of the score bound over rounding (a few ulps, ~1e-16 each)
 _TINY = 1e-100  # below this, products may be subnormal and the bounds lose their rigour
+_SORTED = 48  # the most runs ``VoteIndex`` keeps in a sorted list besides its heap
 
 _Params = tuple[float, int, float, float]
 """(p, depth, T, step): what a key's value depends on besides ``now`` and E (its run)."""
@@ -153,10 +155,12 @@ class VoteIndex:
         self._unplaced: set[Key] = set()  # settled keys not yet in their run's list (_place)
         self._heap: list[tuple[tuple[float, float, float, int, float], _Params]] = []
         self._heaped: set[_Params] = set()
-        # The non-empty runs in heap order while there are few (``_runs_in_order``), kept until
-        # a run is made or emptied: the order is time-free, and a simulator plans ~10^5 times
-        # over the same ~20 runs, so sorting them at every walk was most of its cost.
-        self._order: list[_Params] | None = None
+        # While there are few runs (``_SORTED`` or fewer), every non-empty run with its heap
+        # entry, sorted (``_runs_in_order``): kept up to date as runs are made and emptied (a
+        # bisect each), as the order is time-free. A simulator plans ~10^5 times over ~20
+        # runs of which a few change between two plans: sorting them at every walk was a
+        # tenth of its plan. None when there are more (the heap walk then).
+        self._sorted: list[tuple[tuple[float, float, float, int, float], _Params]] | None = []
         self._odd_p = 0
         self._odd_t = 0
         # Keys whose votes changed since their run was last computed. A key shared by n
@@ -186,7 +190,8 @@ class VoteIndex:
 
     def safe(self, now: float, e: float) -> bool:
         """True when the lazy walk's bounds are rigorous for this ``now`` and E (module doc)."""
-        self._settle()
+        if self._pending:
+            self._settle()
         if self._odd_p or not (e == 0.0 or _TINY <= e < math.inf) or not math.isfinite(now):
             return False
         return not self._odd_t or abs(now) >= _TINY
@@ -211,8 +216,12 @@ class VoteIndex:
         (``Roster.changed_since``), are compared again; the others are as they were then. A
         pass over every voter only when the roster is another one or its log was reset.
         """
-        get, views = roster.sessions.get, self._views
         last = self._held_by
+        if last is not None and last[0] is roster and not self._unchecked:
+            mark = roster.mark()
+            if mark == last[1]:
+                return True  # nothing changed since a check that held (a plan per event)
+        get, views = roster.sessions.get, self._views
         changed = roster.changed_since(last[1]) if last is not None and last[0] is roster else None
         if changed is None:
             ok = all(map(operator.is_, map(get, views.keys()), views.values()))  # C-level pass
@@ -348,7 +357,13 @@ class VoteIndex:
                 before.remove(key)
                 if not before:
                     del runs[old]
-                    self._order = None
+                    ordered = self._sorted
+                    if ordered is not None:
+                        i = bisect.bisect_left(ordered, (_order(old), old))
+                        if i < len(ordered) and ordered[i][1] == old:
+                            del ordered[i]
+                        else:  # not found: a NaN put it out of order (never walked: ``safe``)
+                            self._sorted = None
             state.placed = params
             if params is None:
                 del keys[key]
@@ -356,7 +371,12 @@ class VoteIndex:
             members = runs.get(params)
             if members is None:
                 members = runs[params] = SortedKeys()
-                self._order = None
+                ordered = self._sorted
+                if ordered is not None:
+                    if len(ordered) < _SORTED and params[0] == params[0] and params[2] == params[2]:
+                        bisect.insort(ordered, (_order(params), params))
+                    else:  # too many to keep sorted, or a NaN that no order holds
+                        self._sorted = None
                 if params not in self._heaped:
                     self._heaped.add(params)
                     heapq.heappush(self._heap, (_order(params), params))
@@ -365,7 +385,6 @@ class VoteIndex:
             self._heap = [(_order(r), r) for r in runs]
             heapq.heapify(self._heap)
             self._heaped = set(runs)
-            self._order = None
 
     def _count(self, params: _Params, delta: int) -> None:
         odd_p, odd_t = _odd(params)
@@ -427,15 +446,16 @@ class VoteIndex:
 
     def _runs_in_order(self) -> Iterator[_Params]:
         """Non-empty runs in heap order, without changing the heap (a second heap walks it)."""
-        self._settle()
-        self._place()
-        heap = self._heap
-        if len(heap) <= 24:  # few runs (a simulator's ~20 sessions): sorting them all costs less
-            order = self._order
-            if order is None:  # sorted once until a run is made or emptied (``_place``)
-                runs = self._runs
-                order = self._order = [item[1] for item in sorted(heap) if item[1] in runs]
-            return iter(order)
+        if self._pending:  # (tested here: a plan's walk would mostly call them to do nothing)
+            self._settle()
+        if self._unplaced:
+            self._place()
+        ordered = self._sorted
+        if ordered is None and len(self._runs) <= _SORTED // 2 and not self._odd_p:  # few again
+            ordered = self._sorted = sorted((_order(r), r) for r in self._runs)
+        if ordered is not None:
+            # The heap walk's order: every non-empty run has one heap entry, this very one.
+            return map(operator.itemgetter(1), ordered)
         return self._heap_walk()
 
     def _heap_walk(self) -> Iterator[_Params]:
@@ -469,8 +489,6 @@ class VoteIndex:
         all refuse without effect (``plan._admit_indexed``), so a walk it cannot spend on costs
         one key per run, not one ``Candidate`` per key.
         """
-        self._settle()
-        self._place()
         now, budget = inp.now, inp.budget
         min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
         # ub_s is monotone in p: once below ub_s(min_p), no later run has p >= min_p.
@@ -478,7 +496,8 @@ class VoteIndex:
         # (-score, -benefit, -p, key, run, value, the run's keys after it or None when it has
         # no other); keys are unique across runs, so the comparison never reaches the run.
         exact: list[tuple[float, float, float, Key, _Params, Value, Iterator[Key] | None]] = []
-        runs, members_of, keys_state = self._runs_in_order(), self._runs, self._keys
+        runs = self._runs_in_order()  # settles and places the keys first
+        members_of, keys_state = self._runs, self._keys
         push, pop = heapq.heappush, heapq.heappop
         nxt = next(runs, None)
         while True:
