@@ -77,7 +77,7 @@ from orchestrator.core.types import (
 
 _MARGIN = 1e-9  # relative slack of the score bound over rounding (a few ulps, ~1e-16 each)
 _TINY = 1e-100  # below this, products may be subnormal and the bounds lose their rigour
-_SORTED = 48  # the most runs ``VoteIndex`` keeps in a sorted list besides its heap
+_SORTED = 256  # the most runs ``VoteIndex`` keeps in a sorted list (a heap beyond)
 
 _Params = tuple[float, int, float, float]
 """(p, depth, T, step): what a key's value depends on besides ``now`` and E (its run)."""
@@ -153,14 +153,16 @@ class VoteIndex:
         self._keys: dict[Key, _KeyState] = {}
         self._runs: dict[_Params, SortedKeys] = {}  # run -> its placed keys, in order
         self._unplaced: set[Key] = set()  # settled keys not yet in their run's list (_place)
+        # The runs in walk order (``_runs_in_order``), one of two ways. While there are few
+        # (``_SORTED`` or fewer): ``_sorted``, every non-empty run with its order, sorted, kept
+        # so by a bisection as a run is made or emptied (the order is time-free; a simulator
+        # plans ~10^5 times over 10-130 runs, a few of which change between two plans:
+        # rebuilding or sorting them per plan was a fifth of its plan). Otherwise (``_sorted``
+        # None) a heap: a run is pushed when made and left there when emptied until the heap
+        # is mostly such entries, then rebuilt; a walk reads it through a second heap.
+        self._sorted: list[tuple[tuple[float, float, float, int, float], _Params]] | None = []
         self._heap: list[tuple[tuple[float, float, float, int, float], _Params]] = []
         self._heaped: set[_Params] = set()
-        # While there are few runs (``_SORTED`` or fewer), every non-empty run with its heap
-        # entry, sorted (``_runs_in_order``): kept up to date as runs are made and emptied (a
-        # bisect each), as the order is time-free. A simulator plans ~10^5 times over ~20
-        # runs of which a few change between two plans: sorting them at every walk was a
-        # tenth of its plan. None when there are more (the heap walk then).
-        self._sorted: list[tuple[tuple[float, float, float, int, float], _Params]] | None = []
         self._odd_p = 0
         self._odd_t = 0
         # Keys whose votes changed since their run was last computed. A key shared by n
@@ -363,7 +365,7 @@ class VoteIndex:
                         if i < len(ordered) and ordered[i][1] == old:
                             del ordered[i]
                         else:  # not found: a NaN put it out of order (never walked: ``safe``)
-                            self._sorted = None
+                            self._to_heap()
             state.placed = params
             if params is None:
                 del keys[key]
@@ -376,15 +378,21 @@ class VoteIndex:
                     if len(ordered) < _SORTED and params[0] == params[0] and params[2] == params[2]:
                         bisect.insort(ordered, (_order(params), params))
                     else:  # too many to keep sorted, or a NaN that no order holds
-                        self._sorted = None
-                if params not in self._heaped:
+                        self._to_heap()
+                elif params not in self._heaped:
                     self._heaped.add(params)
                     heapq.heappush(self._heap, (_order(params), params))
             members.add(key)
         if len(self._heap) > 2 * len(runs) + 8:  # mostly emptied runs (walked too): rebuild
-            self._heap = [(_order(r), r) for r in runs]
-            heapq.heapify(self._heap)
-            self._heaped = set(runs)
+            self._to_heap()
+
+    def _to_heap(self) -> None:
+        """Order the runs by a heap (built from every non-empty run), not the sorted list."""
+        runs = self._runs
+        self._sorted = None
+        self._heap = [(_order(r), r) for r in runs]
+        heapq.heapify(self._heap)
+        self._heaped = set(runs)
 
     def _count(self, params: _Params, delta: int) -> None:
         odd_p, odd_t = _odd(params)
@@ -453,8 +461,8 @@ class VoteIndex:
         ordered = self._sorted
         if ordered is None and len(self._runs) <= _SORTED // 2 and not self._odd_p:  # few again
             ordered = self._sorted = sorted((_order(r), r) for r in self._runs)
+            self._heap, self._heaped = [], set()
         if ordered is not None:
-            # The heap walk's order: every non-empty run has one heap entry, this very one.
             return map(operator.itemgetter(1), ordered)
         return self._heap_walk()
 
