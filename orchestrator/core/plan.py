@@ -142,6 +142,8 @@ from orchestrator.core.types import (
 )
 from orchestrator.core.votes import VoteIndex
 
+_NO_KEYS: frozenset[Key] = frozenset()
+
 
 def job_key(job: RunningJob) -> Key:
     """The chunk key a running job generates."""
@@ -170,6 +172,7 @@ class _Work:
     demanded: frozenset[Key]  # keys of every pending demand
     bucket: BucketState
     spec_live: int  # live speculative jobs (those a demand waits for included)
+    cap: int  # ``speculative_slot_cap(inp.budget)``
     pool: list[RunningJob]  # live speculative jobs no demand waits for: preemptible
     gone: dict[str, RunningJob] = field(default_factory=dict)  # jobs this plan cancelled
     victims: list[_Victim] | None = None  # heap over ``pool``, built on first use
@@ -291,7 +294,7 @@ def _victim_heap(w: _Work) -> list[_Victim]:
         # At most this many jobs are taken off the heap in the plan: the trim's (step c: it
         # stops once both limits hold, one job per cancel) and one per demand (step d).
         budget = w.inp.budget
-        most = max(w.preemptible() - speculative_slot_cap(budget),
+        most = max(w.preemptible() - w.cap,
                    w.live_count() - budget.max_containers, 0) + len(w.inp.demands)  # fmt: skip
         heap = index.victims(w.pool, most if 4 * most < len(w.pool) else None)
     else:
@@ -361,7 +364,7 @@ def _cancel_unreachable(w: _Work) -> None:
 
 
 def _trim_to_limits(w: _Work) -> None:
-    cap = speculative_slot_cap(w.inp.budget)
+    cap = w.cap
     while w.preemptible() > cap or w.live_count() > w.inp.budget.max_containers:
         victim = w.least_valuable()
         if victim is None:
@@ -430,7 +433,7 @@ def _spec_start(c: Candidate, cold: bool) -> StartJob:
 
 def _admit_speculation(w: _Work) -> None:
     inp, budget = w.inp, w.inp.budget
-    cap = speculative_slot_cap(budget)
+    cap = w.cap
     # Nothing can start: no slot, the cap reached, or an empty bucket (every candidate that
     # saves any wait has a positive charge). Valuing the proposals would change no decision.
     if w.free_slots() <= 0 or w.spec_live >= cap or not w.bucket.tokens > 0.0:
@@ -522,8 +525,8 @@ def plan(inp: PlanInput) -> Plan:
         Nothing for well-typed input: invalid proposals (unknown actions, non-finite P) are
         ignored rather than allowed to stall demand scheduling.
     """
-    demanded = frozenset(demand_key(d) for d in inp.demands)
-    demand_parents = {key[1] for key in demanded}
+    demanded = frozenset(demand_key(d) for d in inp.demands) if inp.demands else _NO_KEYS
+    demand_parents = {key[1] for key in demanded} if demanded else set()
     roster = inp.roster
     live: Mapping[str, RunningJob]
     if roster is not None:  # the shell's maps: no pass over every job
@@ -553,6 +556,7 @@ def plan(inp: PlanInput) -> Plan:
         demanded=demanded,
         bucket=refill(inp.bucket, inp.budget, inp.now),
         spec_live=spec_live,
+        cap=speculative_slot_cap(inp.budget),
         pool=pool,
     )
     # The parents of the jobs and demands are the snapshot's only nodes steps b-d read (e reads

@@ -36,8 +36,9 @@ it. Runs with p < ``min_probability`` are skipped and the walk stops at the firs
 ``ub_s <= min_benefit_per_gpu_s`` (nothing after it passes the score filter) or with ub_s below
 that of ``min_probability`` (ub_s is monotone in p: no later run has the P). ``walk`` is the same
 walk yielding (key, run, value) and skipping the rest of any run the caller drops; ``best_first``
-builds the ``Candidate`` of each. When few runs exist (<= 24 heap entries) they are sorted
-outright instead of walked through a second heap. Cost per plan:
+builds the ``Candidate`` of each. While there are at most ``_SORTED`` runs (a simulator's 10-130)
+they are kept in a sorted list instead of the heap, updated by bisection as a run is made or
+emptied, so a walk reads them in order with no heap work at all. Cost per plan:
 O((r + k) log r) for the r runs valued and the k keys yielded, instead of every proposal and key.
 
 Upkeep is lazy in two steps: ``update`` only records a session's new votes; the first read
@@ -453,7 +454,8 @@ class VoteIndex:
         return dict(voters)
 
     def _runs_in_order(self) -> Iterator[_Params]:
-        """Non-empty runs in heap order, without changing the heap (a second heap walks it)."""
+        """Non-empty runs in the heap's order (``_order``, then the run): the sorted list
+        itself, or a second heap over the heap without changing it."""
         if self._pending:  # (tested here: a plan's walk would mostly call them to do nothing)
             self._settle()
         if self._unplaced:
