@@ -60,6 +60,20 @@ class Cursors:
         near = self.near
         return [j for j in jobs if not near(j, depth)]
 
+    def reaches(self, job: RunningJob, chunk_ids: Iterable[str]) -> bool:
+        """True when a session on the job's memory watches one of ``chunk_ids``: ``survey``'s
+        answer when ``chunk_ids`` are the job's chunk and ancestors, without its ``want``."""
+        memory, one, many = job.memory_id, self._one, self._many
+        for chunk_id in chunk_ids:
+            s = one.get(chunk_id)
+            if s is not None and s.memory_id == memory:
+                return True
+            if many:
+                for s in many.get(chunk_id, ()):
+                    if s.memory_id == memory:
+                        return True
+        return False
+
     def survey(self, job: RunningJob, ancestors: list[str], want: Want) -> bool:
         """True when a session on the job's memory watches its chunk or one of ``ancestors``
         (parent first). Adds (session id, depth, job pose) to ``want`` for every session that
@@ -148,6 +162,22 @@ class RosterCursors:
             else:
                 out.append(job)
         return out
+
+    def reaches(self, job: RunningJob, chunk_ids: Iterable[str]) -> bool:
+        """``Cursors.reaches``: stops at the first session found (no list per chunk)."""
+        at, memory = self._at, job.memory_id
+        now, timeout, active = self._now, self._timeout, self._active
+        for chunk_id in chunk_ids:
+            watchers = at(chunk_id)
+            if watchers is None:
+                continue
+            for s in watchers:
+                if s.memory_id == memory and active is not (
+                    now - s.last_active_at
+                    > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
+                ):
+                    return True
+        return False
 
     def survey(self, job: RunningJob, ancestors: list[str], want: Want) -> bool:
         """``Cursors.survey``."""

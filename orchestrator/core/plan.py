@@ -105,6 +105,7 @@ the same ``Plan`` on random inputs (duplicated ids, shared cursors, idle session
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -141,6 +142,8 @@ from orchestrator.core.types import (
 )
 from orchestrator.core.votes import VoteIndex
 
+_NO_KEYS: frozenset[Key] = frozenset()
+
 
 def job_key(job: RunningJob) -> Key:
     """The chunk key a running job generates."""
@@ -169,6 +172,7 @@ class _Work:
     demanded: frozenset[Key]  # keys of every pending demand
     bucket: BucketState
     spec_live: int  # live speculative jobs (those a demand waits for included)
+    cap: int  # ``speculative_slot_cap(inp.budget)``
     pool: list[RunningJob]  # live speculative jobs no demand waits for: preemptible
     gone: dict[str, RunningJob] = field(default_factory=dict)  # jobs this plan cancelled
     victims: list[_Victim] | None = None  # heap over ``pool``, built on first use
@@ -218,7 +222,7 @@ class _Work:
         """Cancel a live speculative job and refund its unspent charge."""
         self.gone[job.job_id] = job
         self.spec_live -= 1
-        self.cancels.append(CancelJob(job_id=job.job_id, reason=reason))
+        self.cancels.append(CancelJob(job.job_id, reason))
         unspent = unspent_gpu_s(job.charge, job.started_at, self.inp.now)
         self.bucket = refund(self.bucket, self.inp.budget, unspent)
 
@@ -290,7 +294,7 @@ def _victim_heap(w: _Work) -> list[_Victim]:
         # At most this many jobs are taken off the heap in the plan: the trim's (step c: it
         # stops once both limits hold, one job per cancel) and one per demand (step d).
         budget = w.inp.budget
-        most = max(w.preemptible() - speculative_slot_cap(budget),
+        most = max(w.preemptible() - w.cap,
                    w.live_count() - budget.max_containers, 0) + len(w.inp.demands)  # fmt: skip
         heap = index.victims(w.pool, most if 4 * most < len(w.pool) else None)
     else:
@@ -313,7 +317,7 @@ def _chains(index: TreeIndex, jobs: list[RunningJob], depth: int) -> dict[str, l
     }
     for level in range(1, depth):
         tips = [c for c in chains.values() if len(c) == level]
-        node_of = index.prefetch(c[-1] for c in tips).get
+        node_of = index.reader(c[-1] for c in tips)
         for chain in tips:
             node = node_of(chain[-1])
             if node is not None and node.parent_id is not None:
@@ -335,10 +339,14 @@ def _cancel_unreachable(w: _Work) -> None:
     )  # fmt: skip
     if w.vote_index() is not None:
         # Victims are valued from the index, which needs no ``want``: a job whose chunk or
-        # parent is a cursor is reachable without walking its ancestry.
+        # parent is a cursor is reachable without walking its ancestry, and one that is not
+        # (``far``) only by an ancestor above its parent.
         rest = cursors.far(w.pool, depth)
+        if not rest:
+            return
         chains = _chains(w.index, rest, depth)
-        lost = [j for j in rest if not cursors.survey(j, chains[j.job_id], set())]
+        reaches = cursors.reaches
+        lost = [j for j in rest if not reaches(j, itertools.islice(chains[j.job_id], 1, None))]
     else:
         chains = _chains(w.index, w.pool, depth)
         survey = cursors.survey
@@ -348,15 +356,15 @@ def _cancel_unreachable(w: _Work) -> None:
     idle = (
         Cursors([s for s in inp.sessions if s.session_id not in w.active]) if roster is None
         else RosterCursors(roster, inp.now, inp.budget, False)
-    ).survey  # fmt: skip
-    for j in sorted(lost, key=lambda j: j.job_id):
-        w.cancel(j, "idle" if idle(j, chains[j.job_id], set()) else "abandoned")
+    ).reaches  # fmt: skip
+    for j in sorted(lost, key=lambda j: j.job_id) if len(lost) > 1 else lost:
+        w.cancel(j, "idle" if idle(j, (j.chunk_id, *chains[j.job_id])) else "abandoned")
     gone = {j.job_id for j in lost}
     w.pool = [j for j in w.pool if j.job_id not in gone]
 
 
 def _trim_to_limits(w: _Work) -> None:
-    cap = speculative_slot_cap(w.inp.budget)
+    cap = w.cap
     while w.preemptible() > cap or w.live_count() > w.inp.budget.max_containers:
         victim = w.least_valuable()
         if victim is None:
@@ -425,12 +433,18 @@ def _spec_start(c: Candidate, cold: bool) -> StartJob:
 
 def _admit_speculation(w: _Work) -> None:
     inp, budget = w.inp, w.inp.budget
-    cap = speculative_slot_cap(budget)
+    cap = w.cap
     # Nothing can start: no slot, the cap reached, or an empty bucket (every candidate that
     # saves any wait has a positive charge). Valuing the proposals would change no decision.
     if w.free_slots() <= 0 or w.spec_live >= cap or not w.bucket.tokens > 0.0:
         return
-    if not inp.proposals or not w.any_active():
+    if not inp.proposals:
+        return
+    index = w.vote_index()
+    # Without an active session nothing is proposed. A usable index holds only active
+    # sessions' votes (``PlanInput.votes``' contract), so then its walk finds nothing and the
+    # test (a pass over the sessions until an active one) is left to the other paths.
+    if index is None and not w.any_active():
         return
     held: dict[str, int] = {}  # session -> its speculative jobs after this plan's cancels
     base: Mapping[str, int] = held
@@ -441,13 +455,14 @@ def _admit_speculation(w: _Work) -> None:
         for j in w.gone.values():
             if j.session_id is not None:
                 held[j.session_id] = held.get(j.session_id, base.get(j.session_id, 0)) - 1
-        taken = _Taken(inp.roster.running_keys, w.demanded)
+        running = inp.roster.running_keys
+        # Without demands the roster's map alone: ``in`` is a dict read, not a method call.
+        taken = _Taken(running, w.demanded) if w.demanded else running
     else:
         for j in w.live.values():
             if j.kind == "speculative" and j.session_id is not None and j.job_id not in w.gone:
                 held[j.session_id] = held.get(j.session_id, 0) + 1
         taken = {(j.memory_id, j.parent_id, j.pose) for j in inp.jobs} | w.demanded
-    index = w.vote_index()
     if index is not None:
         done = admit_indexed(
             inp, index, held, base, taken, w.free_slots(), cap - w.spec_live - len(w.spec_starts),
@@ -510,8 +525,8 @@ def plan(inp: PlanInput) -> Plan:
         Nothing for well-typed input: invalid proposals (unknown actions, non-finite P) are
         ignored rather than allowed to stall demand scheduling.
     """
-    demanded = frozenset(demand_key(d) for d in inp.demands)
-    demand_parents = {key[1] for key in demanded}
+    demanded = frozenset(demand_key(d) for d in inp.demands) if inp.demands else _NO_KEYS
+    demand_parents = {key[1] for key in demanded} if demanded else set()
     roster = inp.roster
     live: Mapping[str, RunningJob]
     if roster is not None:  # the shell's maps: no pass over every job
@@ -541,6 +556,7 @@ def plan(inp: PlanInput) -> Plan:
         demanded=demanded,
         bucket=refill(inp.bucket, inp.budget, inp.now),
         spec_live=spec_live,
+        cap=speculative_slot_cap(inp.budget),
         pool=pool,
     )
     # The parents of the jobs and demands are the snapshot's only nodes steps b-d read (e reads

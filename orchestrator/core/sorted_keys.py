@@ -63,6 +63,11 @@ class SortedKeys:
             del lists[i]
             del maxes[i]
 
+    @property
+    def lists(self) -> list[list[Key]]:
+        """The sublists, in order, none empty (read-only: for hot loops that iterate them)."""
+        return self._lists
+
     def first(self) -> Key:
         """The smallest key (the run is not empty)."""
         return self._lists[0][0]

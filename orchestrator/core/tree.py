@@ -188,6 +188,13 @@ class TreeIndex:
                 known.setdefault(c, None)
         return known if self._by_id is None else self._by_id
 
+    def reader(self, chunk_ids: Iterable[str | None]) -> Callable[[str], TreeNode | None]:
+        """A function giving ``node()`` of each of ``chunk_ids`` (``prefetch``'s ``get``); with a
+        lookup, its own ``node`` (one call per read, no wrapper built)."""
+        if self._lookup is not None:
+            return self._lookup.node
+        return self.prefetch(chunk_ids).get
+
     def id_index(self) -> Mapping[str, TreeNode]:
         """Chunk id -> node, read-only (for hot loops that bind ``.get`` once)."""
         if self._lookup is not None:

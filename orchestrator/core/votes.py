@@ -36,8 +36,9 @@ it. Runs with p < ``min_probability`` are skipped and the walk stops at the firs
 ``ub_s <= min_benefit_per_gpu_s`` (nothing after it passes the score filter) or with ub_s below
 that of ``min_probability`` (ub_s is monotone in p: no later run has the P). ``walk`` is the same
 walk yielding (key, run, value) and skipping the rest of any run the caller drops; ``best_first``
-builds the ``Candidate`` of each. When few runs exist (<= 24 heap entries) they are sorted
-outright instead of walked through a second heap. Cost per plan:
+builds the ``Candidate`` of each. While there are at most ``_SORTED`` runs (a simulator's 10-130)
+they are kept in a sorted list instead of the heap, updated by bisection as a run is made or
+emptied, so a walk reads them in order with no heap work at all. Cost per plan:
 O((r + k) log r) for the r runs valued and the k keys yielded, instead of every proposal and key.
 
 Upkeep is lazy in two steps: ``update`` only records a session's new votes; the first read
@@ -52,6 +53,7 @@ time and ``now`` are both within 1e-100 of 0, or 0 < E < 1e-100.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -76,6 +78,7 @@ from orchestrator.core.types import (
 
 _MARGIN = 1e-9  # relative slack of the score bound over rounding (a few ulps, ~1e-16 each)
 _TINY = 1e-100  # below this, products may be subnormal and the bounds lose their rigour
+_SORTED = 256  # the most runs ``VoteIndex`` keeps in a sorted list (a heap beyond)
 
 _Params = tuple[float, int, float, float]
 """(p, depth, T, step): what a key's value depends on besides ``now`` and E (its run)."""
@@ -151,6 +154,14 @@ class VoteIndex:
         self._keys: dict[Key, _KeyState] = {}
         self._runs: dict[_Params, SortedKeys] = {}  # run -> its placed keys, in order
         self._unplaced: set[Key] = set()  # settled keys not yet in their run's list (_place)
+        # The runs in walk order (``_runs_in_order``), one of two ways. While there are few
+        # (``_SORTED`` or fewer): ``_sorted``, every non-empty run with its order, sorted, kept
+        # so by a bisection as a run is made or emptied (the order is time-free; a simulator
+        # plans ~10^5 times over 10-130 runs, a few of which change between two plans:
+        # rebuilding or sorting them per plan was a fifth of its plan). Otherwise (``_sorted``
+        # None) a heap: a run is pushed when made and left there when emptied until the heap
+        # is mostly such entries, then rebuilt; a walk reads it through a second heap.
+        self._sorted: list[tuple[tuple[float, float, float, int, float], _Params]] | None = []
         self._heap: list[tuple[tuple[float, float, float, int, float], _Params]] = []
         self._heaped: set[_Params] = set()
         self._odd_p = 0
@@ -182,7 +193,8 @@ class VoteIndex:
 
     def safe(self, now: float, e: float) -> bool:
         """True when the lazy walk's bounds are rigorous for this ``now`` and E (module doc)."""
-        self._settle()
+        if self._pending:
+            self._settle()
         if self._odd_p or not (e == 0.0 or _TINY <= e < math.inf) or not math.isfinite(now):
             return False
         return not self._odd_t or abs(now) >= _TINY
@@ -207,8 +219,12 @@ class VoteIndex:
         (``Roster.changed_since``), are compared again; the others are as they were then. A
         pass over every voter only when the roster is another one or its log was reset.
         """
-        get, views = roster.sessions.get, self._views
         last = self._held_by
+        if last is not None and last[0] is roster and not self._unchecked:
+            mark = roster.mark()
+            if mark == last[1]:
+                return True  # nothing changed since a check that held (a plan per event)
+        get, views = roster.sessions.get, self._views
         changed = roster.changed_since(last[1]) if last is not None and last[0] is roster else None
         if changed is None:
             ok = all(map(operator.is_, map(get, views.keys()), views.values()))  # C-level pass
@@ -344,6 +360,13 @@ class VoteIndex:
                 before.remove(key)
                 if not before:
                     del runs[old]
+                    ordered = self._sorted
+                    if ordered is not None:
+                        i = bisect.bisect_left(ordered, (_order(old), old))
+                        if i < len(ordered) and ordered[i][1] == old:
+                            del ordered[i]
+                        else:  # not found: a NaN put it out of order (never walked: ``safe``)
+                            self._to_heap()
             state.placed = params
             if params is None:
                 del keys[key]
@@ -351,14 +374,26 @@ class VoteIndex:
             members = runs.get(params)
             if members is None:
                 members = runs[params] = SortedKeys()
-                if params not in self._heaped:
+                ordered = self._sorted
+                if ordered is not None:
+                    if len(ordered) < _SORTED and params[0] == params[0] and params[2] == params[2]:
+                        bisect.insort(ordered, (_order(params), params))
+                    else:  # too many to keep sorted, or a NaN that no order holds
+                        self._to_heap()
+                elif params not in self._heaped:
                     self._heaped.add(params)
                     heapq.heappush(self._heap, (_order(params), params))
             members.add(key)
         if len(self._heap) > 2 * len(runs) + 8:  # mostly emptied runs (walked too): rebuild
-            self._heap = [(_order(r), r) for r in runs]
-            heapq.heapify(self._heap)
-            self._heaped = set(runs)
+            self._to_heap()
+
+    def _to_heap(self) -> None:
+        """Order the runs by a heap (built from every non-empty run), not the sorted list."""
+        runs = self._runs
+        self._sorted = None
+        self._heap = [(_order(r), r) for r in runs]
+        heapq.heapify(self._heap)
+        self._heaped = set(runs)
 
     def _count(self, params: _Params, delta: int) -> None:
         odd_p, odd_t = _odd(params)
@@ -419,16 +454,24 @@ class VoteIndex:
         return dict(voters)
 
     def _runs_in_order(self) -> Iterator[_Params]:
-        """Non-empty runs in heap order, without changing the heap (a second heap walks it)."""
-        self._settle()
-        self._place()
+        """Non-empty runs in the heap's order (``_order``, then the run): the sorted list
+        itself, or a second heap over the heap without changing it."""
+        if self._pending:  # (tested here: a plan's walk would mostly call them to do nothing)
+            self._settle()
+        if self._unplaced:
+            self._place()
+        ordered = self._sorted
+        if ordered is None and len(self._runs) <= _SORTED // 2 and not self._odd_p:  # few again
+            ordered = self._sorted = sorted((_order(r), r) for r in self._runs)
+            self._heap, self._heaped = [], set()
+        if ordered is not None:
+            return map(operator.itemgetter(1), ordered)
+        return self._heap_walk()
+
+    def _heap_walk(self) -> Iterator[_Params]:
+        """``_runs_in_order`` over many runs: a second heap over the heap's positions."""
         heap, runs = self._heap, self._runs
         n = len(heap)
-        if n <= 24:  # few runs (a simulator's ~20 sessions): sorting them all costs less
-            for item in sorted(heap):
-                if item[1] in runs:
-                    yield item[1]
-            return
         walk = [(heap[0], 0)] if n else []
         while walk:
             item, i = heapq.heappop(walk)
@@ -456,16 +499,16 @@ class VoteIndex:
         all refuse without effect (``plan._admit_indexed``), so a walk it cannot spend on costs
         one key per run, not one ``Candidate`` per key.
         """
-        self._settle()
-        self._place()
         now, budget = inp.now, inp.budget
         min_p, min_score = budget.min_probability, budget.min_benefit_per_gpu_s
         # ub_s is monotone in p: once below ub_s(min_p), no later run has p >= min_p.
         floor_s = _ub_s(min_p)
-        # (-score, -benefit, -p, key, run, value, the run's keys after it); keys are unique
-        # across runs, so the comparison never reaches the run.
-        exact: list[tuple[float, float, float, Key, _Params, Value, Iterator[Key]]] = []
-        runs = self._runs_in_order()
+        # (-score, -benefit, -p, key, run, value, the run's keys after it or None when it has
+        # no other); keys are unique across runs, so the comparison never reaches the run.
+        exact: list[tuple[float, float, float, Key, _Params, Value, Iterator[Key] | None]] = []
+        runs = self._runs_in_order()  # settles and places the keys first
+        members_of, keys_state = self._runs, self._keys
+        push, pop = heapq.heappush, heapq.heappop
         nxt = next(runs, None)
         while True:
             while nxt is not None:
@@ -477,29 +520,37 @@ class VoteIndex:
                 lead = t - now if t > now else 0.0
                 if exact:
                     ub_b = (1.0 if p >= 1.0 else p * (1.0 + _MARGIN)) * (e if e < lead else lead)
-                    if (exact[0][0], exact[0][1]) < (-ub_s, -ub_b):
+                    # (best -score, -benefit) < (-ub_s, -ub_b), without building the tuples
+                    best = exact[0]
+                    if best[0] < -ub_s or (best[0] == -ub_s and best[1] < -ub_b):
                         break  # the best valued key ranks before every run not valued yet
                 if p >= min_p:
                     v = value(p, lead, depth, step, e)
                     if v.score > min_score:
-                        keys = iter(self._runs[nxt])
-                        first = next(keys)
-                        heapq.heappush(exact, (-v.score, -v.benefit_s, -p, first, nxt, v, keys))
+                        lists = members_of[nxt].lists
+                        if len(lists) == 1 and len(lists[0]) == 1:  # a one-key run: no iterator
+                            push(exact, (-v.score, -v.benefit_s, -p, lists[0][0], nxt, v, None))
+                        else:
+                            keys = iter(lists[0]) if len(lists) == 1 else itertools.chain(*lists)
+                            first = next(keys)
+                            push(exact, (-v.score, -v.benefit_s, -p, first, nxt, v, keys))
                 nxt = next(runs, None)
             if not exact:
                 return
-            top = heapq.heappop(exact)
+            top = pop(exact)
             run = top[4]
             if dropped and run in dropped:
                 continue  # the rest of the run goes with it
             key = top[3]
-            if not (key in taken or self._keys[key].exists):  # de-duplication, as ``ranked``
+            if not (key in taken or keys_state[key].exists):  # de-duplication, as ``ranked``
                 yield key, run, top[5]
                 if dropped and run in dropped:
                     continue  # dropped on this key: its successor need not be queued
-            following = next(top[6], None)
-            if following is not None:
-                heapq.heappush(exact, (top[0], top[1], top[2], following, run, top[5], top[6]))
+            rest = top[6]
+            if rest is not None:
+                following = next(rest, None)
+                if following is not None:
+                    push(exact, (top[0], top[1], top[2], following, run, top[5], rest))
 
     def candidate(self, key: Key, inp: PlanInput, e: float) -> Candidate:
         """The warm ``Candidate`` of a key ``walk`` yielded (``frontier._candidate``)."""
@@ -510,7 +561,8 @@ class VoteIndex:
         ``action``: the largest p, then the smallest depth, then the smallest session id)."""
         voters = self._keys[key].voters
         if len(voters) == 1:
-            return next(iter(voters.values()))
+            for v in voters.values():
+                return v
         return min(voters.values(), key=lambda v: (-v[1], v[2], v[0]))
 
     def _clamped(self, key: Key, now: float) -> _Vote | dict[str, _Vote]:

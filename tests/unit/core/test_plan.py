@@ -943,3 +943,31 @@ def test_near_is_survey_on_the_first_two_links(rnd: random.Random) -> None:
     for active_only in (True, False):
         on = RosterCursors(roster, inp.now, inp.budget, active_only)
         assert on.far(jobs, depth) == [j for j in jobs if not on.near(j, depth)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_reaches_is_survey_without_want(rnd: random.Random) -> None:
+    """``reaches`` (step b with a vote index, and the idle test of every cancel) answers as
+    ``survey`` over the same chunks, for ``Cursors`` and ``RosterCursors`` (active or idle
+    sessions), and a far job is reachable exactly when an ancestor above its parent is watched."""
+    inp = unique_input(random_input(rnd))
+    tree = TreeIndex(inp.nodes)
+    active = active_by_id(inp)
+    depth = inp.budget.max_depth
+    jobs = list(inp.jobs)
+    chains = _chains(tree, jobs, depth)
+    roster = Roster.of(inp)
+    ways: list[Cursors | RosterCursors] = [
+        Cursors(list(active.values())),
+        Cursors([s for s in inp.sessions if s.session_id not in active]),
+        RosterCursors(roster, inp.now, inp.budget, True),
+        RosterCursors(roster, inp.now, inp.budget, False),
+    ]
+    for cursors in ways:
+        for j in jobs:
+            chain = chains[j.job_id]
+            whole = cursors.survey(j, chain, set())
+            assert cursors.reaches(j, (j.chunk_id, *chain)) == whole
+            if not cursors.near(j, depth):
+                assert cursors.reaches(j, chain[1:]) == whole

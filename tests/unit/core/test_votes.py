@@ -8,6 +8,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.core import votes
 from orchestrator.core.frontier import (
     active_by_id,
     collect_votes,
@@ -200,3 +201,52 @@ def test_holds_roster_answers_as_a_full_check_after_any_changes(rnd: random.Rand
         else:
             full = all(roster.sessions.get(sid) is index._views[sid] for sid in index._views)
             assert index.holds_roster(roster, 0.0, budget) == full
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_few_runs_kept_sorted_walk_as_the_heap_does(rnd: random.Random) -> None:
+    """The runs come in their order (the heap's) from the sorted list the index keeps while
+    they are few (made and emptied one at a time, a heap past ``_SORTED`` runs, the list again
+    below half of it) after any sequence of updates, and ``best_first`` stays ``ranked``'s
+    order throughout."""
+    bound = votes._SORTED
+    votes._SORTED = rnd.choice((2, 4, 8, bound))  # small bounds: crossed both ways
+    try:
+        _walk_updates(rnd)
+    finally:
+        votes._SORTED = bound
+
+
+def _walk_updates(rnd: random.Random) -> None:
+    nodes, sessions, now = world(rnd)
+    ready = [n.chunk_id for n in nodes if n.state == "ready"]
+    sessions += [
+        SessionView(f"x{i}", "m", rnd.choice(ready), now - rnd.uniform(0.0, 30.0), now)
+        for i in range(rnd.randint(0, 12))
+    ]
+    budget = Budget(max_depth=2, min_probability=0.0, min_benefit_per_gpu_s=0.0)
+    timing = Timing(150.0, 0.0, 5.0, 2.0)
+    tree = TreeIndex(nodes)
+    index = VoteIndex(budget.max_depth, 125, timing)
+    current: dict[str, tuple[Proposal, ...]] = {}  # session id -> its proposals in the index
+    for _ in range(rnd.randint(1, 8)):
+        for s in rnd.sample(sessions, rnd.randint(1, len(sessions))):
+            if rnd.random() < 0.15:
+                index.drop(s.session_id)
+                current.pop(s.session_id, None)
+                continue
+            props = tuple(
+                Proposal(s.session_id, tuple(rnd.choice(ACTS) for _ in range(rnd.choice((1, 2)))),
+                         rnd.choice((0.1, 0.3, 0.5, 0.7, rnd.random())))
+                for _ in range(rnd.randint(0, 4))
+            )  # fmt: skip
+            index.update(s, props, tree.node, lambda k: tree.by_key(*k))
+            current[s.session_id] = props
+        walked = list(index._runs_in_order())  # (settles and places the keys first)
+        assert walked == [r for _, r in sorted((votes._order(r), r) for r in index._runs)]
+        voted = tuple(s for s in sessions if s.session_id in current)
+        inp = PlanInput(now, nodes, voted, (), (), tuple(p for ps in current.values() for p in ps),
+                        budget, BucketState(0.0, now), timing)  # fmt: skip
+        expected = ranked(inp, tree, collect_votes(inp, tree, active_by_id(inp)), set())
+        assert list(index.best_first(inp, warm_gpu_s(inp), set())) == list(expected)
