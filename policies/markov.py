@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -186,8 +187,12 @@ class MarkovPolicy:
         # Memos of the prediction (see "prediction" below), valid until the next observe().
         self._keysets: dict[tuple[str, ...], _KeySet] = {}  # ctx.actions -> its key set
         self._keyset_serial = 0
-        self._memo: dict[tuple[object, ...], list[float]] = {}  # context chain -> level's S
-        self._final: dict[tuple[object, ...], tuple[float, ...]] = {}  # chain -> P(a | h)
+        # (chain id, context) -> (the chain id with that level, the level's S), or _SKIP; a
+        # chain starts at (actions' key set, memory, session) -> its id (``_raw``)
+        self._memo: dict[tuple[int, tuple[str, ...]], tuple[int, list[float]]] = {}
+        self._roots: dict[tuple[int, str, str], int] = {}
+        self._ids = itertools.count(1)
+        self._final: dict[int, tuple[float, ...]] = {}  # chain id -> P(a | h)
         # history tail -> its contexts (normalised; they depend on the history alone: kept)
         self._tail = max(self.order, _STREAK_MAX)
         self._contexts: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
@@ -235,8 +240,7 @@ class MarkovPolicy:
         they would have been: a host forgets only a session that is gone.)"""
         self._answers.pop(session_id, None)
         if self._session.pop(session_id, None) is not None:
-            self._memo.clear()  # memo keys name the session: a reused id must start afresh
-            self._final.clear()
+            self._clear_memos()  # memo keys name the session: a reused id must start afresh
 
     def forget_memory(self, memory_id: str) -> None:
         """The memory went cold (no live session, no job): its counts move to a bounded store of
@@ -251,9 +255,7 @@ class MarkovPolicy:
         self._cold.move_to_end(memory_id)
         while len(self._cold) > COLD_MEMORIES:
             self._cold.popitem(last=False)
-        self._memo.clear()
-        self._final.clear()
-        self._answers.clear()
+        self._clear_memos()
 
     def _warm(self, memory_id: str) -> None:
         """A cold memory's counts back in the live table (before it is read or counted)."""
@@ -333,11 +335,16 @@ class MarkovPolicy:
             self._keysets[actions] = found
         return found
 
-    def _forget(self) -> None:
-        """Counts changed: every memoised prediction is stale."""
+    def _clear_memos(self) -> None:
+        """Every memoised level and answer dropped (counts changed, or a bound was reached)."""
         self._memo.clear()
+        self._roots.clear()
         self._final.clear()
         self._answers.clear()
+
+    def _forget(self) -> None:
+        """Counts changed: every memoised prediction is stale."""
+        self._clear_memos()
         self._covers.clear()
         self._calibration = None
         self._discount = None
@@ -345,15 +352,14 @@ class MarkovPolicy:
     def _raw(
         self, kx: _KeySet, ctxs: Iterable[tuple[str, ...]], memory_id: str, session_id: str,
         memoise: bool = True,
-    ) -> tuple[list[float], tuple[object, ...]]:  # fmt: skip
+    ) -> tuple[list[float], int]:  # fmt: skip
         """Steps 1-4 of the module doc for ``kx.keys`` over the contexts ``ctxs`` of a history
-        (``contexts()``, general to specific); also the memo key of the context chain it went
-        through (``memoise`` False: levels are neither looked up in the memo nor added to it;
-        the values are the same)."""
+        (``contexts()``, general to specific); also the id of the context chain it went
+        through, which names the answer in ``_final`` (``memoise`` False: levels are neither
+        looked up in the memo nor added to it, the values are the same, the id is 0)."""
         memo = self._memo
         if len(memo) >= _MEMO_MAX:
-            memo.clear()
-            self._final.clear()
+            self._clear_memos()
         covers = self._covers.get(kx.keys)
         if covers is None:
             covers = self._covers[kx.keys] = self._seen <= kx.index.keys()
@@ -368,7 +374,15 @@ class MarkovPolicy:
         session = self._session.get(session_id, empty)
         ix = kx.index
         s = kx.base
-        chain: tuple[object, ...] = (kx.serial, memory_id, session_id)
+        # A chain of context levels is named by an int (a new one per level computed), so a
+        # memo key is (int, context) rather than nested tuples whose hash is recomputed.
+        chain = 0
+        if memoise:
+            root = (kx.serial, memory_id, session_id)
+            found = self._roots.get(root)
+            if found is None:
+                found = self._roots[root] = next(self._ids)
+            chain = found
         n = 0
         for c in ctxs:
             # The memo also keeps a context level skipped for want of global evidence (_SKIP):
@@ -381,15 +395,16 @@ class MarkovPolicy:
                     if memoise:
                         memo[key] = _SKIP
                     continue
-                hit = self._level(
+                s = self._level(
                     n, n_all, _row(memory, c, ix, covers), _row(session, c, ix, covers), s, d, ix
                 )
                 if memoise:
-                    memo[key] = hit
+                    chain = next(self._ids)
+                    memo[key] = (chain, s)
             elif hit is _SKIP:
                 continue
-            chain = key
-            s = hit
+            else:
+                chain, s = hit
             n += 1
         if n == 0:  # no level with global evidence: level 0 on the (thin) empty context
             c = ()
@@ -598,7 +613,7 @@ def _row(table: _Counts, c: tuple[str, ...], index: dict[str, int], covers: bool
 
 
 _EMPTY: dict[str, int] = {}
-_SKIP: list[float] = []
+_SKIP: tuple[int, list[float]] = (0, [])
 """Memo entry of a context level skipped for want of global evidence (``min_count``)."""
 
 
