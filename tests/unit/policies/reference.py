@@ -57,6 +57,8 @@ class ReferenceMarkov(MarkovPolicy):
         self, keys: list[str], h: tuple[str, ...], memory_id: str, session_id: str
     ) -> list[float]:
         empty: _Counts = {}
+        if self._cold:  # a forgotten memory's counts come back when it is read (as markov's)
+            self._warm(memory_id)
         memory = self._memory.get(memory_id, empty)
         session = self._session.get(session_id, empty)
 
