@@ -195,34 +195,24 @@ class LookaheadPolicy:
                     or self._aligns(found[0], actions)
                 ):
                     # Positions are ranks (the base's actions are ctx.actions' distinct ones,
-                    # in order) and every p is in [0, 1]. Positions by P, highest first (a
-                    # stable sort: equal P in rank order); along them the joints neg_path * p
-                    # never decrease (rounding is monotone), so the ``beam`` best by (joint,
-                    # rank) are among the first ``beam`` and those whose joint ties the last
-                    # of them (distinct P can round to one joint): ranked as (joint, rank)
-                    # tuples, exactly as ranking every action would.
+                    # in order) and every p is in [0, 1]: the joint of each action, then the
+                    # positions in (joint, rank) order; a stable sort keeps equal joints in
+                    # rank order, as sorting (joint, rank) tuples does.
                     probs = found[1]
-                    order = sorted(range(len(probs)), key=probs.__getitem__, reverse=True)
-                    top = order[:beam]
-                    if len(order) > beam:
-                        k, tied = beam, neg_path * probs[top[-1]]
-                        while k < len(order) and neg_path * probs[order[k]] == tied:
-                            k += 1
-                        top = order[:k]
-                    # Only negative joints (a zero P, or a joint that underflowed, is -0.0);
-                    # with ``best`` full, a child less probable than its last cannot enter it.
+                    joint = [neg_path * p for p in probs]
+                    order = sorted(range(len(joint)), key=joint.__getitem__)
+                    # Negative joints first: the ``beam`` best with P > 0 (a zero P, or a
+                    # joint that underflowed, is -0.0, not < 0.0, and sorts after them). With
+                    # ``best`` full, a child less probable than its last cannot enter it.
                     cut = best[-1][0] if len(best) == beam else None
                     if cut is None:
                         children = [
-                            (j, i, actions[i]) for i in top if (j := neg_path * probs[i]) < 0.0
+                            (j, i, actions[i]) for i in order[:beam] if (j := joint[i]) < 0.0
                         ]
                     else:
                         children = [
-                            (j, i, actions[i]) for i in top if (j := neg_path * probs[i]) <= cut
+                            (j, i, actions[i]) for i in order[:beam] if (j := joint[i]) <= cut
                         ]
-                    if len(children) > 1:
-                        children.sort()
-                        del children[beam:]
                 else:
                     children = sorted(
                         [(neg_path * (p if p < 1.0 else 1.0), rank[a], a)
