@@ -193,7 +193,6 @@ class MarkovPolicy:
         self._roots: dict[tuple[int, str, str], int] = {}
         self._ids = itertools.count(1)
         self._final: dict[int, tuple[float, ...]] = {}  # chain id -> P(a | h)
-        self._grows: dict[tuple[int, tuple[str, ...]], _GlobalRow] = {}  # (key set, context)
         # history tail -> its contexts (normalised; they depend on the history alone: kept)
         self._tail = max(self.order, _STREAK_MAX)
         self._contexts: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
@@ -340,7 +339,6 @@ class MarkovPolicy:
         """Every memoised level and answer dropped (counts changed, or a bound was reached)."""
         self._memo.clear()
         self._roots.clear()
-        self._grows.clear()
         self._final.clear()
         self._answers.clear()
 
@@ -385,7 +383,6 @@ class MarkovPolicy:
             if found is None:
                 found = self._roots[root] = next(self._ids)
             chain = found
-        grows = self._grows
         n = 0
         for c in ctxs:
             # The memo also keeps a context level skipped for want of global evidence (_SKIP):
@@ -393,19 +390,13 @@ class MarkovPolicy:
             key = (chain, c)
             hit = memo.get(key) if memoise else None
             if hit is None:
-                # The global row at c, its total and its per-action terms are the same for every
-                # session and memory until the next observe: kept per (key set, context).
-                g = grows.get((kx.serial, c)) if memoise else None
-                if g is None:
-                    g = _GlobalRow(_row(gtab, c, ix, covers), ix)
-                    if memoise:
-                        grows[(kx.serial, c)] = g
-                if g.total < self.min_count:
+                n_all = _row(gtab, c, ix, covers)
+                if sum(n_all.values()) < self.min_count:
                     if memoise:
                         memo[key] = _SKIP
                     continue
                 s = self._level(
-                    n, g, _row(memory, c, ix, covers), _row(session, c, ix, covers), s, d, ix
+                    n, n_all, _row(memory, c, ix, covers), _row(session, c, ix, covers), s, d, ix
                 )
                 if memoise:
                     chain = next(self._ids)
@@ -417,17 +408,15 @@ class MarkovPolicy:
             n += 1
         if n == 0:  # no level with global evidence: level 0 on the (thin) empty context
             c = ()
-            s = self._level(0, _GlobalRow(_row(gtab, c, ix, covers), ix),
-                            _row(memory, c, ix, covers), _row(session, c, ix, covers),
-                            s, d, ix)  # fmt: skip
+            s = self._level(0, _row(gtab, c, ix, covers), _row(memory, c, ix, covers),
+                            _row(session, c, ix, covers), s, d, ix)  # fmt: skip
         return s, chain
 
     def _level(
-        self, n: int, g: _GlobalRow, n_mem: dict[str, int], n_ses: dict[str, int],
+        self, n: int, n_all: dict[str, int], n_mem: dict[str, int], n_ses: dict[str, int],
         s: list[float], d: float, ix: dict[str, int],
     ) -> list[float]:  # fmt: skip
-        """One context level of steps 2-4: global (other memories: ``g`` minus ``n_mem``),
-        memory, session."""
+        """One context level of steps 2-4: global (other memories), memory, session."""
         # The previous level's session estimate is this level's global prior: what the viewer
         # and their memory showed in a shorter context carries into a longer one. c0 globally:
         # additive (no discount), so the base prior fades as traffic arrives even when that
@@ -438,9 +427,9 @@ class MarkovPolicy:
             # other memories only. Steps 3 and 4 then have no counts and return their prior
             # as it is (_shrink_minus of two empty rows and _shrink of one do), so step 2 is
             # the level; the same values without the two calls.
-            return g.shrink_minus(_EMPTY, s, strength, discount)
-        m = _shrink_minus(n_mem, n_ses, g.shrink_minus(n_mem, s, strength, discount), self.beta,
-                          d, ix)  # fmt: skip
+            return _shrink(n_all, len(n_all), s, strength, discount, ix)
+        g = _shrink_minus(n_all, n_mem, s, strength, discount, ix)
+        m = _shrink_minus(n_mem, n_ses, g, self.beta, d, ix)
         return _shrink(n_ses, len(n_ses), m, self.beta, d, ix)
 
     def next_action_probabilities(
@@ -687,61 +676,6 @@ def _shrink_minus(
             i = index[k]
             out[i] = (left - discount + back * prior[i]) / denom
     return out
-
-
-class _GlobalRow:
-    """The global counts after one context (``_row``: restricted to a key set), with what every
-    level over them shares until the next observe: the total, and per discount the terms of
-    the actions whose count exceeds it (``(index, count - discount)``, in the row's order)."""
-
-    __slots__ = ("_discount", "_terms", "index", "row", "total")
-
-    def __init__(self, row: dict[str, int], index: dict[str, int]) -> None:
-        self.row, self.index = row, index
-        self.total = sum(row.values())
-        self._terms: list[tuple[int, float]] = []
-        self._discount: float | None = None
-
-    def shrink_minus(
-        self, b: dict[str, int], prior: list[float], strength: float, discount: float
-    ) -> list[float]:
-        """``_shrink_minus(self.row, b, prior, strength, discount, self.index)``, bit for bit:
-        the same total, T and per-action expressions; an action without a count in ``b`` takes
-        its kept term (``count - discount`` is what the expression computes first), one with a
-        count in ``b`` (a few: this memory's) is recomputed from the difference."""
-        a = self.row
-        total, seen = self.total, len(a)
-        if b:
-            total -= sum(b.values())
-        if total <= 0:
-            return prior
-        get = a.get
-        if b:
-            for k, v in b.items():
-                old = get(k, 0)
-                if old > 0 >= old - v:
-                    seen -= 1
-        if discount != self._discount:  # one discount per level kind (c0's is 0)
-            self._discount = discount
-            ix = self.index
-            self._terms = [(ix[k], n - discount) for k, n in a.items() if n > discount]
-        back = discount * seen + strength
-        denom = total + strength
-        out = [back * q / denom for q in prior]
-        for i, x in self._terms:
-            out[i] = (x + back * prior[i]) / denom
-        if b:
-            index = self.index
-            for k, v in b.items():
-                n = get(k)
-                if n is not None:  # an action only in b: never counted (its term stands)
-                    i = index[k]
-                    left = n - v
-                    if left > discount:
-                        out[i] = (left - discount + back * prior[i]) / denom
-                    else:
-                        out[i] = back * prior[i] / denom
-        return out
 
 
 def ney_discount(n1: int, n2: int) -> float:

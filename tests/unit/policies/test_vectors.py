@@ -1,7 +1,6 @@
 """The cheaper paths of markov and lookahead against the ones they replace, bit for bit:
-``_GlobalRow.shrink_minus`` (kept per-action terms) against ``_shrink_minus``; markov's
-``next_action_vector`` against its ``next_action_probabilities``; lookahead's ranking of a
-vector base's children by position (with joints that tie after rounding) against the
+markov's ``next_action_vector`` against its ``next_action_probabilities``; lookahead's
+ranking of a vector base's children (with joints that tie after rounding) against the
 reference's sort of every extension; and the answers kept per session across forgetting."""
 
 from __future__ import annotations
@@ -14,42 +13,13 @@ from hypothesis import strategies as st
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal, SessionView
 from policies.base import NextActionVector, unique_actions
 from policies.lookahead import LookaheadPolicy
-from policies.markov import MarkovPolicy, _GlobalRow, _shrink_minus
+from policies.markov import MarkovPolicy
 from tests.unit.policies.reference import ReferenceLookahead, ReferenceMarkov
 from tests.unit.policies.test_reference import ACTION_SETS, VOCAB, ctx_for
-
-KEYS = ("w", "a", "d", "left", "right", "s")
-INDEX = {k: i for i, k in enumerate(KEYS)}
-
-counts_st = st.dictionaries(st.sampled_from(KEYS), st.integers(1, 40), max_size=len(KEYS))
 
 
 def bits(values: list[float] | tuple[float, ...]) -> list[str]:
     return [v.hex() for v in values]
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    a=counts_st,
-    b=counts_st,
-    prior=st.lists(st.floats(0.0, 1.0), min_size=len(KEYS), max_size=len(KEYS)),
-    strength=st.floats(0.01, 20.0),
-    discounts=st.lists(st.sampled_from([0.0, 0.3, 0.75, 0.95]), min_size=1, max_size=3),
-)
-def test_global_row_shrink_minus_is_shrink_minus(
-    a: dict[str, int],
-    b: dict[str, int],
-    prior: list[float],
-    strength: float,
-    discounts: list[float],
-) -> None:
-    # b is usually inside a (a memory inside the global scope), but a session id reused on two
-    # memories makes any b possible; one row asked with several discounts rebuilds its terms.
-    row = _GlobalRow(a, INDEX)
-    for discount in discounts:
-        for sub in (b, {}, {k: v for k, v in b.items() if k in a}):
-            got = row.shrink_minus(sub, prior, strength, discount)
-            assert bits(got) == bits(_shrink_minus(a, sub, prior, strength, discount, INDEX))
 
 
 observe_st = st.tuples(
