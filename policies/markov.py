@@ -447,9 +447,10 @@ class MarkovPolicy:
         self, ctx: PolicyContext, history: tuple[str, ...]
     ) -> tuple[tuple[str, ...], tuple[float, ...]]:
         """``next_action_probabilities`` as two aligned tuples (``policies.base.NextActionVector``):
-        the distinct actions of ``ctx.actions`` in their order (``unique_actions``; the same
-        tuple object for the same ``ctx.actions`` until the next ``observe``) and their P, each
-        in [0, 1]. No dict is built: lookahead ranks a level's children by position."""
+        the distinct actions of ``ctx.actions`` in their order (``unique_actions``; one tuple
+        object per ``ctx.actions`` while its key set is kept) and their P, each in [0, 1]. No
+        dict is built: lookahead ranks a level's children by position. Callers must not
+        mutate anything returned (the tuples are kept)."""
         kx = self._keyset(ctx.actions)
         if not kx.actions:
             return (), ()
