@@ -75,31 +75,34 @@ print(json.dumps({"propose_cpu_s": propose_s, "other_cpu_s": other_s,
 """
 
 
-class _Recorder:
-    """Forwards to the policy and keeps every call (the simulator sees the policy's answers)."""
+def _record_calls(policy: Any, ops: list[tuple[str, Any]]) -> None:
+    """Make ``policy`` keep every call in ``ops`` (its answers unchanged). Its methods are
+    replaced on the instance, not wrapped in another object: the live state asks a built-in
+    policy less often than an unknown one (``policies.registry.time_free`` and
+    ``children_free`` go by its type), and the calls recorded must be the ones it gets."""
+    propose, observe = policy.propose, policy.observe
 
-    def __init__(self, policy: Any, ops: list[tuple[str, Any]]) -> None:
-        self.policy, self.ops, self.name = policy, ops, policy.name
+    def recording_propose(ctx: Any) -> Any:
+        ops.append(("propose", ctx))
+        return propose(ctx)
 
-    def propose(self, ctx: Any) -> Any:
-        self.ops.append(("propose", ctx))
-        return self.policy.propose(ctx)
+    def recording_observe(event: Any) -> None:
+        ops.append(("observe", event))
+        observe(event)
 
-    def observe(self, event: Any) -> None:
-        self.ops.append(("observe", event))
-        self.policy.observe(event)
+    policy.propose, policy.observe = recording_propose, recording_observe
+    for hook in ("forget_session", "forget_memory"):
+        method = getattr(policy, hook, None)
+        if method is not None:
+            setattr(policy, hook, _recording(hook, method, ops))
 
-    def forget_session(self, session_id: str) -> None:
-        self.ops.append(("forget_session", session_id))
-        hook = getattr(self.policy, "forget_session", None)
-        if hook is not None:
-            hook(session_id)
 
-    def forget_memory(self, memory_id: str) -> None:
-        self.ops.append(("forget_memory", memory_id))
-        hook = getattr(self.policy, "forget_memory", None)
-        if hook is not None:
-            hook(memory_id)
+def _recording(kind: str, method: Any, ops: list[tuple[str, Any]]) -> Any:
+    def call(arg: str) -> None:
+        ops.append((kind, arg))
+        method(arg)
+
+    return call
 
 
 def _sim_scale() -> Any:
@@ -125,7 +128,7 @@ def record(name: str, sessions: int, regime_name: str, calls_dir: Path) -> Path:
     knobs = _sim_scale().knobs
 
     calls_dir.mkdir(parents=True, exist_ok=True)
-    out = calls_dir / f"{name}-{sessions}-{regime_name}.pickle"
+    out = calls_dir / f"{name}-{sessions}-{regime_name}-v2.pickle"
     if out.exists():
         return out
     trace_path = calls_dir / f"trace-{sessions}.jsonl"
@@ -133,8 +136,9 @@ def record(name: str, sessions: int, regime_name: str, calls_dir: Path) -> Path:
         write_synthetic(trace_path, knobs(sessions))
     trace, regime = read_trace(trace_path), load_regime(regime_name)
     ops: list[tuple[str, Any]] = []
-    policy = _Recorder(build_policy(name, regime, trace), ops)
-    Simulation(trace, regime, policy, 0, records=False).run()  # type: ignore[arg-type]
+    policy = build_policy(name, regime, trace)
+    _record_calls(policy, ops)
+    Simulation(trace, regime, policy, 0, records=False).run()
     with open(out, "wb") as f:
         pickle.dump((str(trace_path), ops), f, protocol=pickle.HIGHEST_PROTOCOL)
     return out
