@@ -20,6 +20,7 @@ from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 __all__ = [
     "Forgetting",
     "NextActionModel",
+    "NextActionVector",
     "Policy",
     "action_key",
     "forget_memory",
@@ -90,6 +91,24 @@ class NextActionModel(Protocol):
         <= 1 (to 1 for a proper model, up to rounding). ``history`` is oldest first and may extend
         ``ctx.session.history`` with hypothetical actions.
         """
+        ...
+
+
+@runtime_checkable
+class NextActionVector(Protocol):
+    """Optional extra of a ``NextActionModel``: the same distribution as two aligned tuples.
+
+    ``policies.lookahead`` prefers it: a beam level ranks its children by position instead of
+    building, copying and respelling a dict per hypothetical history. A class offering both
+    must give the same values from both (a subclass overriding one overrides the other).
+    """
+
+    def next_action_vector(
+        self, ctx: PolicyContext, history: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        """``(actions, probabilities)``: ``actions`` is ``unique_actions(ctx.actions)`` (the
+        distinct elements of ``ctx.actions``, first spelling, in their order), ``probabilities``
+        the ``next_action_probabilities`` value of each, every one in [0, 1]."""
         ...
 
 

@@ -25,6 +25,7 @@ from dataclasses import replace
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from policies.base import (
     NextActionModel,
+    NextActionVector,
     Policy,
     action_key,
     forget_memory,
@@ -86,7 +87,19 @@ class LookaheadPolicy:
         # session id -> (what the answer read, the answer), valid until the next observe (the
         # only call that changes the base's state); used with a NextActionModel base only.
         self._answers: dict[str, tuple[tuple[object, ...], list[Proposal]]] = {}
-        self._offer: tuple[tuple[str, ...], dict[str, int], dict[str, str]] | None = None
+        self._offer: (
+            tuple[tuple[str, ...], dict[str, int], dict[str, str], tuple[str, ...]] | None
+        ) = None
+        self._vector: NextActionVector | None = None  # the base, if it offers vectors
+        self._aligned: tuple[str, ...] | None = None  # a base vector's actions that align
+
+    def _check_base(self) -> None:
+        """What the base offers (a runtime Protocol check costs ~10 us: once per base, not on
+        every beam step; ``base`` is a public attribute, so a replaced one is checked anew)."""
+        self._checked = self.base
+        self._model = self.base if isinstance(self.base, NextActionModel) else None
+        self._vector = self.base if isinstance(self.base, NextActionVector) else None
+        self._aligned = None
 
     def _next(
         self,
@@ -101,9 +114,7 @@ class LookaheadPolicy:
         history = ctx.session.history + path
         raw: dict[str, float] | list[tuple[str, float]]
         if self._checked is not self.base:
-            # A runtime Protocol check costs ~10 us: once per base, not on every beam step.
-            self._checked = self.base
-            self._model = self.base if isinstance(self.base, NextActionModel) else None
+            self._check_base()
         if self._model is not None:
             raw = self._model.next_action_probabilities(ctx, history)
             if raw.keys() <= offered.keys():
@@ -133,8 +144,7 @@ class LookaheadPolicy:
         host asks again when only the cursor's children changed). The base must be fed through
         this policy's ``observe`` (as every host does)."""
         if self._checked is not self.base:
-            self._checked = self.base
-            self._model = self.base if isinstance(self.base, NextActionModel) else None
+            self._check_base()
         if self._model is None:
             return self._propose(ctx)
         v = ctx.session
@@ -146,19 +156,24 @@ class LookaheadPolicy:
         self._answers[v.session_id] = (key, out)
         return list(out)
 
-    def _offered(self, offered: tuple[str, ...]) -> tuple[dict[str, int], dict[str, str]]:
-        """``ctx.actions`` without repeats (``unique_actions``) -> rank, and normalised action ->
-        its spelling there; kept for the last ``ctx.actions`` seen (hosts pass one tuple)."""
+    def _offered(
+        self, offered: tuple[str, ...]
+    ) -> tuple[dict[str, int], dict[str, str], tuple[str, ...]]:
+        """``ctx.actions`` without repeats (``unique_actions``) -> rank, normalised action -> its
+        spelling there, and the distinct actions themselves; kept for the last ``ctx.actions``
+        seen (hosts pass one tuple)."""
         memo = self._offer
         if memo is None or (memo[0] is not offered and memo[0] != offered):
             actions = unique_actions(offered)
             rank = {a: i for i, a in enumerate(actions)}
-            memo = self._offer = (offered, rank, {action_key(a): a for a in actions})
-        return memo[1], memo[2]
+            memo = self._offer = (offered, rank, {action_key(a): a for a in actions}, actions)
+            self._aligned = None
+        return memo[1], memo[2], memo[3]
 
     def _propose(self, ctx: PolicyContext) -> list[Proposal]:
-        rank, spelling = self._offered(ctx.actions)
-        sid, beam = ctx.session.session_id, self.beam
+        rank, spelling, actions = self._offered(ctx.actions)
+        sid, beam, history = ctx.session.session_id, self.beam, ctx.session.history
+        vector = self._vector
         out: list[Proposal] = []
         # (-joint, ranks of the path, path): the module doc's order, best first.
         kept: list[tuple[float, tuple[int, ...], tuple[str, ...]]] = [(-1.0, (), ())]
@@ -174,13 +189,38 @@ class LookaheadPolicy:
             for neg_path, ranks, path in kept:
                 if len(best) == beam and best[-1][0] < neg_path:
                     break
-                children = sorted(
-                    [(neg_path * (p if p < 1.0 else 1.0), rank[a], a)
-                     for a, p in self._next(ctx, path, spelling, rank).items() if p > 0.0]
-                )  # fmt: skip
-                del children[beam:]
-                while children and not children[-1][0] < 0.0:
-                    children.pop()  # the joint probability underflowed to 0
+                children: list[tuple[float, int, str]]
+                if vector is not None and (
+                    (found := vector.next_action_vector(ctx, history + path))[0] is self._aligned
+                    or self._aligns(found[0], actions)
+                ):
+                    # Positions are ranks (the base's actions are ctx.actions' distinct ones,
+                    # in order) and every p is in [0, 1]: the joint of each action, then the
+                    # positions in (joint, rank) order; a stable sort keeps equal joints in
+                    # rank order, as sorting (joint, rank) tuples does.
+                    probs = found[1]
+                    joint = [neg_path * p for p in probs]
+                    order = sorted(range(len(joint)), key=joint.__getitem__)
+                    # Negative joints first: the ``beam`` best with P > 0 (a zero P, or a
+                    # joint that underflowed, is -0.0, not < 0.0, and sorts after them). With
+                    # ``best`` full, a child less probable than its last cannot enter it.
+                    cut = best[-1][0] if len(best) == beam else None
+                    if cut is None:
+                        children = [
+                            (j, i, actions[i]) for i in order[:beam] if (j := joint[i]) < 0.0
+                        ]
+                    else:
+                        children = [
+                            (j, i, actions[i]) for i in order[:beam] if (j := joint[i]) <= cut
+                        ]
+                else:
+                    children = sorted(
+                        [(neg_path * (p if p < 1.0 else 1.0), rank[a], a)
+                         for a, p in self._next(ctx, path, spelling, rank).items() if p > 0.0]
+                    )  # fmt: skip
+                    del children[beam:]
+                    while children and not children[-1][0] < 0.0:
+                        children.pop()  # the joint probability underflowed to 0
                 if children:
                     best.extend((neg, (*ranks, r), (*path, a)) for neg, r, a in children)
                     best.sort()
@@ -191,6 +231,14 @@ class LookaheadPolicy:
             out.extend([Proposal(sid, path, -neg) for neg, _, path in kept])
         # Already in ``sort_proposals``' order: by level, then (-P, ranks of the path) within.
         return out
+
+    def _aligns(self, found: tuple[str, ...], actions: tuple[str, ...]) -> bool:
+        """Whether a base's vector is over exactly ``actions`` (in order); remembered by
+        identity until ``ctx.actions`` changes (markov hands back one tuple per action set)."""
+        if found == actions:
+            self._aligned = found
+            return True
+        return False
 
     def observe(self, event: ActionObserved) -> None:
         """Forwarded to the base predictor, which does the learning."""

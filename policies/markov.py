@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -186,8 +187,17 @@ class MarkovPolicy:
         # Memos of the prediction (see "prediction" below), valid until the next observe().
         self._keysets: dict[tuple[str, ...], _KeySet] = {}  # ctx.actions -> its key set
         self._keyset_serial = 0
-        self._memo: dict[tuple[object, ...], list[float]] = {}  # context chain -> level's S
-        self._final: dict[tuple[object, ...], dict[str, float]] = {}  # chain -> P(a | h)
+        # (chain id, context) -> (the chain id with that level, the level's S), or _SKIP; a
+        # chain starts at (actions' key set, memory, session) -> its id (``_raw``)
+        self._memo: dict[tuple[int, tuple[str, ...]], tuple[int, list[float]]] = {}
+        self._roots: dict[tuple[int, str, str], int] = {}
+        self._ids = itertools.count(1)
+        self._final: dict[int, tuple[float, ...]] = {}  # chain id -> P(a | h)
+        # history tail -> its contexts (normalised; they depend on the history alone: kept)
+        self._tail = max(self.order, _STREAK_MAX)
+        self._contexts: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
+        # session id -> (what propose read, its answer), valid until the next observe
+        self._answers: dict[str, tuple[tuple[object, ...], list[Proposal]]] = {}
         self._covers: dict[tuple[str, ...], bool] = {}  # keys -> every seen action is a key
         self._calibration: tuple[list[float], list[float]] | None = None  # step 5's factors
         self._discount: float | None = None  # ney_discount(n1, n2)
@@ -228,9 +238,9 @@ class MarkovPolicy:
         are unchanged; its events stay in the memory's and the global counts. (An id observed
         again afterwards starts with empty counts, and its step-5 forecasts differ from what
         they would have been: a host forgets only a session that is gone.)"""
+        self._answers.pop(session_id, None)
         if self._session.pop(session_id, None) is not None:
-            self._memo.clear()  # memo keys name the session: a reused id must start afresh
-            self._final.clear()
+            self._clear_memos()  # memo keys name the session: a reused id must start afresh
 
     def forget_memory(self, memory_id: str) -> None:
         """The memory went cold (no live session, no job): its counts move to a bounded store of
@@ -245,8 +255,7 @@ class MarkovPolicy:
         self._cold.move_to_end(memory_id)
         while len(self._cold) > COLD_MEMORIES:
             self._cold.popitem(last=False)
-        self._memo.clear()
-        self._final.clear()
+        self._clear_memos()
 
     def _warm(self, memory_id: str) -> None:
         """A cold memory's counts back in the live table (before it is read or counted)."""
@@ -263,7 +272,8 @@ class MarkovPolicy:
             keys = tuple(sorted(self._seen | {action} | set(_DEFAULT_KEYS)))
             self._calibration_keys, self._calibration_set = keys, frozenset(keys)
         # No memo: the counts change right after this forecast, which empties it.
-        raw, _ = self._raw(self._keyset(keys), history, memory, session, memoise=False)
+        ctxs = contexts(history, self.order)
+        raw, _ = self._raw(self._keyset(keys), ctxs, memory, session, memoise=False)
         # Bin by bin, the same additions in the same order as one _bin() call per key (adding
         # 0.0 to a realised mass, which starts at +0.0, changes nothing and is skipped).
         bins, edges, right = self._bins, _EDGES, bisect.bisect_right
@@ -325,25 +335,31 @@ class MarkovPolicy:
             self._keysets[actions] = found
         return found
 
+    def _clear_memos(self) -> None:
+        """Every memoised level and answer dropped (counts changed, or a bound was reached)."""
+        self._memo.clear()
+        self._roots.clear()
+        self._final.clear()
+        self._answers.clear()
+
     def _forget(self) -> None:
         """Counts changed: every memoised prediction is stale."""
-        self._memo.clear()
-        self._final.clear()
+        self._clear_memos()
         self._covers.clear()
         self._calibration = None
         self._discount = None
 
     def _raw(
-        self, kx: _KeySet, h: tuple[str, ...], memory_id: str, session_id: str,
+        self, kx: _KeySet, ctxs: Iterable[tuple[str, ...]], memory_id: str, session_id: str,
         memoise: bool = True,
-    ) -> tuple[list[float], tuple[object, ...]]:  # fmt: skip
-        """Steps 1-4 of the module doc for ``kx.keys`` after normalised history ``h``; also the
-        memo key of the context chain it went through (``memoise`` False: levels are neither
-        looked up in the memo nor added to it; the values are the same)."""
+    ) -> tuple[list[float], int]:  # fmt: skip
+        """Steps 1-4 of the module doc for ``kx.keys`` over the contexts ``ctxs`` of a history
+        (``contexts()``, general to specific); also the id of the context chain it went
+        through, which names the answer in ``_final`` (``memoise`` False: levels are neither
+        looked up in the memo nor added to it, the values are the same, the id is 0)."""
         memo = self._memo
         if len(memo) >= _MEMO_MAX:
-            memo.clear()
-            self._final.clear()
+            self._clear_memos()
         covers = self._covers.get(kx.keys)
         if covers is None:
             covers = self._covers[kx.keys] = self._seen <= kx.index.keys()
@@ -358,21 +374,37 @@ class MarkovPolicy:
         session = self._session.get(session_id, empty)
         ix = kx.index
         s = kx.base
-        chain: tuple[object, ...] = (kx.serial, memory_id, session_id)
+        # A chain of context levels is named by an int (a new one per level computed), so a
+        # memo key is (int, context) rather than nested tuples whose hash is recomputed.
+        chain = 0
+        if memoise:
+            root = (kx.serial, memory_id, session_id)
+            found = self._roots.get(root)
+            if found is None:
+                found = self._roots[root] = next(self._ids)
+            chain = found
         n = 0
-        for c in contexts(h, self.order):
-            n_all = _row(gtab, c, ix, covers)
-            if sum(n_all.values()) < self.min_count:
-                continue
-            chain = (chain, c)
-            hit = memo.get(chain) if memoise else None
+        for c in ctxs:
+            # The memo also keeps a context level skipped for want of global evidence (_SKIP):
+            # it depends on the global counts at c alone, and finding it is most of the work.
+            key = (chain, c)
+            hit = memo.get(key) if memoise else None
             if hit is None:
-                hit = self._level(
+                n_all = _row(gtab, c, ix, covers)
+                if sum(n_all.values()) < self.min_count:
+                    if memoise:
+                        memo[key] = _SKIP
+                    continue
+                s = self._level(
                     n, n_all, _row(memory, c, ix, covers), _row(session, c, ix, covers), s, d, ix
                 )
                 if memoise:
-                    memo[chain] = hit
-            s = hit
+                    chain = next(self._ids)
+                    memo[key] = (chain, s)
+            elif hit is _SKIP:
+                continue
+            else:
+                chain, s = hit
             n += 1
         if n == 0:  # no level with global evidence: level 0 on the (thin) empty context
             c = ()
@@ -389,10 +421,14 @@ class MarkovPolicy:
         # and their memory showed in a shorter context carries into a longer one. c0 globally:
         # additive (no discount), so the base prior fades as traffic arrives even when that
         # traffic spreads over every action.
-        if n:
-            g = _shrink_minus(n_all, n_mem, s, self.kappa, d, ix)
-        else:
-            g = _shrink_minus(n_all, n_mem, s, self.alpha, 0.0, ix)
+        strength, discount = (self.kappa, d) if n else (self.alpha, 0.0)
+        if not n_mem and not n_ses:
+            # What a hypothetical history mostly meets (lookahead's deeper paths): counts on
+            # other memories only. Steps 3 and 4 then have no counts and return their prior
+            # as it is (_shrink_minus of two empty rows and _shrink of one do), so step 2 is
+            # the level; the same values without the two calls.
+            return _shrink(n_all, len(n_all), s, strength, discount, ix)
+        g = _shrink_minus(n_all, n_mem, s, strength, discount, ix)
         m = _shrink_minus(n_mem, n_ses, g, self.beta, d, ix)
         return _shrink(n_ses, len(n_ses), m, self.beta, d, ix)
 
@@ -404,36 +440,60 @@ class MarkovPolicy:
         Scopes are ``ctx.session.session_id`` and ``ctx.session.memory_id``. Keys are spelled as
         in ``ctx.actions``; values sum to 1 (up to rounding), or the dict is empty if no actions.
         """
+        actions, probs = self.next_action_vector(ctx, history)
+        return dict(zip(actions, probs, strict=True))
+
+    def next_action_vector(
+        self, ctx: PolicyContext, history: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        """``next_action_probabilities`` as two aligned tuples (``policies.base.NextActionVector``):
+        the distinct actions of ``ctx.actions`` in their order (``unique_actions``; one tuple
+        object per ``ctx.actions`` while its key set is kept) and their P, each in [0, 1]. No
+        dict is built: lookahead ranks a level's children by position. Callers must not
+        mutate anything returned (the tuples are kept)."""
         kx = self._keyset(ctx.actions)
         if not kx.actions:
-            return {}
-        # contexts() reads the last ``order`` actions and a streak capped at _STREAK_MAX.
-        h = tuple(action_key(a) for a in history[-max(self.order, _STREAK_MAX) :])
-        raw, chain = self._raw(kx, h, ctx.session.memory_id, ctx.session.session_id)
+            return (), ()
+        # contexts() reads the last ``order`` actions and a streak capped at _STREAK_MAX, so the
+        # tail of the history is all that matters; its contexts are kept (they depend on the
+        # history alone, not on the counts).
+        tail = history[-self._tail :]
+        ctxs = self._contexts.get(tail)
+        if ctxs is None:
+            if len(self._contexts) >= _MEMO_MAX:
+                self._contexts.clear()
+            h = tuple([action_key(a) for a in tail])
+            ctxs = self._contexts[tail] = tuple(contexts(h, self.order))
+        raw, chain = self._raw(kx, ctxs, ctx.session.memory_id, ctx.session.session_id)
         out = self._final.get(chain)
         if out is None:
-            probs = self._recalibrate(raw) if self.calibrate else raw
-            # Clamped to [0, 1]; a p already inside (0, 1] is itself (0.0, -0.0, NaN and the
-            # out-of-range take min/max, as every p once did: -0.0 becomes 0.0).
-            out = self._final[chain] = {
-                a: p if 0.0 < p <= 1.0 else min(1.0, max(0.0, p))
-                for a, p in zip(kx.actions, probs, strict=True)
-            }
-        return dict(out)
+            out = self._final[chain] = self._recalibrate(raw) if self.calibrate else _clamp_all(raw)
+        return kx.actions, out
 
-    def _recalibrate(self, raw: list[float]) -> list[float]:
-        """Step 5: each p times its bin's realised / predicted mass (shrunk to 1), renormalised."""
+    def _recalibrate(self, raw: list[float]) -> tuple[float, ...]:
+        """Step 5: each p times its bin's realised / predicted mass (shrunk to 1), renormalised,
+        then clamped to [0, 1] (``_clamp_all``)."""
         factors = self._calibration
         if factors is None:
-            factors = self._calibration = (
-                [realised + _BIN_PRIOR for _, realised in self._bins],
-                [predicted + _BIN_PRIOR for predicted, _ in self._bins],
-            )
+            # Indexed by bisect_right(_EDGES, p), i.e. bin + 1, where a p below every edge (a
+            # negative one) is bin 0 as well: one lookup per p instead of max(0, ... - 1).
+            num = [realised + _BIN_PRIOR for _, realised in self._bins]
+            den = [predicted + _BIN_PRIOR for predicted, _ in self._bins]
+            factors = self._calibration = ([num[0], *num], [den[0], *den])
         num, den = factors
+        n0, d0, e1 = num[0], den[0], _EDGES[1]
         right, edges = bisect.bisect_right, _EDGES
-        fixed = [p * num[b] / den[b] for p in raw for b in (max(0, right(edges, p) - 1),)]
+        # The same p * num / den as before, in the same order; most p of 24 actions are below
+        # the first edge (bin 0), which needs no bisect (NaN fails p < e1 and bisects, as it did).
+        fixed = [p * n0 / d0 if p < e1 else p * num[right(edges, p)] / den[right(edges, p)]
+                 for p in raw]  # fmt: skip
         total = sum(fixed)
-        return [q / total for q in fixed] if total > 0.0 else raw
+        if not total > 0.0:
+            return _clamp_all(raw)
+        # Clamped to [0, 1]; a p already inside (0, 1] is itself (0.0, -0.0, NaN and the
+        # out-of-range take min/max, as every p once did: -0.0 becomes 0.0).
+        return tuple([x if 0.0 < (x := q / total) <= 1.0 else min(1.0, max(0.0, x))
+                      for q in fixed])  # fmt: skip
 
     def reliability(self) -> list[tuple[float, float, float]]:
         """The step-5 bins as (lower edge of p, predicted mass, realised mass) (analysts)."""
@@ -444,23 +504,42 @@ class MarkovPolicy:
         per further level up to ``min(depth, ctx.max_depth)``; P = product of step probabilities.
 
         Ties are broken by the order of ``ctx.actions``. Prefixes of every path are included.
+        The answer reads only the session, memory and history, ``ctx.actions`` and
+        ``ctx.max_depth`` (not the cursor's children nor the time), so it is kept per session
+        until the next ``observe`` and repeated when those are unchanged (a host asks again
+        when only the cursor's children changed).
         """
+        v = ctx.session
+        key = (v.memory_id, v.history, ctx.actions, ctx.max_depth)
+        kept = self._answers.get(v.session_id)
+        if kept is not None and kept[0] == key:
+            return list(kept[1])
+        out = self._propose(ctx)
+        self._answers[v.session_id] = (key, out)
+        return list(out)
+
+    def _propose(self, ctx: PolicyContext) -> list[Proposal]:
         levels = min(self.depth, ctx.max_depth)
-        order = unique_actions(ctx.actions)
-        rank = {a: i for i, a in enumerate(order)}
-        sid = ctx.session.session_id
+        sid, history, top_k = ctx.session.session_id, ctx.session.history, self.top_k
+        if levels == 1:
+            # Sorted by (-P, position in ctx.actions): what sort_proposals' order is for one
+            # level (a stable sort keeps equal P in position order), so no second sort.
+            actions, probs = self.next_action_vector(ctx, history)
+            neg = [-p for p in probs]
+            return [Proposal(sid, (actions[i],), probs[i])
+                    for i in sorted(range(len(neg)), key=neg.__getitem__)[:top_k]]  # fmt: skip
         out: list[Proposal] = []
         frontier: list[tuple[tuple[str, ...], float]] = [((), 1.0)]
         for _ in range(levels):
             nxt: list[tuple[tuple[str, ...], float]] = []
             for path, p_path in frontier:
-                dist = self.next_action_probabilities(ctx, ctx.session.history + path)
-                best = sorted(dist.items(), key=lambda item: (-item[1], rank[item[0]]))
-                for action, p in best[: self.top_k]:
-                    nxt.append(((*path, action), p_path * p))
+                actions, probs = self.next_action_vector(ctx, history + path)
+                neg = [-p for p in probs]
+                for i in sorted(range(len(neg)), key=neg.__getitem__)[:top_k]:
+                    nxt.append(((*path, actions[i]), p_path * probs[i]))
             out.extend(Proposal(sid, path, p) for path, p in nxt)
             frontier = nxt
-        return sort_proposals(out, order)
+        return sort_proposals(out, self._keyset(ctx.actions).actions)
 
     def __repr__(self) -> str:
         return (
@@ -535,6 +614,14 @@ def _row(table: _Counts, c: tuple[str, ...], index: dict[str, int], covers: bool
 
 
 _EMPTY: dict[str, int] = {}
+_SKIP: tuple[int, list[float]] = (0, [])
+"""Memo entry of a context level skipped for want of global evidence (``min_count``)."""
+
+
+def _clamp_all(probs: list[float]) -> tuple[float, ...]:
+    """Each p clamped to [0, 1]; a p already inside (0, 1] is itself (0.0, -0.0, NaN and the
+    out-of-range take min/max, as every p once did: -0.0 becomes 0.0)."""
+    return tuple([p if 0.0 < p <= 1.0 else min(1.0, max(0.0, p)) for p in probs])
 
 
 def _shrink(

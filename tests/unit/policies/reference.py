@@ -40,7 +40,8 @@ def dense_shrink(
 
 
 class ReferenceMarkov(MarkovPolicy):
-    """MarkovPolicy with the dense, unmemoised prediction (its learning is the same code)."""
+    """MarkovPolicy with the dense, unmemoised prediction and the propose of one sort per
+    path and a final ``sort_proposals`` (its learning is the same code)."""
 
     def _learn_calibration(
         self, history: tuple[str, ...], action: str, memory: str, session: str
@@ -56,6 +57,8 @@ class ReferenceMarkov(MarkovPolicy):
         self, keys: list[str], h: tuple[str, ...], memory_id: str, session_id: str
     ) -> list[float]:
         empty: _Counts = {}
+        if self._cold:  # a forgotten memory's counts come back when it is read (as markov's)
+            self._warm(memory_id)
         memory = self._memory.get(memory_id, empty)
         session = self._session.get(session_id, empty)
 
@@ -91,6 +94,30 @@ class ReferenceMarkov(MarkovPolicy):
         raw = self._dense_raw(keys, h, ctx.session.memory_id, ctx.session.session_id)
         probs = self._dense_recalibrate(raw) if self.calibrate else raw
         return {a: min(1.0, max(0.0, p)) for a, p in zip(actions, probs, strict=True)}
+
+    def next_action_vector(
+        self, ctx: PolicyContext, history: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        dist = self.next_action_probabilities(ctx, history)
+        return tuple(dist), tuple(dist.values())
+
+    def propose(self, ctx: PolicyContext) -> list[Proposal]:
+        levels = min(self.depth, ctx.max_depth)
+        order = unique_actions(ctx.actions)
+        rank = {a: i for i, a in enumerate(order)}
+        sid = ctx.session.session_id
+        out: list[Proposal] = []
+        frontier: list[tuple[tuple[str, ...], float]] = [((), 1.0)]
+        for _ in range(levels):
+            nxt: list[tuple[tuple[str, ...], float]] = []
+            for path, p_path in frontier:
+                dist = self.next_action_probabilities(ctx, ctx.session.history + path)
+                best = sorted(dist.items(), key=lambda item: (-item[1], rank[item[0]]))
+                for action, p in best[: self.top_k]:
+                    nxt.append(((*path, action), p_path * p))
+            out.extend(Proposal(sid, path, p) for path, p in nxt)
+            frontier = nxt
+        return sort_proposals(out, order)
 
     def _dense_recalibrate(self, raw: list[float]) -> list[float]:
         fixed = []
