@@ -85,8 +85,11 @@ def reliability_table(
     for i, (n, sp, so) in enumerate(sums):
         if n == 0:
             continue
-        mean_p, rate = sp / n, so / n
-        table.append(ReliabilityBin(i / bins, (i + 1) / bins, int(n), mean_p, rate))
+        # The exact mean of a bin's forecasts lies in the bin; summing floats can leave it by
+        # an ulp (three forecasts of 0.7 average 0.6999999999999998, below [0.7, 0.8)).
+        low, high = i / bins, (i + 1) / bins
+        mean_p, rate = min(high, max(low, sp / n)), so / n
+        table.append(ReliabilityBin(low, high, int(n), mean_p, rate))
         ece += (n / total) * abs(mean_p - rate)
     return tuple(table), ece
 

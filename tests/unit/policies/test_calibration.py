@@ -38,6 +38,12 @@ def test_missing_action_costs_the_floor_and_empty_input_is_zero() -> None:
         calibration([], bins=0)
 
 
+def test_a_bins_mean_stays_in_the_bin_despite_float_sums() -> None:
+    # sum([0.7] * 3) / 3 is 0.6999999999999998: below the bin [0.7, 0.8) it was counted in.
+    c = calibration([({"w": 0.7}, "w")] * 3, bins=10)
+    assert [(b.low, b.mean_predicted) for b in c.table] == [(0.7, 0.7)]
+
+
 @given(
     st.lists(
         st.tuples(
