@@ -57,6 +57,10 @@ Notation:
 Each level sums to 1 over ``A``. A new session on a known memory starts at the memory's
 statistics, a new memory at the other memories', a new service at ``B``.
 
+The arithmetic of steps 1-5 (the contexts, ``BASE_SINGLE`` and the base prior, the shrink and
+its discount, the bins' edges) is in ``policies.smoothing``; this module keeps the counts, the
+bins' masses and the memos.
+
 A path's probability is the product of its steps, each predicted on the history extended by the
 steps before it (the counts do not change): ``P(a1, a2 | h) = P(a1 | h) * P(a2 | h + (a1,))``.
 
@@ -74,20 +78,29 @@ contexts (at most ``24^order`` plus the streak contexts, times 24 actions).
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from policies.base import action_key, sort_proposals, unique_actions
+from policies.smoothing import (
+    BIN_PRIOR,
+    DEFAULT_KEYS,
+    EDGES,
+    STREAK_MAX,
+    Counts,
+    base_prior,
+    clamp_all,
+    contexts,
+    ney_discount,
+    row_of,
+    shrink,
+    shrink_minus,
+)
 
 __all__ = ["MarkovPolicy"]
-
-_Counts = dict[tuple[str, ...], dict[str, int]]
-"""context (normalised actions, oldest first) -> normalised next action -> count."""
 
 
 def _positive_int(name: str, value: object, minimum: int) -> int:
@@ -102,25 +115,6 @@ def _positive_float(name: str, value: object) -> float:
     if value == float("inf"):
         raise ValueError(f"{name} must be finite (got {value!r})")
     return float(value)
-
-
-_STREAK_MIN, _STREAK_MAX = 3, 6
-
-
-def contexts(history: tuple[str, ...], order: int) -> list[tuple[str, ...]]:
-    """The contexts of ``history`` (normalised actions), general to specific (module doc)."""
-    out: list[tuple[str, ...]] = [()]
-    for n in range(1, min(order, len(history)) + 1):
-        out.append(history[len(history) - n :])
-    if order >= 2 and history:
-        last, k = history[-1], 0
-        for a in reversed(history):
-            if a != last:
-                break
-            k += 1
-        if k >= _STREAK_MIN:
-            out.append(("*", last, str(min(k, _STREAK_MAX))))
-    return out
 
 
 class MarkovPolicy:
@@ -173,14 +167,14 @@ class MarkovPolicy:
             raise ValueError(f"calibrate must be true or false (got {calibrate!r})")
         self.calibrate = calibrate
         # step 5: per probability bin, predicted mass and realised mass of past forecasts
-        self._bins: list[list[float]] = [[0.0, 0.0] for _ in _EDGES]
-        self._global: _Counts = defaultdict(dict)
-        self._memory: dict[str, _Counts] = defaultdict(lambda: defaultdict(dict))
-        self._session: dict[str, _Counts] = defaultdict(lambda: defaultdict(dict))
-        self._cold: OrderedDict[str, _Counts] = OrderedDict()  # forget_memory's, oldest first
+        self._bins: list[list[float]] = [[0.0, 0.0] for _ in EDGES]
+        self._global: Counts = defaultdict(dict)
+        self._memory: dict[str, Counts] = defaultdict(lambda: defaultdict(dict))
+        self._session: dict[str, Counts] = defaultdict(lambda: defaultdict(dict))
+        self._cold: OrderedDict[str, Counts] = OrderedDict()  # forget_memory's, oldest first
         self._seen: set[str] = set()  # every normalised action observed (the calibration's A)
         # step 5's key set: _seen plus the default actions, sorted (grows with _seen only)
-        self._calibration_keys: tuple[str, ...] = tuple(sorted(set(_DEFAULT_KEYS)))
+        self._calibration_keys: tuple[str, ...] = tuple(sorted(set(DEFAULT_KEYS)))
         self._calibration_set: frozenset[str] = frozenset(self._calibration_keys)
         self._n1 = self._n2 = 0  # global (context, action) counts equal to 1 and to 2
         self.observed = 0  # events observed so far: lets a host or analyst see it is being fed
@@ -194,7 +188,7 @@ class MarkovPolicy:
         self._ids = itertools.count(1)
         self._final: dict[int, tuple[float, ...]] = {}  # chain id -> P(a | h)
         # history tail -> its contexts (normalised; they depend on the history alone: kept)
-        self._tail = max(self.order, _STREAK_MAX)
+        self._tail = max(self.order, STREAK_MAX)
         self._contexts: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
         # session id -> (what propose read, its answer), valid until the next observe
         self._answers: dict[str, tuple[tuple[object, ...], list[Proposal]]] = {}
@@ -207,9 +201,9 @@ class MarkovPolicy:
     def observe(self, event: ActionObserved) -> None:
         """Learn the temperature on this event (predicted first), then count it once per scope
         at every context of ``event.history``."""
-        # contexts() reads the last ``order`` actions and a streak capped at _STREAK_MAX: the
+        # contexts() reads the last ``order`` actions and a streak capped at STREAK_MAX: the
         # rest of a long walk's history changes nothing (it was normalised per event: O(steps)).
-        tail = event.history[-max(self.order, _STREAK_MAX) :]
+        tail = event.history[-max(self.order, STREAK_MAX) :]
         history = tuple(action_key(a) for a in tail)
         action = action_key(event.action)
         if self.calibrate:
@@ -269,14 +263,14 @@ class MarkovPolicy:
         """Step 5: add this event's forecasts (made before it is counted) to the bins."""
         keys = self._calibration_keys
         if action not in self._calibration_set:  # a new action: the key set grows
-            keys = tuple(sorted(self._seen | {action} | set(_DEFAULT_KEYS)))
+            keys = tuple(sorted(self._seen | {action} | set(DEFAULT_KEYS)))
             self._calibration_keys, self._calibration_set = keys, frozenset(keys)
         # No memo: the counts change right after this forecast, which empties it.
         ctxs = contexts(history, self.order)
         raw, _ = self._raw(self._keyset(keys), ctxs, memory, session, memoise=False)
-        # Bin by bin, the same additions in the same order as one _bin() call per key (adding
+        # Bin by bin, the same additions in the same order as one bin_index() call per key (adding
         # 0.0 to a realised mass, which starts at +0.0, changes nothing and is skipped).
-        bins, edges, right = self._bins, _EDGES, bisect.bisect_right
+        bins, edges, right = self._bins, EDGES, bisect.bisect_right
         for k, p in zip(keys, raw, strict=True):
             b = right(edges, p) - 1
             row = bins[b if b > 0 else 0]
@@ -329,7 +323,7 @@ class MarkovPolicy:
             self._keyset_serial += 1
             found = _KeySet(self._keyset_serial, distinct, keys,
                             {k: i for i, k in enumerate(keys)},
-                            _base(keys) if keys else [])  # fmt: skip
+                            base_prior(keys) if keys else [])  # fmt: skip
             if len(self._keysets) >= _MEMO_MAX:
                 self._keysets.clear()
             self._keysets[actions] = found
@@ -366,7 +360,7 @@ class MarkovPolicy:
         d = self._discount
         if d is None:
             d = self._discount = ney_discount(self._n1, self._n2)
-        empty: _Counts = {}
+        empty: Counts = {}
         if self._cold:
             self._warm(memory_id)
         gtab = self._global
@@ -390,13 +384,19 @@ class MarkovPolicy:
             key = (chain, c)
             hit = memo.get(key) if memoise else None
             if hit is None:
-                n_all = _row(gtab, c, ix, covers)
+                n_all = row_of(gtab, c, ix, covers)
                 if sum(n_all.values()) < self.min_count:
                     if memoise:
                         memo[key] = _SKIP
                     continue
                 s = self._level(
-                    n, n_all, _row(memory, c, ix, covers), _row(session, c, ix, covers), s, d, ix
+                    n,
+                    n_all,
+                    row_of(memory, c, ix, covers),
+                    row_of(session, c, ix, covers),
+                    s,
+                    d,
+                    ix,
                 )
                 if memoise:
                     chain = next(self._ids)
@@ -408,8 +408,8 @@ class MarkovPolicy:
             n += 1
         if n == 0:  # no level with global evidence: level 0 on the (thin) empty context
             c = ()
-            s = self._level(0, _row(gtab, c, ix, covers), _row(memory, c, ix, covers),
-                            _row(session, c, ix, covers), s, d, ix)  # fmt: skip
+            s = self._level(0, row_of(gtab, c, ix, covers), row_of(memory, c, ix, covers),
+                            row_of(session, c, ix, covers), s, d, ix)  # fmt: skip
         return s, chain
 
     def _level(
@@ -425,12 +425,12 @@ class MarkovPolicy:
         if not n_mem and not n_ses:
             # What a hypothetical history mostly meets (lookahead's deeper paths): counts on
             # other memories only. Steps 3 and 4 then have no counts and return their prior
-            # as it is (_shrink_minus of two empty rows and _shrink of one do), so step 2 is
+            # as it is (shrink_minus of two empty rows and shrink of one do), so step 2 is
             # the level; the same values without the two calls.
-            return _shrink(n_all, len(n_all), s, strength, discount, ix)
-        g = _shrink_minus(n_all, n_mem, s, strength, discount, ix)
-        m = _shrink_minus(n_mem, n_ses, g, self.beta, d, ix)
-        return _shrink(n_ses, len(n_ses), m, self.beta, d, ix)
+            return shrink(n_all, len(n_all), s, strength, discount, ix)
+        g = shrink_minus(n_all, n_mem, s, strength, discount, ix)
+        m = shrink_minus(n_mem, n_ses, g, self.beta, d, ix)
+        return shrink(n_ses, len(n_ses), m, self.beta, d, ix)
 
     def next_action_probabilities(
         self, ctx: PolicyContext, history: tuple[str, ...]
@@ -454,7 +454,7 @@ class MarkovPolicy:
         kx = self._keyset(ctx.actions)
         if not kx.actions:
             return (), ()
-        # contexts() reads the last ``order`` actions and a streak capped at _STREAK_MAX, so the
+        # contexts() reads the last ``order`` actions and a streak capped at STREAK_MAX, so the
         # tail of the history is all that matters; its contexts are kept (they depend on the
         # history alone, not on the counts).
         tail = history[-self._tail :]
@@ -467,29 +467,29 @@ class MarkovPolicy:
         raw, chain = self._raw(kx, ctxs, ctx.session.memory_id, ctx.session.session_id)
         out = self._final.get(chain)
         if out is None:
-            out = self._final[chain] = self._recalibrate(raw) if self.calibrate else _clamp_all(raw)
+            out = self._final[chain] = self._recalibrate(raw) if self.calibrate else clamp_all(raw)
         return kx.actions, out
 
     def _recalibrate(self, raw: list[float]) -> tuple[float, ...]:
         """Step 5: each p times its bin's realised / predicted mass (shrunk to 1), renormalised,
-        then clamped to [0, 1] (``_clamp_all``)."""
+        then clamped to [0, 1] (``clamp_all``)."""
         factors = self._calibration
         if factors is None:
-            # Indexed by bisect_right(_EDGES, p), i.e. bin + 1, where a p below every edge (a
+            # Indexed by bisect_right(EDGES, p), i.e. bin + 1, where a p below every edge (a
             # negative one) is bin 0 as well: one lookup per p instead of max(0, ... - 1).
-            num = [realised + _BIN_PRIOR for _, realised in self._bins]
-            den = [predicted + _BIN_PRIOR for predicted, _ in self._bins]
+            num = [realised + BIN_PRIOR for _, realised in self._bins]
+            den = [predicted + BIN_PRIOR for predicted, _ in self._bins]
             factors = self._calibration = ([num[0], *num], [den[0], *den])
         num, den = factors
-        n0, d0, e1 = num[0], den[0], _EDGES[1]
-        right, edges = bisect.bisect_right, _EDGES
+        n0, d0, e1 = num[0], den[0], EDGES[1]
+        right, edges = bisect.bisect_right, EDGES
         # The same p * num / den as before, in the same order; most p of 24 actions are below
         # the first edge (bin 0), which needs no bisect (NaN fails p < e1 and bisects, as it did).
         fixed = [p * n0 / d0 if p < e1 else p * num[right(edges, p)] / den[right(edges, p)]
                  for p in raw]  # fmt: skip
         total = sum(fixed)
         if not total > 0.0:
-            return _clamp_all(raw)
+            return clamp_all(raw)
         # Clamped to [0, 1]; a p already inside (0, 1] is itself (0.0, -0.0, NaN and the
         # out-of-range take min/max, as every p once did: -0.0 becomes 0.0).
         return tuple([x if 0.0 < (x := q / total) <= 1.0 else min(1.0, max(0.0, x))
@@ -497,7 +497,7 @@ class MarkovPolicy:
 
     def reliability(self) -> list[tuple[float, float, float]]:
         """The step-5 bins as (lower edge of p, predicted mass, realised mass) (analysts)."""
-        return [(edge, pm, rm) for edge, (pm, rm) in zip(_EDGES, self._bins, strict=True)]
+        return [(edge, pm, rm) for edge, (pm, rm) in zip(EDGES, self._bins, strict=True)]
 
     def propose(self, ctx: PolicyContext) -> list[Proposal]:
         """The ``top_k`` most probable next actions, and ``top_k`` children of each proposed path
@@ -549,38 +549,6 @@ class MarkovPolicy:
         )
 
 
-BASE_SINGLE: dict[str, float] = {
-    "w": 0.5, "left": 0.15, "right": 0.15, "a": 0.05, "d": 0.05, "s": 0.04, "up": 0.03,
-    "down": 0.03,
-}  # fmt: skip
-"""The single keys' share of the base prior (step 1). A judgement, not a measurement: walking
-forward is the default motion (the root chunk is ``w-31``, DESIGN.md), then looking sideways;
-human navigation traces are described as mostly forward with 10-15 % turns each side."""
-
-
-@functools.lru_cache(maxsize=64)
-def _base(keys: tuple[str, ...]) -> list[float]:
-    """Step 1: half uniform over ``keys``, half ``BASE_SINGLE`` (renormalised to the keys).
-    Cached per action set (the same every call); callers never mutate the list."""
-    single = [BASE_SINGLE.get(k, 0.0) for k in keys]
-    total = sum(single)
-    u = 1.0 / len(keys)
-    if total <= 0.0:
-        return [u] * len(keys)
-    return [0.5 * u + 0.5 * w / total for w in single]
-
-
-_EDGES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-"""Lower edges of the recalibration bins of p (finer near 0, where most forecasts are)."""
-_BIN_PRIOR = 2.0
-"""Pseudo-mass (in forecasts' worth of probability) holding each bin's factor near 1."""
-_DEFAULT_KEYS = tuple(action_key(a) for a in ACTION_NAMES)
-
-
-def _bin(p: float) -> int:
-    return max(0, bisect.bisect_right(_EDGES, p) - 1)
-
-
 COLD_MEMORIES = 4096
 """Cold memories whose counts ``forget_memory`` keeps (they come back if the memory is opened
 again): the per-memory state is bounded by the live memories plus this many."""
@@ -602,86 +570,5 @@ class _KeySet:
     base: list[float]
 
 
-def _row(table: _Counts, c: tuple[str, ...], index: dict[str, int], covers: bool) -> dict[str, int]:
-    """The counts after context ``c``, restricted to the keys of ``index`` (the live row
-    itself when every action ever seen is a key: callers never mutate it)."""
-    found = table.get(c)
-    if not found:
-        return _EMPTY
-    if covers:
-        return found
-    return {a: n for a, n in found.items() if a in index}
-
-
-_EMPTY: dict[str, int] = {}
 _SKIP: tuple[int, list[float]] = (0, [])
 """Memo entry of a context level skipped for want of global evidence (``min_count``)."""
-
-
-def _clamp_all(probs: list[float]) -> tuple[float, ...]:
-    """Each p clamped to [0, 1]; a p already inside (0, 1] is itself (0.0, -0.0, NaN and the
-    out-of-range take min/max, as every p once did: -0.0 becomes 0.0)."""
-    return tuple([p if 0.0 < p <= 1.0 else min(1.0, max(0.0, p)) for p in probs])
-
-
-def _shrink(
-    counts: dict[str, int], seen: int, prior: list[float], strength: float, discount: float,
-    index: dict[str, int],
-) -> list[float]:  # fmt: skip
-    """Interpolated absolute discounting toward ``prior`` (module doc, step 2):
-    ``(max(n_a - D, 0) + (D * T + strength) * prior_a) / (n + strength)``, T = ``seen``
-    (actions with a count > 0). ``counts``: the nonzero counts by action (keys of ``index``);
-    an action without a count gets ``back * prior_a / denom``, which is what the dense
-    formula's ``(0.0 + back * prior_a) / denom`` evaluates to, bit for bit."""
-    total = sum(counts.values())
-    if total <= 0:
-        return prior
-    back = discount * seen + strength
-    denom = total + strength
-    out = [back * q / denom for q in prior]
-    for a, n in counts.items():
-        if n > discount:
-            i = index[a]
-            out[i] = (n - discount + back * prior[i]) / denom
-    return out
-
-
-def _shrink_minus(
-    a: dict[str, int], b: dict[str, int], prior: list[float], strength: float, discount: float,
-    index: dict[str, int],
-) -> list[float]:  # fmt: skip
-    """``_shrink`` of the counts ``a - b`` per action (``b``'s scope is inside ``a``'s: the
-    exclusive counts of steps 2-3) without building ``a - b`` (two dict copies per level were
-    a third of a forecast's time). T counts the actions whose difference is > 0. Normally every
-    key of ``b`` is in ``a``; a negative difference (a session id reused on two memories) counts
-    in the total, as the dense form counts it. The same total (integer counts: the order of the
-    sum changes nothing), the same T, the same terms per action as building the difference."""
-    seen = len(a)
-    if not b:  # the usual case for a thin session row
-        return _shrink(a, seen, prior, strength, discount, index)
-    total = sum(a.values()) - sum(b.values())
-    if total <= 0:
-        return prior
-    get = a.get
-    for k, v in b.items():
-        old = get(k, 0)
-        if old > 0 >= old - v:
-            seen -= 1
-    back = discount * seen + strength
-    denom = total + strength
-    out = [back * q / denom for q in prior]
-    drop = b.get
-    for k, n in a.items():
-        left = n - drop(k, 0)
-        if left > discount:  # an action only in b has a negative difference: never counted
-            i = index[k]
-            out[i] = (left - discount + back * prior[i]) / denom
-    return out
-
-
-def ney_discount(n1: int, n2: int) -> float:
-    """Ney et al.'s estimate ``D = n1 / (n1 + 2 n2)`` from how many (context, action) counts are
-    exactly 1 and exactly 2, clamped to [0.3, 0.95]; 0.75 before any repetition is seen."""
-    if n1 + n2 == 0 or n1 == 0:
-        return 0.75
-    return min(0.95, max(0.3, n1 / (n1 + 2 * n2)))

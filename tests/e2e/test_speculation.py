@@ -68,7 +68,7 @@ async def test_markov_turns_later_requests_into_hits(
     chunks = await _walk(service_factory, "markov")
     outcomes = [c["outcome"] for c in chunks]
     # Even before anything is learned, markov's base prior says viewers mostly walk forward
-    # (policies.markov.BASE_SINGLE): the first w is speculated too; the rest are learned.
+    # (policies.smoothing.BASE_SINGLE): the first w is speculated too; the rest are learned.
     assert outcomes == ["hit"] * len(WALK), outcomes
 
 

@@ -10,12 +10,12 @@ from dataclasses import replace
 from orchestrator.core.types import PolicyContext, Proposal
 from policies.base import NextActionModel, action_key, sort_proposals, unique_actions
 from policies.lookahead import LookaheadPolicy
-from policies.markov import (
-    _BIN_PRIOR,
-    _DEFAULT_KEYS,
-    MarkovPolicy,
-    _base,
-    _bin,
+from policies.markov import MarkovPolicy
+from policies.smoothing import (
+    BIN_PRIOR,
+    DEFAULT_KEYS,
+    base_prior,
+    bin_index,
     contexts,
     ney_discount,
 )
@@ -46,10 +46,10 @@ class ReferenceMarkov(MarkovPolicy):
     def _learn_calibration(
         self, history: tuple[str, ...], action: str, memory: str, session: str
     ) -> None:
-        keys = sorted(self._seen | {action} | set(_DEFAULT_KEYS))
+        keys = sorted(self._seen | {action} | set(DEFAULT_KEYS))
         raw = self._dense_raw(keys, history, memory, session)
         for k, p in zip(keys, raw, strict=True):
-            b = _bin(p)
+            b = bin_index(p)
             self._bins[b][0] += p
             self._bins[b][1] += 1.0 if k == action else 0.0
 
@@ -66,7 +66,7 @@ class ReferenceMarkov(MarkovPolicy):
             found = table.get(c)
             return [found.get(k, 0) for k in keys] if found else [0] * len(keys)
 
-        g = _base(tuple(keys))
+        g = base_prior(tuple(keys))
         m = s = g
         d = ney_discount(self._n1, self._n2)
         levels = [(c, r) for c in contexts(h, self.order)
@@ -122,8 +122,8 @@ class ReferenceMarkov(MarkovPolicy):
     def _dense_recalibrate(self, raw: list[float]) -> list[float]:
         fixed = []
         for p in raw:
-            predicted, realised = self._bins[_bin(p)]
-            fixed.append(p * (realised + _BIN_PRIOR) / (predicted + _BIN_PRIOR))
+            predicted, realised = self._bins[bin_index(p)]
+            fixed.append(p * (realised + BIN_PRIOR) / (predicted + BIN_PRIOR))
         total = sum(fixed)
         return [q / total for q in fixed] if total > 0.0 else raw
 

@@ -14,7 +14,8 @@ from orchestrator.core.poses import ACTION_NAMES
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal, SessionView
 from policies.base import NextActionModel, Policy
 from policies.calibration import Calibration, calibration
-from policies.markov import BASE_SINGLE, MarkovPolicy
+from policies.markov import MarkovPolicy
+from policies.smoothing import BASE_SINGLE
 
 
 def make_ctx(
