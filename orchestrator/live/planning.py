@@ -344,10 +344,12 @@ class Planner(Changes):
                 return None  # ready, running or demanded meanwhile
             claim = "reclaim" if node is not None else "insert"
             if node is None:
+                # Put running at once: the same tree as putting it failed and starting it.
                 depth_ = parent.depth + 1 if parent is not None else 0
                 node = mem.tree.put(KnownNode(self.new_chunk_id(key), memory_id, parent_id, pose,
-                                              action, "failed", depth_))  # fmt: skip
-        mem.tree.set_state(node.chunk_id, "running", now)
+                                              action, "running", depth_))  # fmt: skip
+        if node.state != "running":
+            node = mem.tree.set_state(node.chunk_id, "running", now)
         s = self._sessions.get(session_id) if session_id is not None else None
         job = LiveJob(
             self.new_job_id(), node.chunk_id, memory_id, node.parent_id, node.pose, node.action,

@@ -14,7 +14,7 @@ jobs and queued demands generate (see ``LiveState.prepare``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 from orchestrator.core.tree import Key
@@ -150,8 +150,12 @@ class KnownTree:
 
     def set_state(self, chunk_id: str, state: LiveNodeState, now: float) -> KnownNode:
         """Move node ``chunk_id`` to ``state`` (``ready_at`` = now when it becomes ready)."""
-        node = self._by_id[chunk_id]
-        updated = replace(node, state=state, ready_at=now if state == "ready" else None)
+        n = self._by_id[chunk_id]
+        # Built directly (``dataclasses.replace`` costs twice as much: it is on every job's
+        # start and end). Every field is passed; ``tests/unit/live/test_records.py`` fails if
+        # KnownNode gains one, so that it cannot be reset to its default here unnoticed.
+        updated = KnownNode(n.chunk_id, n.memory_id, n.parent_id, n.pose, n.action, state,
+                            n.depth, now if state == "ready" else None)  # fmt: skip
         self._by_id[chunk_id] = updated
         self.version += 1
         self._moved.add(chunk_id)
@@ -186,14 +190,62 @@ class KnownTree:
                 break
             level = [c for n in level for c in self.children(n.chunk_id)]
 
+    def family(self, chunk_id: str | None) -> tuple[KnownNode, ...]:
+        """``chunk_id`` and its known children (``subtree(chunk_id, 1)``); the roots when
+        ``chunk_id`` is None: what a plan reads around a demand for a child of ``chunk_id``."""
+        by_id = self._by_id
+        if chunk_id is None:
+            return tuple([by_id[cid] for cid in self._roots.values()])
+        node = by_id.get(chunk_id)
+        if node is None:
+            return ()
+        kids = self._children.get(chunk_id)
+        if not kids:
+            return (node,)
+        return (node, *[by_id[cid] for cid in kids.values()])
+
+    def parent_of(self, chunk_id: str) -> str | None:
+        """The parent id of known chunk ``chunk_id`` (None: a root, or unknown)."""
+        n = self._by_id.get(chunk_id)
+        return n.parent_id if n is not None else None
+
+    def holds(self, nodes: tuple[KnownNode, ...]) -> bool:
+        """True when every one of ``nodes`` is still this tree's node (not replaced since)."""
+        by_id = self._by_id
+        for n in nodes:  # noqa: SIM110 (a loop: all() over a generator costs twice as much)
+            if by_id.get(n.chunk_id) is not n:
+                return False
+        return True
+
+    def is_ancestry(self, nodes: tuple[KnownNode, ...], depth: int) -> bool:
+        """True when ``ancestry(nodes[0].chunk_id, depth)`` would give ``nodes`` again (the
+        same objects): none was replaced, and a chain cut short at an unknown parent still
+        is. Cheaper than building the tuple again and comparing."""
+        if not nodes or not self.holds(nodes):
+            return False
+        if len(nodes) > depth:
+            return len(nodes) == depth + 1
+        parent = nodes[-1].parent_id
+        return parent is None or parent not in self._by_id
+
     def ancestors(self, chunk_id: str | None, depth: int) -> Iterator[KnownNode]:
         """``chunk_id`` and up to ``depth`` known ancestors, nearest first."""
-        node = self.get(chunk_id)
-        for _ in range(depth + 1):
+        return iter(self.ancestry(chunk_id, depth))
+
+    def ancestry(self, chunk_id: str | None, depth: int) -> tuple[KnownNode, ...]:
+        """``ancestors(chunk_id, depth)`` as a tuple (what the live state holds per job)."""
+        by_id = self._by_id
+        node = by_id.get(chunk_id) if chunk_id is not None else None
+        if node is None or depth < 0:
+            return ()
+        out = [node]
+        for _ in range(depth):
+            parent = node.parent_id
+            node = by_id.get(parent) if parent is not None else None
             if node is None:
-                return
-            yield node
-            node = self.get(node.parent_id)
+                break
+            out.append(node)
+        return tuple(out)
 
 
 class LiveLookup:
