@@ -420,9 +420,8 @@ class LiveState(Planner):
         # in arrival order, whatever ids the shell's chunks have (UUIDs, hashes).
         self._demand_seq += 1
         return DemandRequest(
-            request_id=f"{self._demand_seq:012d}/{node.chunk_id}", memory_id=node.memory_id,
-            parent_id=node.parent_id, pose=node.pose, action=node.action,
-            session_id=session_id, requested_at=now,
+            f"{self._demand_seq:012d}/{node.chunk_id}", node.memory_id, node.parent_id,
+            node.pose, node.action, session_id, now,
         )  # fmt: skip
 
     # ---- outcomes ----------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import fields, replace
 
-from orchestrator.core.types import Budget, SessionView, Timing
-from orchestrator.live import KnownNode, KnownTree, LiveState, SinglePolicy
+from orchestrator.core.types import Budget, RunningJob, SessionView, Timing
+from orchestrator.live import KnownNode, KnownTree, LiveJob, LiveState, SinglePolicy
 from policies import make_policy
 
 
@@ -70,3 +70,19 @@ def test_a_request_and_its_answer_move_the_view_as_replace_would() -> None:
     assert after is not None and after.view.idle_after_s is not None
     assert after.view == replace(s.view, watch_started_at=9.0, last_active_at=9.0,
                                  idle_after_s=after.view.idle_after_s)  # fmt: skip
+
+
+def test_running_job_fields_are_those_as_core_passes() -> None:
+    # If this fails, pass the new field in LiveJob.as_core (orchestrator/live/records.py).
+    assert [f.name for f in fields(RunningJob)] == [
+        "job_id", "chunk_id", "memory_id", "parent_id", "pose", "kind", "started_at",
+        "expected_gpu_s", "probability", "session_id", "depth", "charged_gpu_s",
+    ]  # fmt: skip
+    job = LiveJob("j", "c", "m", "p", "x", "w", "speculative", "speculative", "s", 0.4, 2, 9.0, 3.0,
+                  charged_gpu_s=4.5)  # fmt: skip
+    assert job.as_core() == RunningJob(
+        job_id="j", chunk_id="c", memory_id="m", parent_id="p", pose="x", kind="speculative",
+        started_at=3.0, expected_gpu_s=9.0, probability=0.4, session_id="s", depth=2,
+        charged_gpu_s=4.5,
+    )  # fmt: skip
+    assert job.as_core() is job.as_core()  # built once until a field it holds changes
