@@ -286,14 +286,10 @@ class Changes:
                         self._hold_job(job_id, mid, tree.ancestry(chunk, max_depth))
             demanded = self._mem_demands.get(mid)
             if demanded:
-                # A demand's parent and siblings change when one of them is replaced, or a
-                # moved chunk is (or is a child of) its parent.
-                parents = {tree.parent_of(cid) for cid in moved}
-                parents.update(moved)
-                demand_held = self._demand_held
+                demand_held, demands = self._demand_held, self._demands
                 for chunk in demanded:
-                    d = self._demands[chunk]
-                    if every or d.parent_id in parents or not tree.holds(demand_held[chunk][1]):
+                    d = demands[chunk]
+                    if every or not tree.is_family(demand_held[chunk][1], d.parent_id):
                         self._hold_demand(chunk, mid, self._demand_nodes(d, tree))
         self._tree_moved.clear()
         return stale

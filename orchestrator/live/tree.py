@@ -204,10 +204,16 @@ class KnownTree:
             return (node,)
         return (node, *[by_id[cid] for cid in kids.values()])
 
-    def parent_of(self, chunk_id: str) -> str | None:
-        """The parent id of known chunk ``chunk_id`` (None: a root, or unknown)."""
-        n = self._by_id.get(chunk_id)
-        return n.parent_id if n is not None else None
+    def is_family(self, nodes: tuple[KnownNode, ...], chunk_id: str | None) -> bool:
+        """True when ``family(chunk_id)`` would give ``nodes`` again (the same objects): none
+        was replaced and no child (root, for None) was added. Children are never removed, and
+        a new one goes last, so the count tells."""
+        if chunk_id is None:
+            return len(nodes) == len(self._roots) and self.holds(nodes)
+        if not nodes:
+            return chunk_id not in self._by_id
+        kids = self._children.get(chunk_id)
+        return len(nodes) == 1 + (len(kids) if kids else 0) and self.holds(nodes)
 
     def holds(self, nodes: tuple[KnownNode, ...]) -> bool:
         """True when every one of ``nodes`` is still this tree's node (not replaced since)."""

@@ -1,10 +1,11 @@
 """KnownTree's shortcuts equal what they stand for (Hypothesis).
 
 ``ancestry`` / ``family`` build the tuples the live state holds per job and per demand without
-generators; ``is_ancestry`` / ``holds`` tell whether a tuple taken earlier is still what they
-would build now, so that ``Changes._moved_memories`` takes a job's or a demand's nodes again
-only when they moved. Each is checked against the plain walk over the tree (the reference
-below), over random puts (children, roots, parents known later) and state changes.
+generators; ``is_ancestry`` / ``is_family`` / ``holds`` tell whether a tuple taken earlier is
+still what they would build now, so that ``Changes._moved_memories`` takes a job's or a
+demand's nodes again only when they moved. Each is checked against the plain walk over the
+tree (the reference below), over random puts (children, roots, parents known later) and state
+changes.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def _same(a: tuple[KnownNode, ...], b: tuple[KnownNode, ...]) -> bool:
 _ops = st.lists(
     st.one_of(
         st.tuples(
-            st.just("put"), st.integers(-2, 30), st.sampled_from(POSES), st.sampled_from(STATES)
+            st.just("put"),
+            st.one_of(st.sampled_from([-1, -2]), st.integers(0, 30)),  # roots often enough
+            st.sampled_from(POSES),
+            st.sampled_from(STATES),
         ),
         st.tuples(st.just("set"), st.integers(0, 30), st.sampled_from(STATES), st.just("")),
         st.tuples(st.just("take"), st.integers(0, 30), st.integers(0, 3), st.just("")),
@@ -61,11 +65,12 @@ def test_shortcuts_equal_the_plain_walks(ops: list[tuple[str, int, object, str]]
     tree = KnownTree("m")
     ids: list[str] = []
     taken: list[tuple[str, int, tuple[KnownNode, ...], tuple[KnownNode, ...]]] = []
+    roots: list[tuple[tuple[KnownNode, ...], str | None]] = []  # families of None / unknowns
     for n, (op, i, arg, state) in enumerate(ops):
         if op == "put":
             # -1: a root; -2: a child of a parent not known yet (known later, or never).
             parent = (
-                None if i == -1 else f"c{n + 1}" if i == -2 else ids[i % len(ids)] if ids else None
+                None if i == -1 else f"c{n + 2}" if i == -2 else ids[i % len(ids)] if ids else None
             )
             pose = str(arg)
             if tree.by_key(("m", parent, pose)) is not None:
@@ -79,11 +84,16 @@ def test_shortcuts_equal_the_plain_walks(ops: list[tuple[str, int, object, str]]
         elif op == "take" and ids:
             cid, depth = ids[i % len(ids)], int(arg)  # type: ignore[call-overload]
             taken.append((cid, depth, tree.ancestry(cid, depth), tree.family(cid)))
+            roots.append((tree.family(None), None))
+            roots.append((tree.family(f"c{n + 2}"), f"c{n + 2}"))  # perhaps known later
         for cid, depth, held, fam in taken:
             now = _walk_up(tree, cid, depth)
             assert _same(tree.ancestry(cid, depth), now)
             assert tree.is_ancestry(held, depth) == _same(held, now)
             assert tree.holds(fam) == all(tree.get(x.chunk_id) is x for x in fam)
+            assert tree.is_family(fam, cid) == _same(fam, _family(tree, cid))
+        for fam, parent in roots:
+            assert tree.is_family(fam, parent) == _same(fam, _family(tree, parent))
         for cid in [*ids[-3:], None, "unknown"]:
             assert _same(tree.family(cid), _family(tree, cid))
             for depth in (-1, 0, 1, 2):
