@@ -160,12 +160,12 @@ class Planner(Changes):
         if self._tuples_moved:
             self._sessions_t = tuple(self._views.values())
             self._tuples_moved = False
+        # Positional: one per plan (keywords cost a third more); every field passed
+        # (``tests/unit/live/test_records.py`` fails if PlanInput gains or reorders one).
         return PlanInput(
-            now=now, nodes=self._counts.nodes(), sessions=self._sessions_t,
-            jobs=tuple(self._roster.jobs.values()), demands=tuple(self._demands.values()),
-            proposals=self._props.tuple(), budget=budget, bucket=self.bucket, timing=self.timing,
-            frames=self.frames, warm_idle=warm_idle, votes=votes, lookup=self._lookup,
-            roster=self._roster,
+            now, self._counts.nodes(), self._sessions_t, tuple(self._roster.jobs.values()),
+            tuple(self._demands.values()), self._props.tuple(), budget, self.bucket,
+            self.timing, self.frames, warm_idle, votes, self._lookup, self._roster,
         )  # fmt: skip
 
     def _visit(self, s: LiveSession, now: float, votes: VoteIndex) -> None:

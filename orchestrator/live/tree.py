@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from orchestrator.core.tree import Key
-from orchestrator.core.types import NodeState, TreeNode
+from orchestrator.core.types import TreeNode
 
 LiveNodeState = Literal["ready", "running", "failed", "pending"]
 """NodeState plus ``pending``: a row claimed for a queued demand (not given to the core)."""
@@ -51,7 +51,12 @@ class KnownNode:
 
     def __post_init__(self) -> None:
         # Built once: every plan hands the core these, so converting per plan was the hot path.
-        object.__setattr__(self, "core", self._to_core())
+        # (Inline: a node is built at every put and state change.)
+        state = self.state
+        object.__setattr__(self, "core", None if state == "pending" else TreeNode(
+            self.chunk_id, self.memory_id, self.parent_id, self.pose, self.action, state,
+            self.depth, self.ready_at,
+        ))  # fmt: skip
 
     @property
     def key(self) -> Key:
@@ -61,15 +66,6 @@ class KnownNode:
     def as_core(self) -> TreeNode | None:
         """The core's view of the node; None for ``pending`` (the demand stands for it)."""
         return self.core
-
-    def _to_core(self) -> TreeNode | None:
-        if self.state == "pending":
-            return None
-        state: NodeState = self.state
-        return TreeNode(
-            self.chunk_id, self.memory_id, self.parent_id, self.pose, self.action, state,
-            self.depth, self.ready_at,
-        )  # fmt: skip
 
 
 class KnownTree:

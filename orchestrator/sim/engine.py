@@ -345,11 +345,10 @@ class Simulation:
             startup, cold = self.pool.acquire(self.now, cid, attempt)
         except RuntimeError as err:
             raise SimulationError(f"t={self.now:.3f}: {err}") from err
+        # Positional: once per job start (keywords cost a third more).
         job = JobRecord(
-            job_id=job_id, chunk_id=cid, memory_id=memory, initial_kind=kind,  # type: ignore[arg-type]
-            kind=kind, session_id=session, depth=depth, probability=probability,  # type: ignore[arg-type]
-            started_at=self.now, startup_s=startup, generation_s=self.pool.generation_s(cid),
-            cold=cold, expected_gpu_s=expected,
+            job_id, cid, memory, kind, kind, session, depth,  # type: ignore[arg-type]
+            probability, self.now, startup, self.pool.generation_s(cid), cold, expected,
         )  # fmt: skip
         if self.records:
             self.jobs.append(job)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import fields, replace
 
-from orchestrator.core.types import Budget, RunningJob, SessionView, Timing
+from orchestrator.core.types import Budget, PlanInput, RunningJob, SessionView, Timing
 from orchestrator.live import KnownNode, KnownTree, LiveJob, LiveState, SinglePolicy
 from policies import make_policy
 
@@ -86,3 +86,11 @@ def test_running_job_fields_are_those_as_core_passes() -> None:
         charged_gpu_s=4.5,
     )  # fmt: skip
     assert job.as_core() is job.as_core()  # built once until a field it holds changes
+
+
+def test_plan_input_fields_are_those_prepare_passes() -> None:
+    # If this fails, pass the new field (in order) in Planner.prepare (live/planning.py).
+    assert [f.name for f in fields(PlanInput)] == [
+        "now", "nodes", "sessions", "jobs", "demands", "proposals", "budget", "bucket",
+        "timing", "frames", "warm_idle", "votes", "lookup", "roster",
+    ]  # fmt: skip
