@@ -145,8 +145,11 @@ class Planner(Changes):
         if self.speculation_allowed is not allow_all and self._gated:
             allowed = self.speculation_allowed
             visit.update(sid for sid, was in self._gated.items() if allowed(sid) != was)
-        order, sessions = self._order, self._sessions
-        for sid in sorted((sid for sid in visit if sid in sessions), key=order.__getitem__):
+        sessions = self._sessions
+        todo = [sid for sid in visit if sid in sessions]
+        if len(todo) > 1:
+            todo.sort(key=self._order.__getitem__)
+        for sid in todo:
             self._visit(sessions[sid], now, votes)
         for t, sid, stamp in due:
             if t >= now:

@@ -124,6 +124,7 @@ class Simulation:
         self.seq = 0
         self.plans = self.peak_running = self.peak_spec = 0
         self.spec_running = 0  # jobs of ``running`` whose kind is speculative
+        self._cap: tuple[Budget | None, int] = (None, 0)  # (budget, its speculative slot cap)
         # The latest moment a session was active (opened, asked, or answered): a session is
         # active now iff ``now - last_active <= idle_timeout_s`` for the latest one, and an
         # evicted session was quiet longer than that (``_schedule_wakes``).
@@ -279,10 +280,11 @@ class Simulation:
             self.made.setdefault(job.memory_id, {}).setdefault(job.chunk_id, job.started_at)
         ended = self.live.job_ended(job.job_id, job.chunk_id, job.memory_id, ok=True,
                                     now=self.now, gpu_s=job.gpu_s)  # fmt: skip
-        node = self.live.node(job.memory_id, job.chunk_id)
-        if node is not None and job.memory_id in self.arrivals_left:
-            made = Producer(job.job_id, job.initial_kind, job.depth, job.probability, job.used)
-            if self.arrivals_left[job.memory_id] > 0:
+        if self.arrivals_left.get(job.memory_id, 0) > 0:  # someone will load the memory again
+            node = self.live.node(job.memory_id, job.chunk_id)
+            if node is not None:
+                made = Producer(job.job_id, job.initial_kind, job.depth, job.probability,
+                                job.used)  # fmt: skip
                 self.stored.setdefault(job.memory_id, []).append((node, made))
         if ended.requests:
             self.last_active = self.now  # answered: their sessions are active now
@@ -332,9 +334,16 @@ class Simulation:
         self.peak_spec = max(self.peak_spec, spec)
         if len(self.running) > self.budget.max_containers:
             self._fail(f"{len(self.running)} jobs running > {self.budget.max_containers} slots")
-        if spec > speculative_slot_cap(self.budget):
+        if spec > self._spec_cap():
             self._fail(f"{spec} speculative jobs over the cap")
         self._schedule_wakes()
+
+    def _spec_cap(self) -> int:
+        """``speculative_slot_cap`` of the live state's budget (computed once per budget)."""
+        budget = self.live.budget
+        if self._cap[0] is not budget:
+            self._cap = (budget, speculative_slot_cap(budget))
+        return self._cap[1]
 
     def _start(
         self, job_id: str, cid: str, memory: str, kind: str, session: str | None, depth: int,
