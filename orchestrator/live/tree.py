@@ -166,25 +166,37 @@ class KnownTree:
 
     def children(self, chunk_id: str) -> Iterator[KnownNode]:
         """The known children of ``chunk_id``."""
-        for cid in self._children.get(chunk_id, {}).values():
-            yield self._by_id[cid]
+        kids = self._children.get(chunk_id)
+        if not kids:
+            return iter(())
+        by_id = self._by_id
+        return iter([by_id[cid] for cid in kids.values()])
 
     def roots(self) -> Iterator[KnownNode]:
         """The known nodes without a parent (one per root pose)."""
-        for cid in self._roots.values():
-            yield self._by_id[cid]
+        by_id = self._by_id
+        return iter([by_id[cid] for cid in self._roots.values()])
 
     def subtree(self, chunk_id: str, depth: int) -> Iterator[KnownNode]:
-        """``chunk_id`` and its known descendants at most ``depth`` levels below it."""
-        node = self._by_id.get(chunk_id)
-        if node is None:
-            return
-        level = [node]
-        for d in range(depth + 1):
-            yield from level
-            if d == depth:
+        """``chunk_id`` and its known descendants at most ``depth`` levels below it, level by
+        level. (Built as a list, not yielded: every caller takes it whole, once per visit of a
+        session whose subtree moved.)"""
+        by_id = self._by_id
+        node = by_id.get(chunk_id)
+        if node is None or depth < 0:
+            return iter(())
+        out, level, children = [node], [node], self._children
+        for _ in range(depth):
+            nxt = []
+            for n in level:
+                kids = children.get(n.chunk_id)
+                if kids:
+                    nxt.extend([by_id[cid] for cid in kids.values()])
+            if not nxt:
                 break
-            level = [c for n in level for c in self.children(n.chunk_id)]
+            out.extend(nxt)
+            level = nxt
+        return iter(out)
 
     def family(self, chunk_id: str | None) -> tuple[KnownNode, ...]:
         """``chunk_id`` and its known children (``subtree(chunk_id, 1)``); the roots when
