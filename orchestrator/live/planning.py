@@ -30,6 +30,7 @@ from orchestrator.core.types import (
     Timing,
 )
 from orchestrator.core.votes import VoteIndex
+from orchestrator.live.build import builder
 from orchestrator.live.changes import Changes, LiveSession, _Memory, coarse_epoch
 from orchestrator.live.proposals import ProposalCache, Proposer, children_signature
 from orchestrator.live.records import (
@@ -39,8 +40,10 @@ from orchestrator.live.records import (
     Scheduled,
     StartedJob,
 )
-from orchestrator.live.tree import KnownNode, LiveLookup
+from orchestrator.live.tree import KnownNode, LiveLookup, known_node
 from orchestrator.live.upkeep import allow_all, slack
+
+_plan_input = builder(PlanInput)  # one per plan
 
 
 class Planner(Changes):
@@ -165,7 +168,7 @@ class Planner(Changes):
             self._tuples_moved = False
         # Positional: one per plan (keywords cost a third more); every field passed
         # (``tests/unit/live/test_records.py`` fails if PlanInput gains or reorders one).
-        return PlanInput(
+        return _plan_input(
             now, self._counts.nodes(), self._sessions_t, tuple(self._roster.jobs.values()),
             tuple(self._demands.values()), self._props.tuple(), budget, self.bucket,
             self.timing, self.frames, warm_idle, votes, self._lookup, self._roster,
@@ -349,8 +352,8 @@ class Planner(Changes):
             if node is None:
                 # Put running at once: the same tree as putting it failed and starting it.
                 depth_ = parent.depth + 1 if parent is not None else 0
-                node = mem.tree.put(KnownNode(self.new_chunk_id(key), memory_id, parent_id, pose,
-                                              action, "running", depth_))  # fmt: skip
+                node = mem.tree.put(known_node(self.new_chunk_id(key), memory_id, parent_id,
+                                               pose, action, "running", depth_))  # fmt: skip
         if node.state != "running":
             node = mem.tree.set_state(node.chunk_id, "running", now)
         s = self._sessions.get(session_id) if session_id is not None else None

@@ -41,6 +41,7 @@ from orchestrator.core.types import (
     SessionView,
     Timing,
 )
+from orchestrator.live.build import builder
 from orchestrator.live.changes import LiveSession, _Memory
 from orchestrator.live.planning import Planner
 from orchestrator.live.proposals import ProposalCache, Proposer
@@ -53,7 +54,7 @@ from orchestrator.live.records import (
     Resolution,
     UnknownMemory,
 )
-from orchestrator.live.tree import KnownNode, KnownTree, LiveLookup
+from orchestrator.live.tree import KnownNode, KnownTree, LiveLookup, known_node
 from orchestrator.live.upkeep import allow_all
 from orchestrator.live.viewers import (
     ThinkStats,
@@ -61,6 +62,10 @@ from orchestrator.live.viewers import (
     think_estimate,
     think_observation,
 )
+
+_session_view = builder(SessionView)  # per request and answer (``_set_viewer``)
+_demand_request = builder(DemandRequest)  # per miss
+_resolution = builder(Resolution)  # per request
 
 
 class LiveState(Planner):
@@ -319,7 +324,7 @@ class LiveState(Planner):
         v = s.view
         # Positional, every field named (``tests/unit/live/test_records.py`` fails when
         # SessionView gains one, so that it is not silently reset to its default here).
-        s.view = SessionView(
+        s.view = _session_view(
             v.session_id, v.memory_id, v.cursor_chunk_id if cursor is None else cursor,
             v.watch_started_at if at is None else at, v.last_active_at if at is None else at,
             v.history if history is None else history, v.policy, think,
@@ -344,7 +349,7 @@ class LiveState(Planner):
             made.used = True
             self._refund(made.charged_gpu_s, now)  # a correct guess is not waste
             made.charged_gpu_s = 0.0
-        return Resolution(
+        return _resolution(
             "hit", node.chunk_id, node.depth, made.job_id if made else None,
             made.depth if spec and made else None, made.probability if spec and made else None,
             "none", False, first_use, policy, arm,
@@ -361,7 +366,7 @@ class LiveState(Planner):
         job.core = None  # its core view changed
         self._job_changes[job.job_id] = job
         spec = job.initial_kind == "speculative"
-        return Resolution(
+        return _resolution(
             "inflight", node.chunk_id, node.depth, job.job_id,
             job.depth if spec else None, job.probability if spec else None,
             "none", promote, promote, policy, arm,
@@ -385,10 +390,11 @@ class LiveState(Planner):
             key = (mem.tree.memory_id, parent.chunk_id if parent else None, pose)
             chunk_id = node.chunk_id if node is not None else self.new_chunk_id(key)
             depth = parent.depth + 1 if parent is not None else 0
-            node = mem.tree.put(KnownNode(chunk_id, key[0], key[1], pose, action, "pending", depth))
+            node = mem.tree.put(known_node(chunk_id, key[0], key[1], pose, action, "pending",
+                                           depth))  # fmt: skip
         if node.chunk_id not in self._demands:
             self._put_demand(self._demand(node, session_id, now), node.chunk_id)
-        return Resolution(
+        return _resolution(
             "miss", node.chunk_id, node.depth, None, None, None, claim, False, False, policy, arm
         )
 
@@ -419,7 +425,7 @@ class LiveState(Planner):
         # The core serves demands FIFO by (requested_at, request_id): numbering them keeps ties
         # in arrival order, whatever ids the shell's chunks have (UUIDs, hashes).
         self._demand_seq += 1
-        return DemandRequest(
+        return _demand_request(
             f"{self._demand_seq:012d}/{node.chunk_id}", node.memory_id, node.parent_id,
             node.pose, node.action, session_id, now,
         )  # fmt: skip

@@ -19,6 +19,7 @@ from typing import Literal
 
 from orchestrator.core.tree import Key
 from orchestrator.core.types import TreeNode
+from orchestrator.live.build import builder
 
 LiveNodeState = Literal["ready", "running", "failed", "pending"]
 """NodeState plus ``pending``: a row claimed for a queued demand (not given to the core)."""
@@ -66,6 +67,24 @@ class KnownNode:
     def as_core(self) -> TreeNode | None:
         """The core's view of the node; None for ``pending`` (the demand stands for it)."""
         return self.core
+
+
+_tree_node = builder(TreeNode)
+_known = builder(KnownNode, post_init_done_by_caller=True)
+_set_core = KnownNode.__dict__["core"].__set__
+
+
+def known_node(
+    chunk_id: str, memory_id: str, parent_id: str | None, pose: str, action: str | None,
+    state: LiveNodeState, depth: int, ready_at: float | None = None,
+) -> KnownNode:  # fmt: skip
+    """``KnownNode(...)``, built without ``__init__``'s per-field lookups (``live.build``):
+    the same node, its core view included; the live state's own puts and state changes."""
+    node = _known(chunk_id, memory_id, parent_id, pose, action, state, depth, ready_at)
+    _set_core(node, None if state == "pending" else _tree_node(
+        chunk_id, memory_id, parent_id, pose, action, state, depth, ready_at,
+    ))  # fmt: skip
+    return node
 
 
 class KnownTree:
@@ -150,8 +169,8 @@ class KnownTree:
         # Built directly (``dataclasses.replace`` costs twice as much: it is on every job's
         # start and end). Every field is passed; ``tests/unit/live/test_records.py`` fails if
         # KnownNode gains one, so that it cannot be reset to its default here unnoticed.
-        updated = KnownNode(n.chunk_id, n.memory_id, n.parent_id, n.pose, n.action, state,
-                            n.depth, now if state == "ready" else None)  # fmt: skip
+        updated = known_node(n.chunk_id, n.memory_id, n.parent_id, n.pose, n.action, state,
+                             n.depth, now if state == "ready" else None)  # fmt: skip
         self._by_id[chunk_id] = updated
         self.version += 1
         self._moved.add(chunk_id)
