@@ -44,6 +44,9 @@ from orchestrator.live.tree import KnownNode, LiveLookup, known_node
 from orchestrator.live.upkeep import allow_all, slack
 
 _plan_input = builder(PlanInput)  # one per plan
+_scheduled = builder(Scheduled)  # one per plan
+_started = builder(StartedJob)  # one per start
+_cancelled = builder(CancelledJob)  # one per cancel
 
 
 class Planner(Changes):
@@ -295,7 +298,7 @@ class Planner(Changes):
                 stale += 1
                 continue
             self._release(job, "failed", now)
-            cancels.append(CancelledJob(job.job_id, job.chunk_id, job.memory_id, c.reason))
+            cancels.append(_cancelled(job.job_id, job.chunk_id, job.memory_id, c.reason))
         starts: list[StartedJob] = []
         for st in decision.starts:
             started = self._start(st.kind, st.memory_id, st.parent_id, st.pose, st.action,
@@ -306,7 +309,7 @@ class Planner(Changes):
                 if st.kind == "speculative":
                     self.bucket = refund(self.bucket, self.budget, st.charged_gpu_s)
                 continue
-            starts.append(StartedJob(started[0], started[1], st.reason))
+            starts.append(_started(started[0], started[1], st.reason))
         self._dirty = stale > 0
         # Re-plan once the bucket pays the cheapest guess it refused; after a plan that did not
         # look (empty bucket), once it pays a fresh depth-1 guess (it runs about one step).
@@ -321,7 +324,7 @@ class Planner(Changes):
             now + (price - self.bucket.tokens) / rate if short and price is not None
             else float("inf")
         )  # fmt: skip
-        return Scheduled(tuple(starts), tuple(cancels), decision, stale)
+        return _scheduled(tuple(starts), tuple(cancels), decision, stale)
 
     def _start(
         self, kind: JobKind, memory_id: str, parent_id: str | None, pose: str,

@@ -66,6 +66,7 @@ from orchestrator.live.viewers import (
 _session_view = builder(SessionView)  # per request and answer (``_set_viewer``)
 _demand_request = builder(DemandRequest)  # per miss
 _resolution = builder(Resolution)  # per request
+_ended = builder(Ended)  # per job end
 
 
 class LiveState(Planner):
@@ -457,7 +458,7 @@ class LiveState(Planner):
         if ok and gpu_s is not None:
             self._learn(gpu_s, profile_key or self.profile_key, cold_start, load_s)
         if mem is None or node is None or (not current and (not ok or node.state == "ready")):
-            return Ended(chunk_id, memory_id, "unchanged", (), kind)
+            return _ended(chunk_id, memory_id, "unchanged", (), kind)
         if job is not None and current:
             self._release(job, "ready" if ok else "failed", now)
             if ok:
@@ -467,11 +468,11 @@ class LiveState(Planner):
                                                    job.charged_gpu_s)  # fmt: skip
         elif ok:  # a cancelled job that stored its chunk anyway
             if chunk_id in self._running:
-                return Ended(chunk_id, memory_id, "unchanged", (), kind)
+                return _ended(chunk_id, memory_id, "unchanged", (), kind)
             self._take_demand(chunk_id)
             mem.tree.set_state(chunk_id, "ready", now)
             mem.producers[chunk_id] = Producer(made_by, "speculative", None, None, False)
-        return Ended(chunk_id, memory_id, "ready" if ok else "failed",
+        return _ended(chunk_id, memory_id, "ready" if ok else "failed",
                      self._answer(chunk_id, now), kind)  # fmt: skip
 
     def _release(self, job: LiveJob, state: str, now: float) -> None:

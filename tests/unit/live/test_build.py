@@ -2,8 +2,9 @@
 
 Every record the live state builds through one (``TreeNode`` and ``KnownNode`` via
 ``tree.known_node``, ``SessionView``, ``DemandRequest``, ``RunningJob``, ``PlanInput``,
-``Resolution``) equals, field by field (``compare=False`` fields too), the one its class builds
-from the same values; a class with a ``__post_init__`` is refused.
+``Resolution``, ``Ended``, ``Scheduled``, ``StartedJob``, ``CancelledJob``) equals, field by
+field (``compare=False`` fields too), the one its class builds from the same values; a class
+with a ``__post_init__`` is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from orchestrator.core.types import (
     TreeNode,
 )
 from orchestrator.live.build import builder
-from orchestrator.live.records import Resolution
+from orchestrator.live.records import (
+    CancelledJob,
+    Ended,
+    LiveJob,
+    Resolution,
+    Scheduled,
+    StartedJob,
+)
 from orchestrator.live.tree import KnownNode, known_node
 
 _text = st.text(max_size=4)
@@ -167,3 +175,27 @@ def test_a_class_with_post_init_or_without_slots_is_refused() -> None:
     with pytest.raises(TypeError, match="slotted"):
         builder(Plain)
     assert builder(Checked, post_init_done_by_caller=True)(-1).x == -1  # the caller's job
+
+
+@given(values=st.tuples(_text, _text, _text, _text))
+def test_cancelled_jobs(values: tuple[Any, ...]) -> None:
+    _check(CancelledJob, values)
+
+
+@given(
+    values=st.tuples(
+        _text, _text, st.sampled_from(["ready", "failed", "unchanged"]),
+        st.lists(_text, max_size=3).map(tuple), st.sampled_from(["demand", "speculative"]),
+    )
+)  # fmt: skip
+def test_ended(values: tuple[Any, ...]) -> None:
+    _check(Ended, values)
+
+
+def test_started_jobs_and_scheduled() -> None:
+    job = LiveJob("j", "c", "m", None, "x", "w", "demand", "demand", "s", 1.0, 0, 9.0, 3.0)
+    _check(StartedJob, (job, "insert", "demand"))
+    started = builder(StartedJob)(job, "insert", "demand")
+    assert started.job is job
+    plan = object()  # compare=True field: equal as the same object
+    _check(Scheduled, ((started,), (), plan, 2))
