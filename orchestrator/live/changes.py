@@ -107,6 +107,9 @@ class Changes:
         self._mem_demands: dict[str, set[str]] = {}  # memory -> chunks demanded (held)
         self._counts = NodeCounts()
         self._tuples_moved = True  # ``_views`` changed since its tuple was built
+        # Take every job's and demand's nodes again at the next prepare, not only those whose
+        # nodes moved (``_everything``; what every prepare did before).
+        self._rehold = False
 
     # ---- what the mutators record ------------------------------------------------------------
 
@@ -144,6 +147,7 @@ class Changes:
         self._idle.clear()
         self._limbo.clear()
         self._ends_params = None
+        self._rehold = True
 
     # ---- eviction ----------------------------------------------------------------------------
 
@@ -252,8 +256,9 @@ class Changes:
     def _moved_memories(self, max_depth: int) -> set[str]:
         """Sessions whose cursor subtree (to ``max_depth``) holds a chunk that was put or moved,
         and sessions on memories whose epoch moved a coarse step; the jobs and demands of moved
-        trees take their nodes again. (A session whose subtree holds no moved chunk reads the
-        same nodes, children states and proposals as before: visiting it changes nothing.)"""
+        trees whose nodes moved take them again. (A session whose subtree holds no moved chunk
+        reads the same nodes, children states and proposals as before: visiting it changes
+        nothing.)"""
         stale: set[str] = set()
         for mid in self._epoch_moved:
             mem = self._memories.get(mid)
@@ -261,19 +266,31 @@ class Changes:
                 mem.coarse = c
                 stale.update(mem.sessions)
         self._epoch_moved.clear()
+        every, self._rehold = self._rehold, False
+        at = self._at_cursor
         for mid in self._tree_moved:
             mem = self._memories.get(mid)
             if mem is None:
                 continue
-            tree, at = mem.tree, self._at_cursor
-            for cid in tree.take_moved():
-                for n in tree.ancestors(cid, max_depth):
+            tree = mem.tree
+            moved = tree.take_moved()
+            for cid in moved:
+                for n in tree.ancestry(cid, max_depth):
                     if n.chunk_id in at:
                         stale.update(at[n.chunk_id])
-            for job_id, chunk in self._mem_jobs.get(mid, {}).items():
-                self._hold_job(job_id, mid, tuple(tree.ancestors(chunk, max_depth)))
-            for chunk in self._mem_demands.get(mid, ()):
-                self._hold_demand(chunk, mid, self._demand_nodes(self._demands[chunk], tree))
+            jobs = self._mem_jobs.get(mid)
+            if jobs:
+                job_held = self._job_held
+                for job_id, chunk in jobs.items():
+                    if every or not tree.is_ancestry(job_held[job_id][1], max_depth):
+                        self._hold_job(job_id, mid, tree.ancestry(chunk, max_depth))
+            demanded = self._mem_demands.get(mid)
+            if demanded:
+                demand_held, demands = self._demand_held, self._demands
+                for chunk in demanded:
+                    d = demands[chunk]
+                    if every or not tree.is_family(demand_held[chunk][1], d.parent_id):
+                        self._hold_demand(chunk, mid, self._demand_nodes(d, tree))
         self._tree_moved.clear()
         return stale
 
@@ -295,7 +312,7 @@ class Changes:
                 mid = changed.memory_id
                 tree = self._memories[mid].tree
                 self._mem_jobs.setdefault(mid, {})[job_id] = changed.chunk_id
-                self._hold_job(job_id, mid, tuple(tree.ancestors(changed.chunk_id, max_depth)))
+                self._hold_job(job_id, mid, tree.ancestry(changed.chunk_id, max_depth))
         changes.clear()
 
     def _hold_job(self, job_id: str, mid: str, nodes: Held) -> None:
@@ -329,6 +346,4 @@ class Changes:
     def _demand_nodes(d: DemandRequest, tree: KnownTree) -> Held:
         """What a plan reads around a demand: its parent and the parent's children (the roots
         for a root demand)."""
-        if d.parent_id is not None:
-            return tuple(tree.subtree(d.parent_id, 1))
-        return tuple(tree.roots())
+        return tree.family(d.parent_id)

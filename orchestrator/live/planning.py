@@ -30,6 +30,7 @@ from orchestrator.core.types import (
     Timing,
 )
 from orchestrator.core.votes import VoteIndex
+from orchestrator.live.build import builder
 from orchestrator.live.changes import Changes, LiveSession, _Memory, coarse_epoch
 from orchestrator.live.proposals import ProposalCache, Proposer, children_signature
 from orchestrator.live.records import (
@@ -39,8 +40,13 @@ from orchestrator.live.records import (
     Scheduled,
     StartedJob,
 )
-from orchestrator.live.tree import KnownNode, LiveLookup
+from orchestrator.live.tree import KnownNode, LiveLookup, known_node
 from orchestrator.live.upkeep import allow_all, slack
+
+_plan_input = builder(PlanInput)  # one per plan
+_scheduled = builder(Scheduled)  # one per plan
+_started = builder(StartedJob)  # one per start
+_cancelled = builder(CancelledJob)  # one per cancel
 
 
 class Planner(Changes):
@@ -145,8 +151,11 @@ class Planner(Changes):
         if self.speculation_allowed is not allow_all and self._gated:
             allowed = self.speculation_allowed
             visit.update(sid for sid, was in self._gated.items() if allowed(sid) != was)
-        order, sessions = self._order, self._sessions
-        for sid in sorted((sid for sid in visit if sid in sessions), key=order.__getitem__):
+        sessions = self._sessions
+        todo = [sid for sid in visit if sid in sessions]
+        if len(todo) > 1:
+            todo.sort(key=self._order.__getitem__)
+        for sid in todo:
             self._visit(sessions[sid], now, votes)
         for t, sid, stamp in due:
             if t >= now:
@@ -160,12 +169,12 @@ class Planner(Changes):
         if self._tuples_moved:
             self._sessions_t = tuple(self._views.values())
             self._tuples_moved = False
-        return PlanInput(
-            now=now, nodes=self._counts.nodes(), sessions=self._sessions_t,
-            jobs=tuple(self._roster.jobs.values()), demands=tuple(self._demands.values()),
-            proposals=self._props.tuple(), budget=budget, bucket=self.bucket, timing=self.timing,
-            frames=self.frames, warm_idle=warm_idle, votes=votes, lookup=self._lookup,
-            roster=self._roster,
+        # Positional: one per plan (keywords cost a third more); every field passed
+        # (``tests/unit/live/test_records.py`` fails if PlanInput gains or reorders one).
+        return _plan_input(
+            now, self._counts.nodes(), self._sessions_t, tuple(self._roster.jobs.values()),
+            tuple(self._demands.values()), self._props.tuple(), budget, self.bucket,
+            self.timing, self.frames, warm_idle, votes, self._lookup, self._roster,
         )  # fmt: skip
 
     def _visit(self, s: LiveSession, now: float, votes: VoteIndex) -> None:
@@ -289,7 +298,7 @@ class Planner(Changes):
                 stale += 1
                 continue
             self._release(job, "failed", now)
-            cancels.append(CancelledJob(job.job_id, job.chunk_id, job.memory_id, c.reason))
+            cancels.append(_cancelled(job.job_id, job.chunk_id, job.memory_id, c.reason))
         starts: list[StartedJob] = []
         for st in decision.starts:
             started = self._start(st.kind, st.memory_id, st.parent_id, st.pose, st.action,
@@ -300,7 +309,7 @@ class Planner(Changes):
                 if st.kind == "speculative":
                     self.bucket = refund(self.bucket, self.budget, st.charged_gpu_s)
                 continue
-            starts.append(StartedJob(started[0], started[1], st.reason))
+            starts.append(_started(started[0], started[1], st.reason))
         self._dirty = stale > 0
         # Re-plan once the bucket pays the cheapest guess it refused; after a plan that did not
         # look (empty bucket), once it pays a fresh depth-1 guess (it runs about one step).
@@ -315,7 +324,7 @@ class Planner(Changes):
             now + (price - self.bucket.tokens) / rate if short and price is not None
             else float("inf")
         )  # fmt: skip
-        return Scheduled(tuple(starts), tuple(cancels), decision, stale)
+        return _scheduled(tuple(starts), tuple(cancels), decision, stale)
 
     def _start(
         self, kind: JobKind, memory_id: str, parent_id: str | None, pose: str,
@@ -344,10 +353,12 @@ class Planner(Changes):
                 return None  # ready, running or demanded meanwhile
             claim = "reclaim" if node is not None else "insert"
             if node is None:
+                # Put running at once: the same tree as putting it failed and starting it.
                 depth_ = parent.depth + 1 if parent is not None else 0
-                node = mem.tree.put(KnownNode(self.new_chunk_id(key), memory_id, parent_id, pose,
-                                              action, "failed", depth_))  # fmt: skip
-        mem.tree.set_state(node.chunk_id, "running", now)
+                node = mem.tree.put(known_node(self.new_chunk_id(key), memory_id, parent_id,
+                                               pose, action, "running", depth_))  # fmt: skip
+        if node.state != "running":
+            node = mem.tree.set_state(node.chunk_id, "running", now)
         s = self._sessions.get(session_id) if session_id is not None else None
         job = LiveJob(
             self.new_job_id(), node.chunk_id, memory_id, node.parent_id, node.pose, node.action,

@@ -41,6 +41,7 @@ from orchestrator.core.types import (
     SessionView,
     Timing,
 )
+from orchestrator.live.build import builder
 from orchestrator.live.changes import LiveSession, _Memory
 from orchestrator.live.planning import Planner
 from orchestrator.live.proposals import ProposalCache, Proposer
@@ -53,7 +54,7 @@ from orchestrator.live.records import (
     Resolution,
     UnknownMemory,
 )
-from orchestrator.live.tree import KnownNode, KnownTree, LiveLookup
+from orchestrator.live.tree import KnownNode, KnownTree, LiveLookup, known_node
 from orchestrator.live.upkeep import allow_all
 from orchestrator.live.viewers import (
     ThinkStats,
@@ -61,6 +62,11 @@ from orchestrator.live.viewers import (
     think_estimate,
     think_observation,
 )
+
+_session_view = builder(SessionView)  # per request and answer (``_set_viewer``)
+_demand_request = builder(DemandRequest)  # per miss
+_resolution = builder(Resolution)  # per request
+_ended = builder(Ended)  # per job end
 
 
 class LiveState(Planner):
@@ -269,13 +275,16 @@ class LiveState(Planner):
         if parent_id is not None and (parent is None or parent.state != "ready"):
             raise ParentNotReady(f"chunk {parent_id} is not a ready chunk of {memory_id}")
         node = mem.tree.by_key((memory_id, parent_id, pose))
-        if node is not None and node.state == "ready":
-            res = self._hit(mem, node, now)
-        elif node is not None and node.state == "running":
-            res = self._inflight(node, now)
-        else:
-            res = self._miss(mem, node, parent, pose, action, session_id, now)
         session = self._sessions.get(session_id) if session_id is not None else None
+        # The Resolution names the session's policy and arm as they are before the move (the
+        # move keeps both): built once with them instead of built and replaced.
+        policy, arm = (session.view.policy, session.arm) if session is not None else (None, None)
+        if node is not None and node.state == "ready":
+            res = self._hit(mem, node, now, policy, arm)
+        elif node is not None and node.state == "running":
+            res = self._inflight(node, now, policy, arm)
+        else:
+            res = self._miss(mem, node, parent, pose, action, session_id, now, policy, arm)
         if session is not None:
             self._observe_think(session, now)
         if res.outcome != "hit":
@@ -283,9 +292,9 @@ class LiveState(Planner):
             if session is not None:
                 session.waiting += 1
         if session is not None:
-            self._move(session, mem, res.chunk_id, action if record_history else None, now)
-            res = replace(res, policy=session.view.policy, arm=session.arm)
-            self._set_viewer(session, served=res.outcome == "hit")
+            history = self._move(session, mem, action if record_history else None)
+            self._set_viewer(session, served=res.outcome == "hit", at=now,
+                             cursor=res.chunk_id, history=history)  # fmt: skip
         return res
 
     def _observe_think(self, s: LiveSession, now: float) -> None:
@@ -298,14 +307,31 @@ class LiveState(Planner):
             s.think.add(think)
             self.think_all.add(think)
 
-    def _set_viewer(self, s: LiveSession, *, served: bool) -> None:
+    def _set_viewer(
+        self, s: LiveSession, *, served: bool, at: float | None = None,
+        cursor: str | None = None, history: tuple[str, ...] | None = None,
+    ) -> None:  # fmt: skip
         """The session's think estimate and gone time into its view (``live.viewers``); a
-        session waiting for a chunk is never gone."""
+        session waiting for a chunk is never gone.
+
+        ``at``: the viewer starts watching and is active then (``watch_started_at`` and
+        ``last_active_at``); ``cursor`` / ``history``: its new cursor chunk and history. Left
+        None, the view's own are kept. One view is built for all of it (a request or an answer
+        used to build two or three in turn, each through ``dataclasses.replace``).
+        """
         s.watching = served or (s.watching and not s.waiting)
         think = think_estimate(s.think, self.think_all, self.prior_timing.think_s)
         gone = gone_after_s(think, self.timing.chunk_duration_s, self.budget.gone_after_gaps)
-        s.view = replace(s.view, think_s=think, idle_after_s=gone if s.waiting == 0 else None)
-        self._touch(s.view.session_id)
+        v = s.view
+        # Positional, every field named (``tests/unit/live/test_records.py`` fails when
+        # SessionView gains one, so that it is not silently reset to its default here).
+        s.view = _session_view(
+            v.session_id, v.memory_id, v.cursor_chunk_id if cursor is None else cursor,
+            v.watch_started_at if at is None else at, v.last_active_at if at is None else at,
+            v.history if history is None else history, v.policy, think,
+            gone if s.waiting == 0 else None,
+        )  # fmt: skip
+        self._touched.add(v.session_id)
 
     def _refund(self, gpu_s: float, now: float) -> None:
         """Give a speculation's charge back to the bucket: its chunk was wanted (not waste)."""
@@ -314,7 +340,9 @@ class LiveState(Planner):
             self._pending_refund += gpu_s
             self._dirty = True
 
-    def _hit(self, mem: _Memory, node: KnownNode, now: float) -> Resolution:
+    def _hit(
+        self, mem: _Memory, node: KnownNode, now: float, policy: str | None, arm: str | None
+    ) -> Resolution:
         made = mem.producers.get(node.chunk_id)
         spec = made is not None and made.initial_kind == "speculative"
         first_use = spec and made is not None and not made.used
@@ -322,13 +350,15 @@ class LiveState(Planner):
             made.used = True
             self._refund(made.charged_gpu_s, now)  # a correct guess is not waste
             made.charged_gpu_s = 0.0
-        return Resolution(
+        return _resolution(
             "hit", node.chunk_id, node.depth, made.job_id if made else None,
             made.depth if spec and made else None, made.probability if spec and made else None,
-            "none", False, first_use, None, None,
+            "none", False, first_use, policy, arm,
         )  # fmt: skip
 
-    def _inflight(self, node: KnownNode, now: float) -> Resolution:
+    def _inflight(
+        self, node: KnownNode, now: float, policy: str | None, arm: str | None
+    ) -> Resolution:
         job = self._running[node.chunk_id]
         promote = job.kind == "speculative"
         job.kind = "demand"  # the planner must never cancel it now
@@ -337,10 +367,10 @@ class LiveState(Planner):
         job.core = None  # its core view changed
         self._job_changes[job.job_id] = job
         spec = job.initial_kind == "speculative"
-        return Resolution(
+        return _resolution(
             "inflight", node.chunk_id, node.depth, job.job_id,
             job.depth if spec else None, job.probability if spec else None,
-            "none", promote, promote, None, None,
+            "none", promote, promote, policy, arm,
         )  # fmt: skip
 
     def _miss(
@@ -352,6 +382,8 @@ class LiveState(Planner):
         action: str | None,
         session_id: str | None,
         now: float,
+        policy: str | None,
+        arm: str | None,
     ) -> Resolution:
         claim: Claim = "none"
         if node is None or node.state == "failed":
@@ -359,25 +391,23 @@ class LiveState(Planner):
             key = (mem.tree.memory_id, parent.chunk_id if parent else None, pose)
             chunk_id = node.chunk_id if node is not None else self.new_chunk_id(key)
             depth = parent.depth + 1 if parent is not None else 0
-            node = mem.tree.put(KnownNode(chunk_id, key[0], key[1], pose, action, "pending", depth))
+            node = mem.tree.put(known_node(chunk_id, key[0], key[1], pose, action, "pending",
+                                           depth))  # fmt: skip
         if node.chunk_id not in self._demands:
             self._put_demand(self._demand(node, session_id, now), node.chunk_id)
-        return Resolution(
-            "miss", node.chunk_id, node.depth, None, None, None, claim, False, False, None, None
+        return _resolution(
+            "miss", node.chunk_id, node.depth, None, None, None, claim, False, False, policy, arm
         )
 
-    def _move(
-        self, s: LiveSession, mem: _Memory, chunk_id: str, action: str | None, now: float
-    ) -> None:
+    def _move(self, s: LiveSession, mem: _Memory, action: str | None) -> tuple[str, ...]:
+        """Feed the policies the session's ``action`` (None: not recorded); its new history."""
         history = s.view.history
         if action is not None:
             self.proposer.observe(ActionObserved(s.view.session_id, mem.tree.memory_id, history,
                                                  action))  # fmt: skip
             history = (*history, action)
             self._bump(mem)
-        s.view = replace(s.view, cursor_chunk_id=chunk_id, history=history, last_active_at=now,
-                         watch_started_at=now)  # fmt: skip
-        self._touch(s.view.session_id)
+        return history
 
     def resume(self, memory_id: str, chunk_id: str, session_id: str | None, now: float) -> bool:
         """Queue a demand for a pending chunk a previous process accepted (start-up recovery).
@@ -396,10 +426,9 @@ class LiveState(Planner):
         # The core serves demands FIFO by (requested_at, request_id): numbering them keeps ties
         # in arrival order, whatever ids the shell's chunks have (UUIDs, hashes).
         self._demand_seq += 1
-        return DemandRequest(
-            request_id=f"{self._demand_seq:012d}/{node.chunk_id}", memory_id=node.memory_id,
-            parent_id=node.parent_id, pose=node.pose, action=node.action,
-            session_id=session_id, requested_at=now,
+        return _demand_request(
+            f"{self._demand_seq:012d}/{node.chunk_id}", node.memory_id, node.parent_id,
+            node.pose, node.action, session_id, now,
         )  # fmt: skip
 
     # ---- outcomes ----------------------------------------------------------------------------
@@ -429,7 +458,7 @@ class LiveState(Planner):
         if ok and gpu_s is not None:
             self._learn(gpu_s, profile_key or self.profile_key, cold_start, load_s)
         if mem is None or node is None or (not current and (not ok or node.state == "ready")):
-            return Ended(chunk_id, memory_id, "unchanged", (), kind)
+            return _ended(chunk_id, memory_id, "unchanged", (), kind)
         if job is not None and current:
             self._release(job, "ready" if ok else "failed", now)
             if ok:
@@ -439,11 +468,11 @@ class LiveState(Planner):
                                                    job.charged_gpu_s)  # fmt: skip
         elif ok:  # a cancelled job that stored its chunk anyway
             if chunk_id in self._running:
-                return Ended(chunk_id, memory_id, "unchanged", (), kind)
+                return _ended(chunk_id, memory_id, "unchanged", (), kind)
             self._take_demand(chunk_id)
             mem.tree.set_state(chunk_id, "ready", now)
             mem.producers[chunk_id] = Producer(made_by, "speculative", None, None, False)
-        return Ended(chunk_id, memory_id, "ready" if ok else "failed",
+        return _ended(chunk_id, memory_id, "ready" if ok else "failed",
                      self._answer(chunk_id, now), kind)  # fmt: skip
 
     def _release(self, job: LiveJob, state: str, now: float) -> None:
@@ -462,9 +491,7 @@ class LiveState(Planner):
             if s is not None:
                 s.waiting -= 1
                 # Watching starts now; so does activity (a long wait must not make them idle).
-                s.view = replace(s.view, watch_started_at=now, last_active_at=now)
-                self._touch(s.view.session_id)
-                self._set_viewer(s, served=s.waiting == 0)
+                self._set_viewer(s, served=s.waiting == 0, at=now)
         return tuple(answered)
 
     def _learn(self, gpu_s: float, profile_key: str, cold_start: bool, load_s: float) -> None:

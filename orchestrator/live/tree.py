@@ -14,11 +14,12 @@ jobs and queued demands generate (see ``LiveState.prepare``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 from orchestrator.core.tree import Key
-from orchestrator.core.types import NodeState, TreeNode
+from orchestrator.core.types import TreeNode
+from orchestrator.live.build import builder
 
 LiveNodeState = Literal["ready", "running", "failed", "pending"]
 """NodeState plus ``pending``: a row claimed for a queued demand (not given to the core)."""
@@ -51,7 +52,12 @@ class KnownNode:
 
     def __post_init__(self) -> None:
         # Built once: every plan hands the core these, so converting per plan was the hot path.
-        object.__setattr__(self, "core", self._to_core())
+        # (Inline: a node is built at every put and state change.)
+        state = self.state
+        object.__setattr__(self, "core", None if state == "pending" else TreeNode(
+            self.chunk_id, self.memory_id, self.parent_id, self.pose, self.action, state,
+            self.depth, self.ready_at,
+        ))  # fmt: skip
 
     @property
     def key(self) -> Key:
@@ -62,14 +68,23 @@ class KnownNode:
         """The core's view of the node; None for ``pending`` (the demand stands for it)."""
         return self.core
 
-    def _to_core(self) -> TreeNode | None:
-        if self.state == "pending":
-            return None
-        state: NodeState = self.state
-        return TreeNode(
-            self.chunk_id, self.memory_id, self.parent_id, self.pose, self.action, state,
-            self.depth, self.ready_at,
-        )  # fmt: skip
+
+_tree_node = builder(TreeNode)
+_known = builder(KnownNode, post_init_done_by_caller=True)
+_set_core = KnownNode.__dict__["core"].__set__
+
+
+def known_node(
+    chunk_id: str, memory_id: str, parent_id: str | None, pose: str, action: str | None,
+    state: LiveNodeState, depth: int, ready_at: float | None = None,
+) -> KnownNode:  # fmt: skip
+    """``KnownNode(...)``, built without ``__init__``'s per-field lookups (``live.build``):
+    the same node, its core view included; the live state's own puts and state changes."""
+    node = _known(chunk_id, memory_id, parent_id, pose, action, state, depth, ready_at)
+    _set_core(node, None if state == "pending" else _tree_node(
+        chunk_id, memory_id, parent_id, pose, action, state, depth, ready_at,
+    ))  # fmt: skip
+    return node
 
 
 class KnownTree:
@@ -150,8 +165,12 @@ class KnownTree:
 
     def set_state(self, chunk_id: str, state: LiveNodeState, now: float) -> KnownNode:
         """Move node ``chunk_id`` to ``state`` (``ready_at`` = now when it becomes ready)."""
-        node = self._by_id[chunk_id]
-        updated = replace(node, state=state, ready_at=now if state == "ready" else None)
+        n = self._by_id[chunk_id]
+        # Built directly (``dataclasses.replace`` costs twice as much: it is on every job's
+        # start and end). Every field is passed; ``tests/unit/live/test_records.py`` fails if
+        # KnownNode gains one, so that it cannot be reset to its default here unnoticed.
+        updated = known_node(n.chunk_id, n.memory_id, n.parent_id, n.pose, n.action, state,
+                             n.depth, now if state == "ready" else None)  # fmt: skip
         self._by_id[chunk_id] = updated
         self.version += 1
         self._moved.add(chunk_id)
@@ -166,34 +185,100 @@ class KnownTree:
 
     def children(self, chunk_id: str) -> Iterator[KnownNode]:
         """The known children of ``chunk_id``."""
-        for cid in self._children.get(chunk_id, {}).values():
-            yield self._by_id[cid]
+        kids = self._children.get(chunk_id)
+        if not kids:
+            return iter(())
+        by_id = self._by_id
+        return iter([by_id[cid] for cid in kids.values()])
 
     def roots(self) -> Iterator[KnownNode]:
         """The known nodes without a parent (one per root pose)."""
-        for cid in self._roots.values():
-            yield self._by_id[cid]
+        by_id = self._by_id
+        return iter([by_id[cid] for cid in self._roots.values()])
 
     def subtree(self, chunk_id: str, depth: int) -> Iterator[KnownNode]:
-        """``chunk_id`` and its known descendants at most ``depth`` levels below it."""
-        node = self._by_id.get(chunk_id)
-        if node is None:
-            return
-        level = [node]
-        for d in range(depth + 1):
-            yield from level
-            if d == depth:
+        """``chunk_id`` and its known descendants at most ``depth`` levels below it, level by
+        level. (Built as a list, not yielded: every caller takes it whole, once per visit of a
+        session whose subtree moved.)"""
+        by_id = self._by_id
+        node = by_id.get(chunk_id)
+        if node is None or depth < 0:
+            return iter(())
+        out, level, children = [node], [node], self._children
+        for _ in range(depth):
+            nxt = []
+            for n in level:
+                kids = children.get(n.chunk_id)
+                if kids:
+                    nxt.extend([by_id[cid] for cid in kids.values()])
+            if not nxt:
                 break
-            level = [c for n in level for c in self.children(n.chunk_id)]
+            out.extend(nxt)
+            level = nxt
+        return iter(out)
+
+    def family(self, chunk_id: str | None) -> tuple[KnownNode, ...]:
+        """``chunk_id`` and its known children (``subtree(chunk_id, 1)``); the roots when
+        ``chunk_id`` is None: what a plan reads around a demand for a child of ``chunk_id``."""
+        by_id = self._by_id
+        if chunk_id is None:
+            return tuple([by_id[cid] for cid in self._roots.values()])
+        node = by_id.get(chunk_id)
+        if node is None:
+            return ()
+        kids = self._children.get(chunk_id)
+        if not kids:
+            return (node,)
+        return (node, *[by_id[cid] for cid in kids.values()])
+
+    def is_family(self, nodes: tuple[KnownNode, ...], chunk_id: str | None) -> bool:
+        """True when ``family(chunk_id)`` would give ``nodes`` again (the same objects): none
+        was replaced and no child (root, for None) was added. Children are never removed, and
+        a new one goes last, so the count tells."""
+        if chunk_id is None:
+            return len(nodes) == len(self._roots) and self.holds(nodes)
+        if not nodes:
+            return chunk_id not in self._by_id
+        kids = self._children.get(chunk_id)
+        return len(nodes) == 1 + (len(kids) if kids else 0) and self.holds(nodes)
+
+    def holds(self, nodes: tuple[KnownNode, ...]) -> bool:
+        """True when every one of ``nodes`` is still this tree's node (not replaced since)."""
+        by_id = self._by_id
+        for n in nodes:  # noqa: SIM110 (a loop: all() over a generator costs twice as much)
+            if by_id.get(n.chunk_id) is not n:
+                return False
+        return True
+
+    def is_ancestry(self, nodes: tuple[KnownNode, ...], depth: int) -> bool:
+        """True when ``ancestry(nodes[0].chunk_id, depth)`` would give ``nodes`` again (the
+        same objects): none was replaced, and a chain cut short at an unknown parent still
+        is. Cheaper than building the tuple again and comparing."""
+        if not nodes or not self.holds(nodes):
+            return False
+        if len(nodes) > depth:
+            return len(nodes) == depth + 1
+        parent = nodes[-1].parent_id
+        return parent is None or parent not in self._by_id
 
     def ancestors(self, chunk_id: str | None, depth: int) -> Iterator[KnownNode]:
         """``chunk_id`` and up to ``depth`` known ancestors, nearest first."""
-        node = self.get(chunk_id)
-        for _ in range(depth + 1):
+        return iter(self.ancestry(chunk_id, depth))
+
+    def ancestry(self, chunk_id: str | None, depth: int) -> tuple[KnownNode, ...]:
+        """``ancestors(chunk_id, depth)`` as a tuple (what the live state holds per job)."""
+        by_id = self._by_id
+        node = by_id.get(chunk_id) if chunk_id is not None else None
+        if node is None or depth < 0:
+            return ()
+        out = [node]
+        for _ in range(depth):
+            parent = node.parent_id
+            node = by_id.get(parent) if parent is not None else None
             if node is None:
-                return
-            yield node
-            node = self.get(node.parent_id)
+                break
+            out.append(node)
+        return tuple(out)
 
 
 class LiveLookup:

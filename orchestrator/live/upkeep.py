@@ -28,8 +28,10 @@ Eviction is driven the same way by a deadline heap (``Deadlines``) instead of a 
 session, and cold memories are looked for among the memories that lost a session, a job or a
 demand. The nodes a plan may read (``PlanInput.nodes``) are counted per holder
 (``NodeCounts``): a session's cursor subtree, a job's ancestry, a demand's parent and siblings,
-each taken again only when it is visited (a session) or its memory's tree moved (jobs and
-demands: a few per memory). The proposals are kept end to end (``Flat``).
+each taken again only when it is visited (a session) or, for jobs and demands on a memory whose
+tree moved, when what it holds would differ: a node of it replaced, a parent of a cut-short
+ancestry or a sibling of a demand added (``KnownTree.is_ancestry`` / ``is_family``; ``full``
+takes them all again). The proposals are kept end to end (``Flat``).
 ``prepare(now, full=True)`` visits everything, as every prepare did before; the stateful test
 compares the two.
 """

@@ -123,6 +123,12 @@ class Simulation:
         self.heap: list[tuple[float, int, int, str]] = []
         self.seq = 0
         self.plans = self.peak_running = self.peak_spec = 0
+        self.spec_running = 0  # jobs of ``running`` whose kind is speculative
+        self._cap: tuple[Budget | None, int] = (None, 0)  # (budget, its speculative slot cap)
+        # The latest moment a session was active (opened, asked, or answered): a session is
+        # active now iff ``now - last_active <= idle_timeout_s`` for the latest one, and an
+        # evicted session was quiet longer than that (``_schedule_wakes``).
+        self.last_active = float("-inf")
         self.viewing_s = self.plan_wall = self.propose_wall = 0.0
         self.bucket_wake = self.tick_wake = float("-inf")
         self.root_pose = regime.root_pose
@@ -148,20 +154,23 @@ class Simulation:
         for s in traces.values():
             self._push(s.start_s, _ARRIVE, "a:" + s.session_id)
             self.arrivals_left[s.memory] = self.arrivals_left.get(s.memory, 0) + 1
-        while self.heap:
-            self.now = self.heap[0][0]
-            while self.heap and self.heap[0][0] == self.now:
-                _, kind, _, ref = heapq.heappop(self.heap)
+        heap, pop, by_job = self.heap, heapq.heappop, self.by_job
+        while heap:
+            now = self.now = heap[0][0]
+            while heap and heap[0][0] == now:
+                _, kind, _, ref = pop(heap)
                 if kind == _DONE:
-                    job = self.by_job.get(ref)  # without records a cancelled job has left
+                    job = by_job.get(ref)  # without records a cancelled job has left
                     if job is not None:
                         self._job_done(job)
-                elif ref.startswith("a:"):
-                    self._arrive(traces[ref[2:]])
-                elif ref.startswith("r:"):
-                    self._request_step(traces[ref[2:]])
+                elif kind == _ARRIVE:  # "r:<session>" (a step) or "a:<session>" (an arrival)
+                    if ref.startswith("r:"):
+                        self._request_step(traces[ref[2:]])
+                    else:
+                        self._arrive(traces[ref[2:]])
             self._plan()
-            self.peak_sessions = max(self.peak_sessions, self.sessions_open)
+            if self.sessions_open > self.peak_sessions:
+                self.peak_sessions = self.sessions_open
         if self.live.demands():  # with no event left, a waiting demand would wait forever
             raise SimulationError(f"demands never started: {self.live.demands()[:3]}")
         # The bill ends with the last chunk served or job ended, not with the last idle wake-up.
@@ -210,11 +219,14 @@ class Simulation:
             trace.memory, parent, pose, action, request_id=request_id,
             session_id=trace.session_id, now=self.now, record_history=step >= 0,
         )  # fmt: skip
+        self.last_active = self.now  # opened (the root) or asked: active now
         if res.job_id is not None:
             job = self.by_job.get(res.job_id)
             if job is not None:
                 job.used = job.used or res.mark_used
                 if res.promote:
+                    if job.kind == "speculative" and job.ended_at is None:
+                        self.spec_running -= 1
                     job.kind = "demand"
             if res.mark_used:
                 self.tally.used(int(res.job_id[1:]))  # the engine's ids number the jobs
@@ -268,11 +280,14 @@ class Simulation:
             self.made.setdefault(job.memory_id, {}).setdefault(job.chunk_id, job.started_at)
         ended = self.live.job_ended(job.job_id, job.chunk_id, job.memory_id, ok=True,
                                     now=self.now, gpu_s=job.gpu_s)  # fmt: skip
-        node = self.live.node(job.memory_id, job.chunk_id)
-        if node is not None and job.memory_id in self.arrivals_left:
-            made = Producer(job.job_id, job.initial_kind, job.depth, job.probability, job.used)
-            if self.arrivals_left[job.memory_id] > 0:
+        if self.arrivals_left.get(job.memory_id, 0) > 0:  # someone will load the memory again
+            node = self.live.node(job.memory_id, job.chunk_id)
+            if node is not None:
+                made = Producer(job.job_id, job.initial_kind, job.depth, job.probability,
+                                job.used)  # fmt: skip
                 self.stored.setdefault(job.memory_id, []).append((node, made))
+        if ended.requests:
+            self.last_active = self.now  # answered: their sessions are active now
         for request_id in ended.requests:
             trace, record, index = self.waiting.pop(request_id)
             self._serve(trace, record, index)
@@ -280,6 +295,8 @@ class Simulation:
     def _release(self, job: JobRecord) -> None:
         job.ended_at = self.now
         del self.running[job.chunk_id]
+        if job.kind == "speculative":
+            self.spec_running -= 1
         if not self.records:
             del self.by_job[job.job_id]
         self.tally.ended(int(job.job_id[1:]), job.gpu_s, job.cancel_reason)
@@ -312,14 +329,21 @@ class Simulation:
             self._start(start.job.job_id, start.job.chunk_id, start.job.memory_id,
                         start.job.initial_kind, start.job.session_id, start.job.depth,
                         start.job.probability, start.job.expected_gpu_s)  # fmt: skip
-        spec = sum(1 for j in self.running.values() if j.kind == "speculative")
+        spec = self.spec_running
         self.peak_running = max(self.peak_running, len(self.running))
         self.peak_spec = max(self.peak_spec, spec)
         if len(self.running) > self.budget.max_containers:
             self._fail(f"{len(self.running)} jobs running > {self.budget.max_containers} slots")
-        if spec > speculative_slot_cap(self.budget):
+        if spec > self._spec_cap():
             self._fail(f"{spec} speculative jobs over the cap")
         self._schedule_wakes()
+
+    def _spec_cap(self) -> int:
+        """``speculative_slot_cap`` of the live state's budget (computed once per budget)."""
+        budget = self.live.budget
+        if self._cap[0] is not budget:
+            self._cap = (budget, speculative_slot_cap(budget))
+        return self._cap[1]
 
     def _start(
         self, job_id: str, cid: str, memory: str, kind: str, session: str | None, depth: int,
@@ -330,11 +354,10 @@ class Simulation:
             startup, cold = self.pool.acquire(self.now, cid, attempt)
         except RuntimeError as err:
             raise SimulationError(f"t={self.now:.3f}: {err}") from err
+        # Positional: once per job start (keywords cost a third more).
         job = JobRecord(
-            job_id=job_id, chunk_id=cid, memory_id=memory, initial_kind=kind,  # type: ignore[arg-type]
-            kind=kind, session_id=session, depth=depth, probability=probability,  # type: ignore[arg-type]
-            started_at=self.now, startup_s=startup, generation_s=self.pool.generation_s(cid),
-            cold=cold, expected_gpu_s=expected,
+            job_id, cid, memory, kind, kind, session, depth,  # type: ignore[arg-type]
+            probability, self.now, startup, self.pool.generation_s(cid), cold, expected,
         )  # fmt: skip
         if self.records:
             self.jobs.append(job)
@@ -342,11 +365,17 @@ class Simulation:
             raise SimulationError(f"job id {job_id} does not number the jobs in start order")
         self.by_job[job_id] = job
         self.running[cid] = job
+        if kind == "speculative":
+            self.spec_running += 1
         self._push(job.ends_at, _DONE, job_id)
 
     def _schedule_wakes(self) -> None:
         now, idle_s = self.now, self.budget.idle_timeout_s
-        if not any(now - s.view.last_active_at <= idle_s for s in self.live.sessions()):
+        # Some live session active (``now - last_active_at <= idle_s``) iff the latest active
+        # one is: its ``last_active_at`` is the largest, and if it was evicted it had been
+        # quiet longer than ``idle_s`` (the eviction rule), so the answer is False either way.
+        # (Was a pass over every live session per plan.)
+        if not now - self.last_active <= idle_s:
             return
         if self.regime.tick_s > 0 and self.tick_wake <= now:
             self.tick_wake = now + self.regime.tick_s

@@ -29,7 +29,9 @@ service): containers up, booted and idle at ``now``, on which a job starts witho
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left, bisect_right, insort_right
 from dataclasses import dataclass
+from operator import attrgetter
 
 from orchestrator.sim.regime import Generation, PoolModel
 
@@ -64,6 +66,9 @@ class _Boot:
     idle_since: float  # when it last went idle: its idle time is billed from then (seconds)
 
 
+_READY = attrgetter("ready_at")
+
+
 class GpuPool:
     """Containers of one simulated pool. ``acquire`` when a job starts, ``release`` when it ends.
 
@@ -81,15 +86,23 @@ class GpuPool:
         self.generation = generation
         self.seed = seed
         self.busy = 0
+        # Idle containers by ``ready_at``, ties in the order they went idle (what a stable sort
+        # of the containers in release order gives): kept so by ``release`` instead of sorted
+        # at every ``warm_idle`` / ``acquire`` (one of each per plan).
         self.idle: list[_Boot] = [_Boot(start_s, start_s) for _ in range(model.warm_at_start)]
         self.cold_starts = 0
         self.idle_gpu_s = 0.0  # billed seconds of containers up and not holding a job
+        self._gen_prefix = f"{seed}|gen|"  # ``uniforms(seed, "gen", chunk)``'s text before chunk
 
     def generation_s(self, chunk: str) -> float:
         """Warm generation time G of ``chunk`` (seconds; the same in every run with this seed)."""
         # Recomputed, not cached: a pure function of (seed, chunk), asked about once per job
-        # start, and a cache would grow with every chunk of the replay.
-        return self.generation.sample(*uniforms(self.seed, "gen", chunk))
+        # start, and a cache would grow with every chunk of the replay. The hashed text is
+        # ``uniforms(seed, "gen", chunk)``'s, its constant prefix built once.
+        digest = hashlib.blake2b((self._gen_prefix + chunk).encode(), digest_size=16).digest()
+        return self.generation.sample(
+            int.from_bytes(digest[:8], "big") / _SCALE, int.from_bytes(digest[8:], "big") / _SCALE
+        )
 
     def cold_start_s(self, chunk: str, attempt: int) -> float:
         """Cold-start seconds the ``attempt``-th generation of ``chunk`` pays on a new container."""
@@ -98,14 +111,13 @@ class GpuPool:
 
     def _expire(self, now: float) -> None:
         """Stop idle containers past the scale-down window, keeping the warm minimum."""
-        window = self.model.scaledown_window_s
-        self.idle.sort(key=lambda b: b.ready_at)
+        window, idle = self.model.scaledown_window_s, self.idle
         while (
-            self.idle
-            and self.busy + len(self.idle) > self.model.warm_containers
-            and self.idle[0].ready_at + window < now
+            idle
+            and self.busy + len(idle) > self.model.warm_containers
+            and idle[0].ready_at + window < now
         ):
-            gone = self.idle.pop(0)
+            gone = idle.pop(0)
             self.idle_gpu_s += gone.ready_at + window - gone.idle_since
 
     def warm_idle(self, now: float) -> int:
@@ -113,7 +125,7 @@ class GpuPool:
         without a cold start (the value ``LiveState.prepare(now, warm_idle=...)`` takes; the
         service reads it from Modal, ``ModalGpuPool.warm_idle``)."""
         self._expire(now)
-        return sum(1 for b in self.idle if b.ready_at <= now)
+        return bisect_right(self.idle, now, key=_READY)
 
     def acquire(self, now: float, chunk: str, attempt: int) -> tuple[float, bool]:
         """Take a container for a job starting at ``now``.
@@ -129,15 +141,15 @@ class GpuPool:
             raise RuntimeError(f"no free GPU slot at t={now:.3f} ({self.busy} busy)")
         self._expire(now)
         self.busy += 1
-        ready = [b for b in self.idle if b.ready_at <= now]
+        idle = self.idle
+        ready = bisect_right(idle, now, key=_READY)  # idle[:ready] are booted
         if ready:
-            taken = max(ready, key=lambda b: b.ready_at)
-            self.idle.remove(taken)
+            # The most recently ready one; of several equally recent, the first idle.
+            taken = idle.pop(bisect_left(idle, idle[ready - 1].ready_at, 0, ready, key=_READY))
             self.idle_gpu_s += now - taken.idle_since
             return 0.0, False
-        if self.idle:
-            booting = min(self.idle, key=lambda b: b.ready_at)
-            self.idle.remove(booting)
+        if idle:
+            booting = idle.pop(0)  # the first ready of those still booting
             self.idle_gpu_s += now - booting.idle_since
             return booting.ready_at - now, False
         if self.busy + len(self.idle) > self.model.max_containers:
@@ -148,7 +160,7 @@ class GpuPool:
     def release(self, now: float, boot_ready_at: float) -> None:
         """A job ended or was cancelled at ``now``; its container idles from ``max(now, boot)``."""
         self.busy -= 1
-        self.idle.append(_Boot(max(now, boot_ready_at), now))
+        insort_right(self.idle, _Boot(max(now, boot_ready_at), now), key=_READY)
 
     def close(self, end_s: float) -> float:
         """End the idle account at ``end_s`` (the run's last served chunk or job end); returns
@@ -157,7 +169,6 @@ class GpuPool:
         lie after ``end_s``: Modal bills that tail too. Call once, after the last ``release``."""
         self._expire(end_s)
         window = self.model.scaledown_window_s
-        self.idle.sort(key=lambda b: b.ready_at)
         extra = max(0, self.busy + len(self.idle) - self.model.warm_containers)
         for i, b in enumerate(self.idle):
             stop = b.ready_at + window if i < extra else max(end_s, b.ready_at)

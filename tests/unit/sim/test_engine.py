@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
 from typing import Any
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from orchestrator.core.types import Budget, Timing
 from orchestrator.sim.engine import SimResult, Simulation
 from orchestrator.sim.metrics import summarize
-from orchestrator.sim.records import Tally
+from orchestrator.sim.records import JobRecord, Tally
 from orchestrator.sim.regime import Generation, PoolModel, Regime
 from orchestrator.sim.run import build_policy
 from orchestrator.sim.synth import SynthKnobs, synthesize
@@ -270,3 +270,11 @@ def test_streamed_figures_are_the_records_figures(policy: str) -> None:
     from_records = replace(kept, tally=None)
     assert summarize(streamed, reg) == summarize(from_records, reg) == summarize(kept, reg)
     assert isinstance(from_records.figures(), Tally)
+
+
+def test_job_record_fields_are_those_the_engine_passes() -> None:
+    # If this fails, pass the new field (in order) in Simulation._start (sim/engine.py).
+    assert [f.name for f in fields(JobRecord) if f.default is MISSING] == [
+        "job_id", "chunk_id", "memory_id", "initial_kind", "kind", "session_id", "depth",
+        "probability", "started_at", "startup_s", "generation_s", "cold", "expected_gpu_s",
+    ]  # fmt: skip
