@@ -429,14 +429,19 @@ def time_policies(repeat: int) -> dict[str, float]:
         action = ("w", "w", "left", "w", "right", "a+left")[i % 6]
         markov.observe(ActionObserved(f"s{i % 50}", f"m{i % 10}", history[-3:], action))
         history = (*history[-3:], action)
-    view = SessionView("s1", "m1", "c", 0.0, 0.0, ("w", "w", "left"), "markov")
-    ctx = PolicyContext(view, (), {}, ACTION_NAMES, 2, 0.0, 0)
+    # A new session id per call: markov and lookahead keep a session's answer until the next
+    # observe, and a repeated call would time that lookup, not a proposal.
+    ctxs = [
+        PolicyContext(SessionView(f"t{r}", "m1", "c", 0.0, 0.0, ("w", "w", "left"), "markov"),
+                      (), {}, ACTION_NAMES, 2, 0.0, 0)
+        for r in range(repeat)
+    ]  # fmt: skip
     lookahead = make_policy("lookahead")
     lookahead.base = markov  # type: ignore[attr-defined]  # (Policy has no .base)
     for name, policy in (("uniform", make_policy("uniform")), ("markov", markov),
                          ("lookahead", lookahead)):  # fmt: skip
         times = []
-        for _ in range(repeat):
+        for ctx in ctxs:
             t0 = time.perf_counter()
             policy.propose(ctx)
             times.append((time.perf_counter() - t0) * 1e6)

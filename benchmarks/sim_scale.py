@@ -22,7 +22,8 @@ runs keep no per-request records (``Simulation(records=False)``: the metrics are
 each reports its summary (``orchestrator.sim.metrics.summarize``).
 
 ``--baseline-rev REV`` also replays the full trace with the simulator of git revision ``REV``
-(checked out into a temporary worktree), the same policies ``--workers`` at a time, for the
+(checked out into a temporary worktree; with ``records=False`` where that revision has it, as
+ours run), the same policies ``--workers`` at a time, for the
 side-by-side ratios of wall and CPU seconds; bounded by ``--baseline-timeout`` seconds per policy
 (a baseline that times out is reported as such). Each baseline run's summary is compared with
 ours field by field ("results: identical" or the fields that differ; timings aside).
@@ -66,7 +67,12 @@ from orchestrator.sim.run import build_policy
 from orchestrator.sim.trace import read_trace
 trace = read_trace(sys.argv[1]); regime = load_regime(sys.argv[2])
 t0, c0 = time.perf_counter(), time.process_time()
-result = Simulation(trace, regime, build_policy(sys.argv[3], regime, trace), 0).run()
+policy = build_policy(sys.argv[3], regime, trace)
+try:  # streamed metrics, as ours run (older revisions keep every record: no such argument)
+    sim = Simulation(trace, regime, policy, 0, records=False)
+except TypeError:
+    sim = Simulation(trace, regime, policy, 0)
+result = sim.run()
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 print(json.dumps({"wall_s": wall, "cpu_s": cpu, "summary": summarize(result, regime),
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
