@@ -11,7 +11,7 @@ and never sees the budget (DESIGN.md, "Policies" and "The value of a speculative
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 from orchestrator.core.poses import PoseError, normalize_action
@@ -22,6 +22,7 @@ __all__ = [
     "NextActionModel",
     "NextActionVector",
     "Policy",
+    "SessionAnswers",
     "action_key",
     "forget_memory",
     "forget_session",
@@ -183,3 +184,36 @@ def sort_proposals(proposals: Iterable[Proposal], order: tuple[str, ...]) -> lis
         return (len(p.path), -p.probability, tuple(rank.get(a, missing) for a in p.path))
 
     return sorted(proposals, key=key)
+
+
+class SessionAnswers:
+    """Each session's last proposals, kept until the policy's state changes (``clear``).
+
+    For a policy whose answer reads only the session's memory and history, ``ctx.actions`` and
+    ``ctx.max_depth`` (markov; lookahead over a ``NextActionModel``): asked again with those
+    unchanged, it repeats its answer instead of recomputing it. The owner calls ``clear`` on
+    every ``observe`` and ``forget_memory``, and ``forget`` on ``forget_session``.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[tuple[object, ...], list[Proposal]]] = {}
+
+    def get(
+        self, ctx: PolicyContext, make: Callable[[PolicyContext], list[Proposal]]
+    ) -> list[Proposal]:
+        """The kept answer for ``ctx``'s session if what it read is unchanged, else ``make(ctx)``
+        (kept); a fresh list either way (callers may change it)."""
+        v = ctx.session
+        key = (v.memory_id, v.history, ctx.actions, ctx.max_depth)
+        kept = self._kept.get(v.session_id)
+        if kept is None or kept[0] != key:
+            kept = self._kept[v.session_id] = (key, make(ctx))
+        return list(kept[1])
+
+    def forget(self, session_id: str) -> None:
+        """Drop one session's answer (it was evicted)."""
+        self._kept.pop(session_id, None)
+
+    def clear(self) -> None:
+        """Drop every answer (the policy learned something)."""
+        self._kept.clear()

@@ -27,6 +27,7 @@ from policies.base import (
     NextActionModel,
     NextActionVector,
     Policy,
+    SessionAnswers,
     action_key,
     forget_memory,
     forget_session,
@@ -84,9 +85,9 @@ class LookaheadPolicy:
         self.beam = beam
         self._checked: object = None  # the base ``_model`` was checked for
         self._model: NextActionModel | None = None
-        # session id -> (what the answer read, the answer), valid until the next observe (the
-        # only call that changes the base's state); used with a NextActionModel base only.
-        self._answers: dict[str, tuple[tuple[object, ...], list[Proposal]]] = {}
+        # Valid until the next observe (the only call that changes the base's state); used
+        # with a NextActionModel base only.
+        self._answers = SessionAnswers()
         self._offer: (
             tuple[tuple[str, ...], dict[str, int], dict[str, str], tuple[str, ...]] | None
         ) = None
@@ -147,14 +148,7 @@ class LookaheadPolicy:
             self._check_base()
         if self._model is None:
             return self._propose(ctx)
-        v = ctx.session
-        key = (v.memory_id, v.history, ctx.actions, ctx.max_depth)
-        kept = self._answers.get(v.session_id)
-        if kept is not None and kept[0] == key:
-            return list(kept[1])
-        out = self._propose(ctx)
-        self._answers[v.session_id] = (key, out)
-        return list(out)
+        return self._answers.get(ctx, self._propose)
 
     def _offered(
         self, offered: tuple[str, ...]
@@ -247,7 +241,7 @@ class LookaheadPolicy:
 
     def forget_session(self, session_id: str) -> None:
         """Forwarded to the base (``policies.base.Forgetting``)."""
-        self._answers.pop(session_id, None)
+        self._answers.forget(session_id)
         forget_session(self.base, session_id)
 
     def forget_memory(self, memory_id: str) -> None:

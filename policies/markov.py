@@ -84,7 +84,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
-from policies.base import action_key, sort_proposals, unique_actions
+from policies.base import SessionAnswers, action_key, sort_proposals, unique_actions
 from policies.smoothing import (
     BIN_PRIOR,
     DEFAULT_KEYS,
@@ -190,8 +190,7 @@ class MarkovPolicy:
         # history tail -> its contexts (normalised; they depend on the history alone: kept)
         self._tail = max(self.order, STREAK_MAX)
         self._contexts: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
-        # session id -> (what propose read, its answer), valid until the next observe
-        self._answers: dict[str, tuple[tuple[object, ...], list[Proposal]]] = {}
+        self._answers = SessionAnswers()  # propose's, valid until the next observe
         self._covers: dict[tuple[str, ...], bool] = {}  # keys -> every seen action is a key
         self._calibration: tuple[list[float], list[float]] | None = None  # step 5's factors
         self._discount: float | None = None  # ney_discount(n1, n2)
@@ -232,7 +231,7 @@ class MarkovPolicy:
         are unchanged; its events stay in the memory's and the global counts. (An id observed
         again afterwards starts with empty counts, and its step-5 forecasts differ from what
         they would have been: a host forgets only a session that is gone.)"""
-        self._answers.pop(session_id, None)
+        self._answers.forget(session_id)
         if self._session.pop(session_id, None) is not None:
             self._clear_memos()  # memo keys name the session: a reused id must start afresh
 
@@ -509,14 +508,7 @@ class MarkovPolicy:
         until the next ``observe`` and repeated when those are unchanged (a host asks again
         when only the cursor's children changed).
         """
-        v = ctx.session
-        key = (v.memory_id, v.history, ctx.actions, ctx.max_depth)
-        kept = self._answers.get(v.session_id)
-        if kept is not None and kept[0] == key:
-            return list(kept[1])
-        out = self._propose(ctx)
-        self._answers[v.session_id] = (key, out)
-        return list(out)
+        return self._answers.get(ctx, self._propose)
 
     def _propose(self, ctx: PolicyContext) -> list[Proposal]:
         levels = min(self.depth, ctx.max_depth)

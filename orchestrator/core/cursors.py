@@ -122,20 +122,9 @@ class RosterCursors:
         ]  # fmt: skip
 
     def near(self, job: RunningJob, depth: int) -> bool:
-        """``Cursors.near``."""
-        at, memory = self._at, job.memory_id
-        now, timeout, active = self._now, self._timeout, self._active
-        for chunk_id in (job.chunk_id, job.parent_id if depth > 0 else None):
-            watchers = at(chunk_id) if chunk_id is not None else None
-            if watchers is None:
-                continue
-            for s in watchers:
-                if s.memory_id == memory and active is not (
-                    now - s.last_active_at
-                    > (timeout if (own := s.idle_after_s) is None or timeout < own else own)
-                ):
-                    return True
-        return False
+        """``Cursors.near``: ``reaches`` over the job's chunk and, below depth 0, its parent."""
+        parent = job.parent_id if depth > 0 else None
+        return self.reaches(job, (job.chunk_id,) if parent is None else (job.chunk_id, parent))
 
     def far(self, jobs: Iterable[RunningJob], depth: int) -> list[RunningJob]:
         """``Cursors.far``: ``near``'s loop inlined (one pass over every speculative job, each

@@ -15,19 +15,13 @@ from policies.base import NextActionVector, unique_actions
 from policies.lookahead import LookaheadPolicy
 from policies.markov import MarkovPolicy
 from tests.unit.policies.reference import ReferenceLookahead, ReferenceMarkov
-from tests.unit.policies.test_reference import ACTION_SETS, VOCAB, ctx_for
+from tests.unit.policies.test_reference import ACTION_SETS, VOCAB, ctx_for, observe_st
 
 
 def bits(values: list[float] | tuple[float, ...]) -> list[str]:
     return [v.hex() for v in values]
 
 
-observe_st = st.tuples(
-    st.just("observe"),
-    st.sampled_from(["s1", "s2", "s3"]),
-    st.sampled_from(["m1", "m1", "m2"]),
-    st.sampled_from(VOCAB),
-)
 ask_st = st.tuples(
     st.just("ask"),
     st.sampled_from(["s1", "s2", "s3", "s9"]),
