@@ -11,7 +11,9 @@ with a few warm containers, scale-down and cold starts, the live default budget)
 the regime's trace (its ``[synth]`` table) and runs, all in one run on the same world:
 
 - ``default``: none, uniform, markov, lookahead and the oracle policy at the regime's budget,
-  and the two bounds of ``orchestrator.sim.bound``: ``clairvoyant`` (the honest oracle: a
+  ``bayes`` (``orchestrator.sim.bayes``: the generator's own next-action law, the predictive
+  ceiling: what a policy that learned the viewers perfectly, but knows none of their draws,
+  reaches), and the bounds of ``orchestrator.sim.bound``: ``clairvoyant`` (the honest oracle: a
   schedule knowing every viewer's future, on the regime's pool) and ``serial-chain`` (the lower
   bound: unlimited warm slots);
 - ``sweep``: the speculative refill rate over the regime's ``[sweep]`` list (trade-off curves;
@@ -80,7 +82,8 @@ from orchestrator.sim.trace import Trace  # noqa: E402
 from orchestrator.tables import new_table, table_text  # noqa: E402
 
 REGIMES = ("a100", "short", "crowd")
-POLICIES = ("none", "uniform", "markov", "lookahead", "oracle")
+CEILING = "bayes"  # the generator's own law: the best a causal policy can predict (sim.bayes)
+POLICIES = ("none", "uniform", "markov", "lookahead", "oracle", CEILING)
 BOUNDS = (CLAIRVOYANT, ARRIVED, SERIAL_CHAIN)
 LEARNED = ("uniform", "markov", "lookahead")
 SWEPT = ("uniform", "markov", "lookahead", "oracle")
@@ -97,7 +100,10 @@ def _include(policy: str) -> None:
 
 
 def _trace(regime: Regime, label: str, **knobs: Any) -> Trace:
-    return Trace(tuple(synthesize(replace(regime.synth, **knobs))), source=label)
+    k = replace(regime.synth, **knobs)
+    # The knobs in the meta, as ``rewind traces synth`` writes them: ``bayes`` reads them.
+    meta = {"generator": "benchmarks/policies.py", "knobs": asdict(k)}
+    return Trace(tuple(synthesize(k)), meta=meta, source=label)
 
 
 def _human(regime: Regime, seed: int) -> Trace:
@@ -274,6 +280,23 @@ def _reliability_text(name: str, policy: str, block: dict[str, Any]) -> str:
     return f"  reliability {name} {policy} (held-out, proposed P): {cells}"
 
 
+def _ceiling_table(report: dict[str, Any], default_policy: str) -> str:
+    """Per regime and viewers: the predictive ceiling (``bayes``'s share of the honest oracle's
+    saving) beside the default policy's, and the default's share of the ceiling."""
+    table = new_table("predictive ceiling: the generator's own law (bayes) vs the default policy",
+                      ["regime", "viewers", "bayes % oracle", "bayes GPU/oracle",
+                       f"{default_policy} % oracle", f"{default_policy} % of ceiling"],
+                      numeric_from=2)  # fmt: skip
+    for name, block in report["regimes"].items():
+        for scenario in ("default", "human", "ideal"):
+            b, d = block[scenario][CEILING], block[scenario][default_policy]
+            cb, cd = b.get("oracle_reduction_share"), d.get("oracle_reduction_share")
+            of = None if cb is None or cd is None or cb <= 0 else cd / cb
+            table.add_row(name, scenario, _pct(cb), _x(b.get("vs_oracle", {}).get("gpu_s_billed")),
+                          _pct(cd), _pct(of))  # fmt: skip
+    return table_text(table, 130)
+
+
 def _verdict_table(report: dict[str, Any], default_policy: str) -> str:
     table = new_table("verdicts against issue 11's targets",
                       ["policy", "regime", "% oracle", "GPU/oracle", "90%@1.5x",
@@ -314,6 +337,10 @@ def _summary(report: dict[str, Any], default_policy: str) -> dict[str, Any]:
                 v["target_random_gpu_le_1_05x_none"] for v in vs),
             "ece_le_0_05_every_regime": all(v["target_ece_le_0_05"] for v in vs),
         }  # fmt: skip
+    out["predictive_ceiling"] = {
+        name: {sc: block[sc][CEILING].get("oracle_reduction_share") for sc in ("default", "human")}
+        for name, block in report["regimes"].items()
+    }
     out["default_policy"] = default_policy
     out["default_policy_meets_all"] = default_policy in out and all(
         x is not False for x in out[default_policy].values() if isinstance(x, bool)
@@ -378,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_reliability_text(name, p, block))
     report["summary"] = _summary(report, args.default_policy)
     report["wall_s"] = round(time.perf_counter() - started, 1)
+    print(_ceiling_table(report, args.default_policy))
     print(_verdict_table(report, args.default_policy))
     print(json.dumps(report["summary"], indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)

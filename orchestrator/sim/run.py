@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.frontier import expected_gpu_s
+from orchestrator.sim.bayes import BayesPolicy, knobs_of
 from orchestrator.sim.bound import (
     ARRIVED,
     CLAIRVOYANT,
@@ -103,12 +104,15 @@ def policy_names(policies: Sequence[str]) -> list[str]:
 
 
 def build_policy(name: str, regime: Regime, trace: Trace) -> Policy:
-    """A fresh policy: ``regime``'s ``[policies.NAME]`` params; the oracle gets the trace future.
+    """A fresh policy: ``regime``'s ``[policies.NAME]`` params; the oracle gets the trace future,
+    ``bayes`` the trace's generator knobs (``orchestrator.sim.bayes``).
 
     Raises:
-        ValueError: as ``policies.make_policy``.
+        ValueError: as ``policies.make_policy``; ``bayes`` on a trace without generator knobs.
     """
     params: dict[str, Any] = regime.params_for(name)
+    if name == "bayes":  # simulation only: the generator's own law (``sim.bayes``)
+        return BayesPolicy(knobs_of(trace.meta), **params)
     if name == "oracle":
         params["future"] = future_actions(trace)
     return make_policy(name, params)

@@ -45,7 +45,7 @@ from typing import Any
 from orchestrator.core.poses import ACTION_NAMES, CAMERA_KEYS, MOVE_KEYS
 from orchestrator.sim.trace import SessionTrace, Step, write_trace
 
-__all__ = ["SynthKnobs", "knobs_from", "synthesize", "write_synthetic"]
+__all__ = ["SynthKnobs", "knobs_from", "next_action_law", "synthesize", "write_synthetic"]
 
 MOVE_WEIGHTS: dict[str, float] = {"w": 6.0, "a": 2.0, "d": 2.0, "s": 1.0}
 CAMERA_WEIGHTS: dict[str, float] = {"left": 3.0, "right": 3.0, "up": 1.0, "down": 1.0}
@@ -174,6 +174,56 @@ def _human_choice(rng: random.Random, k: SynthKnobs) -> str:
     if roll < k.forward_share + 2 * k.turn_share:
         return "right"
     return _pick(rng, HUMAN_OTHER_WEIGHTS)
+
+
+def _normalised(weights: Mapping[str, float]) -> dict[str, float]:
+    total = sum(weights.values())
+    return {a: w / total for a, w in weights.items()}
+
+
+def _fresh_law(k: SynthKnobs, favourites: Mapping[str, float]) -> dict[str, float]:
+    """P(action) of a fresh choice (module doc, steps 2-3 and ``human``)."""
+    law: dict[str, float] = {}
+
+    def add(action: str, p: float) -> None:
+        law[action] = law.get(action, 0.0) + p
+
+    if k.viewer == "human":
+        add("w", k.forward_share)
+        add("left", k.turn_share)
+        add("right", k.turn_share)
+        for a, p in _normalised(HUMAN_OTHER_WEIGHTS).items():
+            add(a, (1.0 - k.forward_share - 2 * k.turn_share) * p)
+        return law
+    moves, cams = _normalised(MOVE_WEIGHTS), _normalised(CAMERA_WEIGHTS)
+    base = 1.0 - k.memory_affinity
+    for a, p in _normalised(favourites).items():
+        add(a, k.memory_affinity * p)
+    for m, pm in moves.items():
+        for c, pc in cams.items():
+            add(f"{m}+{c}", base * k.combo_share * pm * pc)
+    for c, pc in cams.items():
+        add(c, base * (1.0 - k.combo_share) * k.turn_bias * pc)
+    for m, pm in moves.items():
+        add(m, base * (1.0 - k.combo_share) * (1.0 - k.turn_bias) * pm)
+    return law
+
+
+def next_action_law(k: SynthKnobs, memory_index: int, previous: str | None) -> dict[str, float]:
+    """The generator's own probability of each next action (``ACTION_NAMES`` spelling; absent
+    = 0) for a viewer of memory ``memory_index`` whose previous action was ``previous`` (None on
+    the first step): what ``synthesize`` draws from, so the best any causal predictor of a
+    synthetic trace can know (``orchestrator.sim.bayes``). Sums to 1.
+    """
+    if k.uniform_actions:
+        return {a: 1.0 / len(ACTION_NAMES) for a in ACTION_NAMES}
+    favourites = _favourites(k, memory_index) if k.viewer != "human" else {}
+    fresh = _fresh_law(k, favourites)
+    if previous is None:
+        return fresh
+    law = {a: (1.0 - k.persistence) * p for a, p in fresh.items()}
+    law[previous] = law.get(previous, 0.0) + k.persistence
+    return law
 
 
 def _think(rng: random.Random, k: SynthKnobs) -> float:
