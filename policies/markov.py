@@ -83,6 +83,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from orchestrator.core.build import new_proposal
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from policies.base import SessionAnswers, action_key, sort_proposals, unique_actions
 from policies.smoothing import (
@@ -518,7 +519,7 @@ class MarkovPolicy:
             # level (a stable sort keeps equal P in position order), so no second sort.
             actions, probs = self.next_action_vector(ctx, history)
             neg = [-p for p in probs]
-            return [Proposal(sid, (actions[i],), probs[i])
+            return [new_proposal(sid, (actions[i],), probs[i])
                     for i in sorted(range(len(neg)), key=neg.__getitem__)[:top_k]]  # fmt: skip
         out: list[Proposal] = []
         frontier: list[tuple[tuple[str, ...], float]] = [((), 1.0)]
@@ -529,7 +530,7 @@ class MarkovPolicy:
                 neg = [-p for p in probs]
                 for i in sorted(range(len(neg)), key=neg.__getitem__)[:top_k]:
                     nxt.append(((*path, actions[i]), p_path * probs[i]))
-            out.extend(Proposal(sid, path, p) for path, p in nxt)
+            out.extend([new_proposal(sid, path, p) for path, p in nxt])
             frontier = nxt
         return sort_proposals(out, self._keyset(ctx.actions).actions)
 

@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 from typing import NamedTuple
 
 from orchestrator.core.budget import cold_start_s
+from orchestrator.core.build import new_start_job
 from orchestrator.core.frontier import Value, value, warm_gpu_s
 from orchestrator.core.tree import Key
 from orchestrator.core.types import PlanInput, StartJob
@@ -63,7 +64,8 @@ def admit_indexed(
     e = warm_gpu_s(inp)
     dropped: set[tuple[float, int, float, float]] = set()
     reasons: dict[tuple[tuple[float, int, float, float], float], str] = {}  # one per run
-    lead_of, starts = index.lead, list[StartJob]()
+    lead_of = index.lead
+    starts: list[StartJob] = []
     # Slots, room under the cap and the cold start change only when a key is started.
     cold = cold_start_s(warm_idle, before, cold_s)
     for key, run, v in index.walk(inp, e, taken, dropped):
@@ -116,7 +118,7 @@ def _indexed_start(
     """``plan._spec_start`` of the key's ``Candidate``, from what it is made of: the key, its lead
     vote (session and action), its run (P, depth) and value (warm, or ``revalue``'s)."""
     memory_id, parent_id, pose = key
-    return StartJob(
+    return new_start_job(
         memory_id, parent_id, pose, lead[4], "speculative", lead[0], run[0], run[1], expected,
         v.benefit_s, reason, None, v.charge_gpu_s, cold,
     )  # fmt: skip
