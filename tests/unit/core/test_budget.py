@@ -156,9 +156,7 @@ def test_cold_start_only_beyond_the_warm_idle_containers(
 _any_float = st.floats() | st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan])
 
 
-@given(
-    burst=_any_float, rate=_any_float, tokens=_any_float, updated=_any_float, now=_any_float
-)
+@given(burst=_any_float, rate=_any_float, tokens=_any_float, updated=_any_float, now=_any_float)
 def test_refill_is_the_min_max_formula(
     burst: float, rate: float, tokens: float, updated: float, now: float
 ) -> None:
