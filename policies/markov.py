@@ -90,6 +90,7 @@ from policies.smoothing import (
     BIN_PRIOR,
     DEFAULT_KEYS,
     EDGES,
+    EMPTY_ROW,
     STREAK_MAX,
     Counts,
     base_prior,
@@ -378,6 +379,9 @@ class MarkovPolicy:
                 found = self._roots[root] = next(self._ids)
             chain = found
         n = 0
+        # Counts are >= 1 (``observe`` only adds), so with min_count 1 (the default) a level
+        # lacks global evidence exactly when its row is empty: no sum of the row per level.
+        min_count = self.min_count
         for c in ctxs:
             # The memo also keeps a context level skipped for want of global evidence (_SKIP):
             # it depends on the global counts at c alone, and finding it is most of the work.
@@ -385,19 +389,19 @@ class MarkovPolicy:
             hit = memo.get(key) if memoise else None
             if hit is None:
                 n_all = row_of(gtab, c, ix, covers)
-                if sum(n_all.values()) < self.min_count:
+                if not n_all if min_count == 1 else sum(n_all.values()) < min_count:
                     if memoise:
                         memo[key] = _SKIP
                     continue
-                s = self._level(
-                    n,
-                    n_all,
-                    row_of(memory, c, ix, covers),
-                    row_of(session, c, ix, covers),
-                    s,
-                    d,
-                    ix,
-                )
+                # ``row_of`` of the memory and the session, inlined (most levels of a
+                # hypothetical history find neither).
+                n_mem = memory.get(c) or EMPTY_ROW
+                if n_mem and not covers:
+                    n_mem = row_of(memory, c, ix, covers)
+                n_ses = session.get(c) or EMPTY_ROW
+                if n_ses and not covers:
+                    n_ses = row_of(session, c, ix, covers)
+                s = self._level(n, n_all, n_mem, n_ses, s, d, ix)
                 if memoise:
                     chain = next(self._ids)
                     memo[key] = (chain, s)
@@ -485,7 +489,7 @@ class MarkovPolicy:
         right, edges = bisect.bisect_right, EDGES
         # The same p * num / den as before, in the same order; most p of 24 actions are below
         # the first edge (bin 0), which needs no bisect (NaN fails p < e1 and bisects, as it did).
-        fixed = [p * n0 / d0 if p < e1 else p * num[right(edges, p)] / den[right(edges, p)]
+        fixed = [p * n0 / d0 if p < e1 else p * num[b := right(edges, p)] / den[b]
                  for p in raw]  # fmt: skip
         total = sum(fixed)
         if not total > 0.0:
