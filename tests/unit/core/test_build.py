@@ -94,3 +94,14 @@ def test_a_class_with_post_init_or_without_slots_is_refused() -> None:
         builder(Checked)
     with pytest.raises(TypeError, match="slotted"):
         builder(Plain)
+
+
+@given(votes=st.dictionaries(st.tuples(_text, _text, _text), st.just(("s", 0.5, 1, 2.0, "w", 4.0))))
+def test_a_resolution_without_its_new_is_the_named_tuple(votes: dict[Any, Any]) -> None:
+    """``session_votes`` builds its ``Resolution`` through ``tuple.__new__``: the same object."""
+    from orchestrator.core.session_votes import Resolution, _new_resolution
+
+    existing = frozenset(list(votes)[:1])
+    built, want = _new_resolution(Resolution, (votes, existing)), Resolution(votes, existing)
+    assert type(built) is Resolution and built == want
+    assert built.votes is votes and built.existing is existing
