@@ -271,9 +271,11 @@ class MarkovPolicy:
         raw, _ = self._raw(self._keyset(keys), ctxs, memory, session, memoise=False)
         # Bin by bin, the same additions in the same order as one bin_index() call per key (adding
         # 0.0 to a realised mass, which starts at +0.0, changes nothing and is skipped).
-        bins, edges, right = self._bins, EDGES, bisect.bisect_right
+        bins, edges, right, e1 = self._bins, EDGES, bisect.bisect_right, EDGES[1]
         for k, p in zip(keys, raw, strict=True):
-            b = right(edges, p) - 1
+            # Most p of 24 actions are below the first edge (bin 0, as a p below every edge
+            # is): no bisect for them (NaN fails p < e1 and bisects, as it did).
+            b = 0 if p < e1 else right(edges, p) - 1
             row = bins[b if b > 0 else 0]
             row[0] += p
             if k == action:
