@@ -88,9 +88,21 @@ def speculative_slot_cap(budget: Budget) -> int:
 
     The share is clamped to [0, 1] and the result to >= 0.
     """
+    # Asked once per plan, nearly always about the same (frozen) budget: the last answer is
+    # kept with the budget it is for, compared by identity (one tuple, read and replaced
+    # whole: a plan in another thread sees a consistent pair).
+    global _last_cap
+    last = _last_cap
+    if last[0] is budget:
+        return last[1]
     share = min(1.0, max(0.0, budget.speculative_share))
     # A tiny epsilon keeps 0.75 * 4 from flooring to 2 through float error.
-    return max(0, math.floor(share * budget.max_containers + 1e-9))
+    cap = max(0, math.floor(share * budget.max_containers + 1e-9))
+    _last_cap = (budget, cap)
+    return cap
+
+
+_last_cap: tuple[Budget | None, int] = (None, 0)  # (budget, speculative_slot_cap(budget))
 
 
 def cold_start_s(warm_idle: int | None, starting_before: int, cold_s: float) -> float:
