@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from orchestrator.core.build import new_proposal
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from policies.base import (
     NextActionModel,
@@ -222,7 +223,7 @@ class LookaheadPolicy:
             kept = best
             if not kept:
                 break
-            out.extend([Proposal(sid, path, -neg) for neg, _, path in kept])
+            out.extend([new_proposal(sid, path, -neg) for neg, _, path in kept])
         # Already in ``sort_proposals``' order: by level, then (-P, ranks of the path) within.
         return out
 

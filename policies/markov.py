@@ -83,12 +83,14 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from orchestrator.core.build import new_proposal
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from policies.base import SessionAnswers, action_key, sort_proposals, unique_actions
 from policies.smoothing import (
     BIN_PRIOR,
     DEFAULT_KEYS,
     EDGES,
+    EMPTY_ROW,
     STREAK_MAX,
     Counts,
     base_prior,
@@ -269,9 +271,11 @@ class MarkovPolicy:
         raw, _ = self._raw(self._keyset(keys), ctxs, memory, session, memoise=False)
         # Bin by bin, the same additions in the same order as one bin_index() call per key (adding
         # 0.0 to a realised mass, which starts at +0.0, changes nothing and is skipped).
-        bins, edges, right = self._bins, EDGES, bisect.bisect_right
+        bins, edges, right, e1 = self._bins, EDGES, bisect.bisect_right, EDGES[1]
         for k, p in zip(keys, raw, strict=True):
-            b = right(edges, p) - 1
+            # Most p of 24 actions are below the first edge (bin 0, as a p below every edge
+            # is): no bisect for them (NaN fails p < e1 and bisects, as it did).
+            b = 0 if p < e1 else right(edges, p) - 1
             row = bins[b if b > 0 else 0]
             row[0] += p
             if k == action:
@@ -377,6 +381,9 @@ class MarkovPolicy:
                 found = self._roots[root] = next(self._ids)
             chain = found
         n = 0
+        # Counts are >= 1 (``observe`` only adds), so with min_count 1 (the default) a level
+        # lacks global evidence exactly when its row is empty: no sum of the row per level.
+        min_count = self.min_count
         for c in ctxs:
             # The memo also keeps a context level skipped for want of global evidence (_SKIP):
             # it depends on the global counts at c alone, and finding it is most of the work.
@@ -384,19 +391,19 @@ class MarkovPolicy:
             hit = memo.get(key) if memoise else None
             if hit is None:
                 n_all = row_of(gtab, c, ix, covers)
-                if sum(n_all.values()) < self.min_count:
+                if not n_all if min_count == 1 else sum(n_all.values()) < min_count:
                     if memoise:
                         memo[key] = _SKIP
                     continue
-                s = self._level(
-                    n,
-                    n_all,
-                    row_of(memory, c, ix, covers),
-                    row_of(session, c, ix, covers),
-                    s,
-                    d,
-                    ix,
-                )
+                # ``row_of`` of the memory and the session, inlined (most levels of a
+                # hypothetical history find neither).
+                n_mem = memory.get(c) or EMPTY_ROW
+                if n_mem and not covers:
+                    n_mem = row_of(memory, c, ix, covers)
+                n_ses = session.get(c) or EMPTY_ROW
+                if n_ses and not covers:
+                    n_ses = row_of(session, c, ix, covers)
+                s = self._level(n, n_all, n_mem, n_ses, s, d, ix)
                 if memoise:
                     chain = next(self._ids)
                     memo[key] = (chain, s)
@@ -484,7 +491,7 @@ class MarkovPolicy:
         right, edges = bisect.bisect_right, EDGES
         # The same p * num / den as before, in the same order; most p of 24 actions are below
         # the first edge (bin 0), which needs no bisect (NaN fails p < e1 and bisects, as it did).
-        fixed = [p * n0 / d0 if p < e1 else p * num[right(edges, p)] / den[right(edges, p)]
+        fixed = [p * n0 / d0 if p < e1 else p * num[b := right(edges, p)] / den[b]
                  for p in raw]  # fmt: skip
         total = sum(fixed)
         if not total > 0.0:
@@ -518,7 +525,7 @@ class MarkovPolicy:
             # level (a stable sort keeps equal P in position order), so no second sort.
             actions, probs = self.next_action_vector(ctx, history)
             neg = [-p for p in probs]
-            return [Proposal(sid, (actions[i],), probs[i])
+            return [new_proposal(sid, (actions[i],), probs[i])
                     for i in sorted(range(len(neg)), key=neg.__getitem__)[:top_k]]  # fmt: skip
         out: list[Proposal] = []
         frontier: list[tuple[tuple[str, ...], float]] = [((), 1.0)]
@@ -529,7 +536,7 @@ class MarkovPolicy:
                 neg = [-p for p in probs]
                 for i in sorted(range(len(neg)), key=neg.__getitem__)[:top_k]:
                     nxt.append(((*path, actions[i]), p_path * probs[i]))
-            out.extend(Proposal(sid, path, p) for path, p in nxt)
+            out.extend([new_proposal(sid, path, p) for path, p in nxt])
             frontier = nxt
         return sort_proposals(out, self._keyset(ctx.actions).actions)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from orchestrator.core.build import new_proposal
 from orchestrator.core.types import ActionObserved, PolicyContext, Proposal
 from policies.base import action_key, unique_actions
 
@@ -65,7 +66,7 @@ class UniformPolicy:
             memo = self._chosen = (ctx.actions, tuple(chosen[: self.k]))
         p = 1.0 / self.k
         sid = ctx.session.session_id
-        return [Proposal(sid, (a,), p) for a in memo[1]]
+        return [new_proposal(sid, (a,), p) for a in memo[1]]
 
     def observe(self, event: ActionObserved) -> None:
         """Ignored: the uniform baseline does not learn."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from orchestrator.core.build import new_bucket
 from orchestrator.core.types import BucketState, Budget
 from orchestrator.core.warm import cold_start_of_next
 
@@ -32,10 +33,15 @@ def refill(bucket: BucketState, budget: Budget, now: float) -> BucketState:
         budget: supplies rate_gpu_s_per_s and burst_gpu_s.
         now: current time (seconds).
     """
-    burst = max(0.0, budget.burst_gpu_s)
-    elapsed = max(0.0, now - bucket.updated_at)
-    tokens = bucket.tokens + max(0.0, budget.rate_gpu_s_per_s) * elapsed
-    return BucketState(tokens=min(burst, max(0.0, tokens)), updated_at=max(now, bucket.updated_at))
+    # ``max(a, b)`` / ``min(a, b)`` written out (a unless b > a / b < a: NaN and -0.0 alike):
+    # one refill per plan.
+    burst, rate, updated = budget.burst_gpu_s, budget.rate_gpu_s_per_s, bucket.updated_at
+    burst = burst if burst > 0.0 else 0.0
+    elapsed = now - updated
+    elapsed = elapsed if elapsed > 0.0 else 0.0
+    tokens = bucket.tokens + (rate if rate > 0.0 else 0.0) * elapsed
+    tokens = tokens if tokens > 0.0 else 0.0
+    return new_bucket(tokens if tokens < burst else burst, updated if updated > now else now)
 
 
 def try_spend(bucket: BucketState, cost: float) -> BucketState | None:
@@ -46,7 +52,7 @@ def try_spend(bucket: BucketState, cost: float) -> BucketState | None:
     cost = max(0.0, cost)
     if bucket.tokens < cost:
         return None
-    return BucketState(tokens=bucket.tokens - cost, updated_at=bucket.updated_at)
+    return new_bucket(bucket.tokens - cost, bucket.updated_at)
 
 
 def unspent_gpu_s(charged_gpu_s: float, started_at: float, now: float) -> float:
@@ -74,7 +80,7 @@ def refund(bucket: BucketState, budget: Budget, gpu_s: float) -> BucketState:
     if not math.isfinite(gpu_s) or gpu_s <= 0.0:
         return bucket
     burst = max(0.0, budget.burst_gpu_s)
-    return BucketState(tokens=min(burst, bucket.tokens + gpu_s), updated_at=bucket.updated_at)
+    return new_bucket(min(burst, bucket.tokens + gpu_s), bucket.updated_at)
 
 
 def speculative_slot_cap(budget: Budget) -> int:
@@ -82,9 +88,21 @@ def speculative_slot_cap(budget: Budget) -> int:
 
     The share is clamped to [0, 1] and the result to >= 0.
     """
+    # Asked once per plan, nearly always about the same (frozen) budget: the last answer is
+    # kept with the budget it is for, compared by identity (one tuple, read and replaced
+    # whole: a plan in another thread sees a consistent pair).
+    global _last_cap
+    last = _last_cap
+    if last[0] is budget:
+        return last[1]
     share = min(1.0, max(0.0, budget.speculative_share))
     # A tiny epsilon keeps 0.75 * 4 from flooring to 2 through float error.
-    return max(0, math.floor(share * budget.max_containers + 1e-9))
+    cap = max(0, math.floor(share * budget.max_containers + 1e-9))
+    _last_cap = (budget, cap)
+    return cap
+
+
+_last_cap: tuple[Budget | None, int] = (None, 0)  # (budget, speculative_slot_cap(budget))
 
 
 def cold_start_s(warm_idle: int | None, starting_before: int, cold_s: float) -> float:

@@ -118,6 +118,7 @@ from orchestrator.core.budget import (
     try_spend,
     unspent_gpu_s,
 )
+from orchestrator.core.build import new_bucket, new_cancel, new_plan, new_start_job
 from orchestrator.core.cursors import Cursors, RosterCursors, Want
 from orchestrator.core.frontier import (
     Candidate,
@@ -222,7 +223,7 @@ class _Work:
         """Cancel a live speculative job and refund its unspent charge."""
         self.gone[job.job_id] = job
         self.spec_live -= 1
-        self.cancels.append(CancelJob(job.job_id, reason))
+        self.cancels.append(new_cancel(job.job_id, reason))
         unspent = unspent_gpu_s(job.charge, job.started_at, self.inp.now)
         self.bucket = refund(self.bucket, self.inp.budget, unspent)
 
@@ -403,9 +404,10 @@ def _admit_demands(w: _Work) -> None:
             w.cancel(victim, "preempted")
             reason = f"demand (preempted job {victim.job_id})"
         cold = w.cold()
-        # Positional, in the field order: a fifth cheaper than keywords.
-        start = StartJob(d.memory_id, d.parent_id, d.pose, d.action, "demand", d.session_id, 1.0,
-                         0, e + cold, 0.0, reason, d.request_id, 0.0, cold > 0.0)  # fmt: skip
+        # Positional, in the field order, through the slots (``core.build``).
+        start = new_start_job(d.memory_id, d.parent_id, d.pose, d.action, "demand", d.session_id,
+                              1.0, 0, e + cold, 0.0, reason, d.request_id, 0.0,
+                              cold > 0.0)  # fmt: skip
         w.demand_starts.append(start)
 
 
@@ -471,7 +473,7 @@ def _admit_speculation(w: _Work) -> None:
         w.spec_starts += done.starts
         w.short = done.short
         if done.starts:
-            w.bucket = BucketState(tokens=done.tokens, updated_at=w.bucket.updated_at)
+            w.bucket = new_bucket(done.tokens, w.bucket.updated_at)
         return
     bucket, min_score = w.bucket, budget.min_benefit_per_gpu_s
     best = ranked(inp, w.index, collect_votes(inp, w.index, w.active), taken)
@@ -568,7 +570,4 @@ def plan(inp: PlanInput) -> Plan:
     _trim_to_limits(w)
     _admit_demands(w)
     _admit_speculation(w)
-    return Plan(
-        starts=(*w.demand_starts, *w.spec_starts), cancels=tuple(w.cancels), bucket=w.bucket,
-        bucket_short_gpu_s=w.short,
-    )  # fmt: skip
+    return new_plan((*w.demand_starts, *w.spec_starts), tuple(w.cancels), w.bucket, w.short)

@@ -93,10 +93,15 @@ def session_votes(
         old = votes.get(key)
         if old is None or (-p, depth, action) < (-old[1], old[2], old[4]):
             votes[key] = (sid, p, depth, ws + depth * step, action, step)
+    # A list, not a generator, into the frozenset; the NamedTuple built without its Python-level
+    # ``__new__`` (one resolution per session moved: issue 10's hot path).
     existing = frozenset(
-        key for key in votes if (n := node_by_key(key)) is not None and n.state != "failed"
+        [key for key in votes if (n := node_by_key(key)) is not None and n.state != "failed"]
     )
-    return Resolution(votes, existing)
+    return _new_resolution(Resolution, (votes, existing))
+
+
+_new_resolution = tuple.__new__
 
 
 def _parent(

@@ -488,6 +488,13 @@ class VoteIndex:
         for key, _, _ in self.walk(inp, e, taken):
             yield self.candidate(key, inp, e)
 
+    def parts(self) -> tuple[Iterator[_Params], dict[_Params, SortedKeys], dict[Key, _KeyState]]:
+        """What ``walk`` reads, for a caller that walks the runs itself (``admit.admit_indexed``):
+        the non-empty runs in order (``_runs_in_order``: settles and places the keys first),
+        each run's ordered keys, and each key's state (``voters``, ``exists``). Read-only."""
+        runs = self._runs_in_order()
+        return runs, self._runs, self._keys
+
     def walk(
         self, inp: PlanInput, e: float, taken: Collection[Key], dropped: Collection[_Params] = (),
     ) -> Iterator[tuple[Key, _Params, Value]]:  # fmt: skip

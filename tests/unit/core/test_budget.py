@@ -151,3 +151,32 @@ def test_cold_start_only_beyond_the_warm_idle_containers(
         assert paid == 0.0  # unknown warmth: every start warm; else the idle ones go first
     else:
         assert paid == max(0.0, cold)
+
+
+_any_float = st.floats() | st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan])
+
+
+@given(burst=_any_float, rate=_any_float, tokens=_any_float, updated=_any_float, now=_any_float)
+def test_refill_is_the_min_max_formula(
+    burst: float, rate: float, tokens: float, updated: float, now: float
+) -> None:
+    """``refill``'s written-out comparisons give what the ``min``/``max`` formula gives, bit for
+    bit (NaN, infinities and signed zeros included)."""
+    budget = Budget(burst_gpu_s=burst, rate_gpu_s_per_s=rate)
+    got = refill(BucketState(tokens, updated), budget, now)
+    t = tokens + max(0.0, rate) * max(0.0, now - updated)
+    want = (min(max(0.0, burst), max(0.0, t)), max(now, updated))
+    assert repr((got.tokens, got.updated_at)) == repr(want)
+
+
+@given(
+    shares=st.lists(st.floats(-1.0, 2.0), min_size=1, max_size=4),
+    sizes=st.lists(st.integers(0, 50), min_size=1, max_size=4),
+)
+def test_slot_cap_of_budgets_in_turn_is_the_formula(shares: list[float], sizes: list[int]) -> None:
+    """The kept last answer never leaks into another budget's (equal budgets, distinct objects,
+    asked in turn)."""
+    budgets = [Budget(speculative_share=s, max_containers=n) for s in shares for n in sizes]
+    for b in [*budgets, *reversed(budgets), *budgets]:
+        share = min(1.0, max(0.0, b.speculative_share))
+        assert speculative_slot_cap(b) == max(0, math.floor(share * b.max_containers + 1e-9))
