@@ -6,12 +6,14 @@ per start, a ``BucketState`` at every refill, refund and spend, a ``CancelJob`` 
 ``Plan`` per call, and the policies a ``Proposal`` per guess (issue 10: frozen ``__init__`` was
 ~3 % of a simulator run). ``builder(cls)`` makes a constructor that sets the slots through
 their descriptors instead, about twice as fast, and builds an object equal to ``cls(...)`` in
-every field (``tests/unit/core/test_build.py``). ``orchestrator.live.build`` is the same
-function for the live state's records (core must not import live).
+every field (``tests/unit/core/test_build.py``). The live state builds its records with the same
+``builder`` (``orchestrator.live.build`` re-exports it: the core must not import the live state,
+the live state may import the core).
 
 Only for ``slots=True`` dataclasses whose ``__init__`` does nothing else: ``builder`` refuses a
-class with a ``__post_init__`` (its checks would be skipped), and every init field must be
-passed, positionally, in declaration order (defaults included).
+class with a ``__post_init__`` (its checks would be skipped) unless told the caller does that
+work itself, and every init field must be passed, positionally, in declaration order (defaults
+included).
 """
 
 from __future__ import annotations
@@ -25,15 +27,16 @@ from orchestrator.core.types import BucketState, CancelJob, Plan, Proposal, Star
 T = TypeVar("T")
 
 
-def builder(cls: type[T]) -> Callable[..., T]:
+def builder(cls: type[T], *, post_init_done_by_caller: bool = False) -> Callable[..., T]:
     """A function ``(field_1, ..., field_n) -> cls`` for the init fields of ``cls`` in order.
 
     Raises:
-        TypeError: ``cls`` is not a slotted dataclass, or has a ``__post_init__``.
+        TypeError: ``cls`` is not a slotted dataclass, or has a ``__post_init__`` (unless
+            ``post_init_done_by_caller``: then the fields it sets are left unset).
     """
     if not is_dataclass(cls) or "__slots__" not in cls.__dict__:
         raise TypeError(f"{cls.__name__} is not a slotted dataclass")
-    if hasattr(cls, "__post_init__"):
+    if hasattr(cls, "__post_init__") and not post_init_done_by_caller:
         raise TypeError(f"{cls.__name__} has a __post_init__: build it with its __init__")
     names = [f.name for f in fields(cls) if f.init]
     ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
