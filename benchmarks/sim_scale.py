@@ -14,7 +14,9 @@ shared: wall seconds depend on its load), the seconds spent preparing the core's
 (proposals included) and in ``plan()``, the number of plans, the process's peak RSS (MiB) and
 the entries the policy keeps per session / memory at the end. It runs the same policies on half
 the trace too: "flat" means the peak RSS of the full trace is close to that of the half (the
-state is bounded by the active sessions, not by the sessions seen so far).
+state is bounded by the active sessions, not by the sessions seen so far). The runs stream the
+trace (``orchestrator.sim.trace_file.open_trace``: a session is read when its arrival is due and
+dropped when it ends; ``held`` is the most session traces a run held at once).
 
 Policies are started most expensive first (``COST_ORDER``), so that with 2 workers the long
 runs overlap instead of the last one running alone; the table keeps ``--policies``' order. The
@@ -49,8 +51,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from orchestrator.sim.regime import load_regime  # noqa: E402
 from orchestrator.sim.run import build_policy  # noqa: E402
-from orchestrator.sim.synth import SynthKnobs, synthesize, write_synthetic  # noqa: E402
-from orchestrator.sim.trace import read_trace  # noqa: E402
+from orchestrator.sim.synth import SynthKnobs, write_synthetic  # noqa: E402
+from orchestrator.sim.trace_file import open_trace  # noqa: E402
 
 POLICIES = ("none", "uniform", "markov", "lookahead", "oracle")
 COST_ORDER = ("lookahead", "uniform", "markov", "oracle", "none")
@@ -64,10 +66,15 @@ from orchestrator.sim.engine import Simulation
 from orchestrator.sim.metrics import summarize
 from orchestrator.sim.regime import load_regime
 from orchestrator.sim.run import build_policy
-from orchestrator.sim.trace import read_trace
-trace = read_trace(sys.argv[1]); regime = load_regime(sys.argv[2])
+regime = load_regime(sys.argv[2])
+try:  # streamed, as ours run (older revisions read the whole trace)
+    from orchestrator.sim.trace_file import open_trace
+    trace = open_trace(sys.argv[1]); whole = None
+except ImportError:
+    from orchestrator.sim.trace import read_trace
+    trace = whole = read_trace(sys.argv[1])
 t0, c0 = time.perf_counter(), time.process_time()
-policy = build_policy(sys.argv[3], regime, trace)
+policy = build_policy(sys.argv[3], regime, whole)
 try:  # streamed metrics, as ours run (older revisions keep every record: no such argument)
     sim = Simulation(trace, regime, policy, 0, records=False)
 except TypeError:
@@ -92,9 +99,10 @@ def run_policy(trace_path: str, regime_name: str, policy: str) -> dict[str, Any]
     from orchestrator.sim.engine import Simulation
     from orchestrator.sim.metrics import summarize
 
-    trace, regime = read_trace(trace_path), load_regime(regime_name)
+    regime = load_regime(regime_name)
     t0, c0 = time.perf_counter(), time.process_time()
-    sim = Simulation(trace, regime, build_policy(policy, regime, trace), 0, records=False)
+    trace = open_trace(trace_path)  # streamed; the oracle is told each future as it arrives
+    sim = Simulation(trace, regime, build_policy(policy, regime), 0, records=False)
     result = sim.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     summary = summarize(result, regime)
@@ -104,6 +112,7 @@ def run_policy(trace_path: str, regime_name: str, policy: str) -> dict[str, Any]
         "prepare_s": round(result.propose_wall_s, 2), "plan_s": round(result.plan_wall_s, 2),
         "plans": result.plans, "requests": summary["requests"] + summary["root_requests"],
         "jobs": summary["jobs"], "peak_active_sessions": result.peak_sessions,
+        "peak_held_sessions": sim.peak_held,
         "proposals_asked": sim.live.proposals.asked,
         "proposals_reused": sim.live.proposals.reused,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -216,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, n in (("half", args.sessions // 2), ("full", args.sessions)):
             path = Path(tmp) / f"{label}.jsonl"
             write_synthetic(path, knobs(n))
-            steps = sum(len(s.steps) for s in synthesize(knobs(n)))
+            steps = open_trace(path).step_count
             traces[label] = path
             total, runs = run_all(path, args.regime, args.workers, policies)
             report[label] = {"sessions": n, "steps": steps, "total_wall_s": round(total, 1),
@@ -242,13 +251,19 @@ def _summary(report: dict[str, Any]) -> None:
           f"{len(full['runs'])} policies in {full['total_wall_s']} s wall, "
           f"{full['total_cpu_s']} s CPU (target <= 60 s wall on 2 cores)")  # fmt: skip
     print(f"{'policy':<10} {'wall s':>7} {'cpu s':>7} {'prep s':>7} {'plan s':>7} {'plans':>7} "
-          f"{'active':>6} {'RSS MiB':>8} {'half RSS':>8}")  # fmt: skip
+          f"{'active':>6} {'held':>5}")  # fmt: skip
     halves = {r["policy"]: r for r in half["runs"]}
     for r in full["runs"]:
         print(f"{r['policy']:<10} {r['wall_s']:>7} {r['cpu_s']:>7} {r['prepare_s']:>7} "
-              f"{r['plan_s']:>7} "
-              f"{r['plans']:>7} {r['peak_active_sessions']:>6} {r['peak_rss_mib']:>8} "
-              f"{halves[r['policy']]['peak_rss_mib']:>8}")  # fmt: skip
+              f"{r['plan_s']:>7} {r['plans']:>7} {r['peak_active_sessions']:>6} "
+              f"{r.get('peak_held_sessions', '-'):>5}")  # fmt: skip
+    print(
+        f"peak RSS MiB, half ({half['sessions']} sessions) -> full ({full['sessions']}); "
+        "flat in trace length when the growth is ~0:"
+    )
+    for r in full["runs"]:
+        h, f = halves[r["policy"]]["peak_rss_mib"], r["peak_rss_mib"]
+        print(f"  {r['policy']:<10} {h:>6.1f} -> {f:>6.1f}  ({f - h:+.1f})")
     base = report.get("baseline")
     if base:
         cpu = sum(b.get("cpu_s", 0.0) for b in base["runs"])
@@ -261,7 +276,8 @@ def _summary(report: dict[str, Any]) -> None:
             same = "identical" if not b["differs"] else "DIFFER in " + ", ".join(b["differs"])
             print(
                 f"baseline {b['policy']:<10} {b['wall_s']:>7.1f} s wall {b['cpu_s']:>7.1f} s CPU "
-                f"({b['cpu_s'] / ours['cpu_s']:.2f}x ours), RSS {b['peak_rss_mib']:.0f} MiB; "
+                f"({b['cpu_s'] / ours['cpu_s']:.2f}x ours), RSS {b['peak_rss_mib']:.1f} MiB "
+                f"(ours {ours['peak_rss_mib']:.1f}); "
                 f"results: {same}"
             )
         else:
