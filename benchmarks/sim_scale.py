@@ -4,7 +4,14 @@
 Usage::
 
     uv run python benchmarks/sim_scale.py [--sessions 3000] [--regime short] [--workers 2]
-        [--baseline-rev REV] [--out benchmarks/results/sim_scale.json]
+        [--baseline-rev REV] [--layout round-robin|blocked]
+        [--out benchmarks/results/sim_scale.json]
+
+The summary ends with each policy's peak RSS, half trace -> full trace. ``--layout blocked``
+replays the same sessions with each memory's viewers one after another (``write_layout``): in
+the default layout every memory is visited again across the whole trace, so the chunks the
+simulated store keeps for the next visit grow with the trace (``benchmarks/sim_memory.py``
+measures that with tracemalloc); blocked, what grows is the replay's own state.
 
 The trace is synthetic (``rewind traces synth`` knobs), shaped like the real trace the issue
 replayed: mostly forward, ~19 steps per session, Poisson arrivals at a rate that keeps about 20
@@ -43,6 +50,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +59,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from orchestrator.sim.regime import load_regime  # noqa: E402
 from orchestrator.sim.run import build_policy  # noqa: E402
-from orchestrator.sim.synth import SynthKnobs, write_synthetic  # noqa: E402
+from orchestrator.sim.synth import SynthKnobs, synthesize, write_synthetic  # noqa: E402
+from orchestrator.sim.trace import write_trace  # noqa: E402
 from orchestrator.sim.trace_file import open_trace  # noqa: E402
 
 POLICIES = ("none", "uniform", "markov", "lookahead", "oracle")
@@ -92,6 +101,24 @@ def knobs(sessions: int) -> SynthKnobs:
     return SynthKnobs(sessions=sessions, sessions_per_memory=3.0, arrival_rate_per_s=0.07,
                       steps_min=12, steps_max=26, persistence=0.6, turn_bias=0.25,
                       think_mean_s=1.5, think_cv=0.5, seed=7)  # fmt: skip
+
+
+LAYOUTS = ("round-robin", "blocked")
+
+
+def write_layout(path: Path, sessions: int, layout: str = "round-robin") -> None:
+    """The benchmark's trace of ``sessions`` sessions. ``round-robin``: as synthesized (session
+    i on memory i mod M: every memory is visited again across the whole trace, so the chunks
+    kept for its next visit, ``Simulation.stored``, grow with the trace, as a database would);
+    ``blocked``: the same sessions, each memory's viewers one after another (memory i div 3), so
+    a memory's chunks are dropped after its last arrival and what grows is the replay's own."""
+    if layout == "round-robin":
+        write_synthetic(path, knobs(sessions))
+        return
+    k = knobs(sessions)
+    per = k.sessions_per_memory
+    items = [replace(s, memory=f"m{int(i // per):04d}") for i, s in enumerate(synthesize(k))]
+    write_trace(path, items, {"generator": "benchmarks/sim_scale.py", "layout": layout})
 
 
 def run_policy(trace_path: str, regime_name: str, policy: str) -> dict[str, Any]:
@@ -208,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regime", default="short")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline-rev", default=None)
+    parser.add_argument("--layout", choices=LAYOUTS, default="round-robin",
+                        help="memories of the sessions (write_layout)")  # fmt: skip
     parser.add_argument("--baseline-timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "sim_scale.json")
     parser.add_argument("--policies", default=",".join(POLICIES),
@@ -219,12 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "load_avg": os.getloadavg(),
     }
-    report: dict[str, Any] = {"machine": machine}
+    report: dict[str, Any] = {"machine": machine, "layout": args.layout}
     with tempfile.TemporaryDirectory() as tmp:
         traces = {}
         for label, n in (("half", args.sessions // 2), ("full", args.sessions)):
             path = Path(tmp) / f"{label}.jsonl"
-            write_synthetic(path, knobs(n))
+            write_layout(path, n, args.layout)
             steps = open_trace(path).step_count
             traces[label] = path
             total, runs = run_all(path, args.regime, args.workers, policies)
@@ -247,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _summary(report: dict[str, Any]) -> None:
     full, half = report["full"], report["half"]
-    print(f"trace: {full['sessions']} sessions, {full['steps']} steps; "
+    print(f"trace: {full['sessions']} sessions, {full['steps']} steps, "
+          f"{report.get('layout', 'round-robin')} memories; "
           f"{len(full['runs'])} policies in {full['total_wall_s']} s wall, "
           f"{full['total_cpu_s']} s CPU (target <= 60 s wall on 2 cores)")  # fmt: skip
     print(f"{'policy':<10} {'wall s':>7} {'cpu s':>7} {'prep s':>7} {'plan s':>7} {'plans':>7} "
