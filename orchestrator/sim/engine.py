@@ -24,7 +24,10 @@ viewers (``orchestrator.sim.trace``). What the shell adds:
 
 What the run keeps: the metrics' ``Tally`` (``orchestrator.sim.records``), streamed as it goes
 (a few bytes per request and job), and, unless ``records=False``, a ``RequestRecord`` per request
-and a ``JobRecord`` per job.
+and a ``JobRecord`` per job. Besides the active sessions' state it also keeps, as the service's
+database does, the ready chunks of every memory a later session will arrive on (``stored``,
+~450 bytes a chunk): bounded by the trace's memories, not its length, unless its memories are
+visited again across all of it (``benchmarks/sim_memory.py``).
 
 Event order at equal times: job completions, arrivals and requests, wake-ups; then insertion
 order. ``SimulationError``: a demand never started, or (``strict``) a plan the live state could
@@ -131,7 +134,7 @@ class Simulation:
         self.steps: dict[str, int] = {}  # live session id -> next step index
         self.stored: dict[str, list[tuple[KnownNode, Producer | None]]] = {}  # memory -> ready
         self.arrivals_left: dict[str, int] = {}
-        self.held: dict[str, SessionTrace] = {}  # session id -> its trace, arrival due to end
+        self.held: dict[str, SessionTrace] = {}  # session id -> trace, arrival pushed to end
         self.peak_held = 0
         self._arrivals: Iterator[SessionTrace] = iter(())
         self._arrival_seq = 0
