@@ -26,7 +26,7 @@ What the run keeps: the metrics' ``Tally`` (``orchestrator.sim.records``), strea
 (a few bytes per request and job), and, unless ``records=False``, a ``RequestRecord`` per request
 and a ``JobRecord`` per job. Besides the active sessions' state it also keeps, as the service's
 database does, the ready chunks of every memory a later session will arrive on (``stored``,
-~450 bytes a chunk): bounded by the trace's memories, not its length, unless its memories are
+~0.6 KB a chunk traced): bounded by the trace's memories, not its length, unless its memories are
 visited again across all of it (``benchmarks/sim_memory.py``).
 
 Event order at equal times: job completions, arrivals and requests, wake-ups; then insertion
