@@ -105,13 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policies", default="none")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--top", type=int, default=6)
+    parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--out", type=Path, default=RESULTS / "sim_memory.json")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(_HERE))  # for sim_scale.knobs, in this process only
     jobs: list[tuple[str, str, int, str]] = []
     report: dict[str, Any] = {"runs": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for layout in LAYOUTS:
+        for layout in args.layouts.split(","):
             for label, n in (("half", args.sessions // 2), ("full", args.sessions)):
                 path = Path(tmp) / f"{layout}-{label}.jsonl"
                 from sim_scale import write_layout  # benchmarks/ is on the path here only
