@@ -4,7 +4,14 @@
 Usage::
 
     uv run python benchmarks/sim_scale.py [--sessions 3000] [--regime short] [--workers 2]
-        [--baseline-rev REV] [--out benchmarks/results/sim_scale.json]
+        [--baseline-rev REV] [--layout round-robin|blocked]
+        [--out benchmarks/results/sim_scale.json]
+
+The summary ends with each policy's peak RSS, half trace -> full trace. ``--layout blocked``
+replays the same sessions with each memory's viewers one after another (``write_layout``): in
+the default layout every memory is visited again across the whole trace, so the chunks the
+simulated store keeps for the next visit grow with the trace (``benchmarks/sim_memory.py``
+measures that with tracemalloc); blocked, what grows is the replay's own state.
 
 The trace is synthetic (``rewind traces synth`` knobs), shaped like the real trace the issue
 replayed: mostly forward, ~19 steps per session, Poisson arrivals at a rate that keeps about 20
@@ -14,7 +21,9 @@ shared: wall seconds depend on its load), the seconds spent preparing the core's
 (proposals included) and in ``plan()``, the number of plans, the process's peak RSS (MiB) and
 the entries the policy keeps per session / memory at the end. It runs the same policies on half
 the trace too: "flat" means the peak RSS of the full trace is close to that of the half (the
-state is bounded by the active sessions, not by the sessions seen so far).
+state is bounded by the active sessions, not by the sessions seen so far). The runs stream the
+trace (``orchestrator.sim.trace_file.open_trace``: a session is read when its arrival is due and
+dropped when it ends; ``held`` is the most session traces a run held at once).
 
 Policies are started most expensive first (``COST_ORDER``), so that with 2 workers the long
 runs overlap instead of the last one running alone; the table keeps ``--policies``' order. The
@@ -41,6 +50,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +60,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 from orchestrator.sim.regime import load_regime  # noqa: E402
 from orchestrator.sim.run import build_policy  # noqa: E402
 from orchestrator.sim.synth import SynthKnobs, synthesize, write_synthetic  # noqa: E402
-from orchestrator.sim.trace import read_trace  # noqa: E402
+from orchestrator.sim.trace import write_trace  # noqa: E402
+from orchestrator.sim.trace_file import open_trace  # noqa: E402
 
 POLICIES = ("none", "uniform", "markov", "lookahead", "oracle")
 COST_ORDER = ("lookahead", "uniform", "markov", "oracle", "none")
@@ -64,10 +75,15 @@ from orchestrator.sim.engine import Simulation
 from orchestrator.sim.metrics import summarize
 from orchestrator.sim.regime import load_regime
 from orchestrator.sim.run import build_policy
-from orchestrator.sim.trace import read_trace
-trace = read_trace(sys.argv[1]); regime = load_regime(sys.argv[2])
+regime = load_regime(sys.argv[2])
+try:  # streamed, as ours run (older revisions read the whole trace)
+    from orchestrator.sim.trace_file import open_trace
+    trace = open_trace(sys.argv[1]); whole = None
+except ImportError:
+    from orchestrator.sim.trace import read_trace
+    trace = whole = read_trace(sys.argv[1])
 t0, c0 = time.perf_counter(), time.process_time()
-policy = build_policy(sys.argv[3], regime, trace)
+policy = build_policy(sys.argv[3], regime, whole)
 try:  # streamed metrics, as ours run (older revisions keep every record: no such argument)
     sim = Simulation(trace, regime, policy, 0, records=False)
 except TypeError:
@@ -87,14 +103,33 @@ def knobs(sessions: int) -> SynthKnobs:
                       think_mean_s=1.5, think_cv=0.5, seed=7)  # fmt: skip
 
 
+LAYOUTS = ("round-robin", "blocked")
+
+
+def write_layout(path: Path, sessions: int, layout: str = "round-robin") -> None:
+    """The benchmark's trace of ``sessions`` sessions. ``round-robin``: as synthesized (session
+    i on memory i mod M: every memory is visited again across the whole trace, so the chunks
+    kept for its next visit, ``Simulation.stored``, grow with the trace, as a database would);
+    ``blocked``: the same sessions, each memory's viewers one after another (memory i div 3), so
+    a memory's chunks are dropped after its last arrival and what grows is the replay's own."""
+    if layout == "round-robin":
+        write_synthetic(path, knobs(sessions))
+        return
+    k = knobs(sessions)
+    per = k.sessions_per_memory
+    items = [replace(s, memory=f"m{int(i // per):04d}") for i, s in enumerate(synthesize(k))]
+    write_trace(path, items, {"generator": "benchmarks/sim_scale.py", "layout": layout})
+
+
 def run_policy(trace_path: str, regime_name: str, policy: str) -> dict[str, Any]:
     """One policy over the trace in a fresh process; timings, peak RSS and the summary."""
     from orchestrator.sim.engine import Simulation
     from orchestrator.sim.metrics import summarize
 
-    trace, regime = read_trace(trace_path), load_regime(regime_name)
+    regime = load_regime(regime_name)
     t0, c0 = time.perf_counter(), time.process_time()
-    sim = Simulation(trace, regime, build_policy(policy, regime, trace), 0, records=False)
+    trace = open_trace(trace_path)  # streamed; the oracle is told each future as it arrives
+    sim = Simulation(trace, regime, build_policy(policy, regime), 0, records=False)
     result = sim.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     summary = summarize(result, regime)
@@ -104,6 +139,7 @@ def run_policy(trace_path: str, regime_name: str, policy: str) -> dict[str, Any]
         "prepare_s": round(result.propose_wall_s, 2), "plan_s": round(result.plan_wall_s, 2),
         "plans": result.plans, "requests": summary["requests"] + summary["root_requests"],
         "jobs": summary["jobs"], "peak_active_sessions": result.peak_sessions,
+        "peak_held_sessions": sim.peak_held,
         "proposals_asked": sim.live.proposals.asked,
         "proposals_reused": sim.live.proposals.reused,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -199,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regime", default="short")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline-rev", default=None)
+    parser.add_argument("--layout", choices=LAYOUTS, default="round-robin",
+                        help="memories of the sessions (write_layout)")  # fmt: skip
     parser.add_argument("--baseline-timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "sim_scale.json")
     parser.add_argument("--policies", default=",".join(POLICIES),
@@ -210,13 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "load_avg": os.getloadavg(),
     }
-    report: dict[str, Any] = {"machine": machine}
+    report: dict[str, Any] = {"machine": machine, "layout": args.layout}
     with tempfile.TemporaryDirectory() as tmp:
         traces = {}
         for label, n in (("half", args.sessions // 2), ("full", args.sessions)):
             path = Path(tmp) / f"{label}.jsonl"
-            write_synthetic(path, knobs(n))
-            steps = sum(len(s.steps) for s in synthesize(knobs(n)))
+            write_layout(path, n, args.layout)
+            steps = open_trace(path).step_count
             traces[label] = path
             total, runs = run_all(path, args.regime, args.workers, policies)
             report[label] = {"sessions": n, "steps": steps, "total_wall_s": round(total, 1),
@@ -238,17 +276,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def _summary(report: dict[str, Any]) -> None:
     full, half = report["full"], report["half"]
-    print(f"trace: {full['sessions']} sessions, {full['steps']} steps; "
+    print(f"trace: {full['sessions']} sessions, {full['steps']} steps, "
+          f"{report.get('layout', 'round-robin')} memories; "
           f"{len(full['runs'])} policies in {full['total_wall_s']} s wall, "
           f"{full['total_cpu_s']} s CPU (target <= 60 s wall on 2 cores)")  # fmt: skip
     print(f"{'policy':<10} {'wall s':>7} {'cpu s':>7} {'prep s':>7} {'plan s':>7} {'plans':>7} "
-          f"{'active':>6} {'RSS MiB':>8} {'half RSS':>8}")  # fmt: skip
+          f"{'active':>6} {'held':>5}")  # fmt: skip
     halves = {r["policy"]: r for r in half["runs"]}
     for r in full["runs"]:
         print(f"{r['policy']:<10} {r['wall_s']:>7} {r['cpu_s']:>7} {r['prepare_s']:>7} "
-              f"{r['plan_s']:>7} "
-              f"{r['plans']:>7} {r['peak_active_sessions']:>6} {r['peak_rss_mib']:>8} "
-              f"{halves[r['policy']]['peak_rss_mib']:>8}")  # fmt: skip
+              f"{r['plan_s']:>7} {r['plans']:>7} {r['peak_active_sessions']:>6} "
+              f"{r.get('peak_held_sessions', '-'):>5}")  # fmt: skip
+    print(
+        f"peak RSS MiB, half ({half['sessions']} sessions) -> full ({full['sessions']}); "
+        "flat in trace length when the growth is ~0:"
+    )
+    for r in full["runs"]:
+        h, f = halves[r["policy"]]["peak_rss_mib"], r["peak_rss_mib"]
+        print(f"  {r['policy']:<10} {h:>6.1f} -> {f:>6.1f}  ({f - h:+.1f})")
     base = report.get("baseline")
     if base:
         cpu = sum(b.get("cpu_s", 0.0) for b in base["runs"])
@@ -261,7 +306,8 @@ def _summary(report: dict[str, Any]) -> None:
             same = "identical" if not b["differs"] else "DIFFER in " + ", ".join(b["differs"])
             print(
                 f"baseline {b['policy']:<10} {b['wall_s']:>7.1f} s wall {b['cpu_s']:>7.1f} s CPU "
-                f"({b['cpu_s'] / ours['cpu_s']:.2f}x ours), RSS {b['peak_rss_mib']:.0f} MiB; "
+                f"({b['cpu_s'] / ours['cpu_s']:.2f}x ours), RSS {b['peak_rss_mib']:.1f} MiB "
+                f"(ours {ours['peak_rss_mib']:.1f}); "
                 f"results: {same}"
             )
         else:

@@ -2,7 +2,10 @@
 
 Given each session's complete action sequence (from the trace the simulator replays, DESIGN.md
 "Traces"), it proposes exactly the path the viewer will take, with probability 1, from that
-viewer's cursor, within ``max_depth`` and the budget like any policy. It is not the physical
+viewer's cursor, within ``max_depth`` and the budget like any policy. The future comes up front
+(``future``) or as each session arrives (``foresee``: the simulator passes the session's own
+trace line, so a streamed replay never holds the whole trace for the oracle; it knows the same,
+since nothing asks it about a session before the session arrives). It is not the physical
 limit: on a shared memory a chunk another viewer will need can start long before that viewer
 arrives, and a per-cursor policy never proposes it (in the crowd regime a schedule knowing every
 viewer's future cuts the mean wait 10x as much as this policy does, or more). The honest bounds are
@@ -38,7 +41,8 @@ class OraclePolicy:
 
     Args:
         future: session_id -> that session's actions in order, from its first step (the trace's
-            ``steps[*].action``). Required; copied.
+            ``steps[*].action``). Required (``{}`` when the host calls ``foresee`` for each
+            session as it arrives); copied.
         depth: optional extra cap on the path length in chunks (default None: ``ctx.max_depth``).
 
     Raises:
@@ -59,22 +63,31 @@ class OraclePolicy:
             raise ValueError(f"future must map session_id -> list of actions (got {future!r})")
         self.future: dict[str, tuple[str, ...]] = {}
         for sid, steps in future.items():
-            if (
-                not isinstance(sid, str)
-                or isinstance(steps, str)
-                or not isinstance(steps, Sequence)
-                or not all(isinstance(a, str) for a in steps)
-            ):
-                raise ValueError(
-                    f"future must map session_id -> list of action names; bad entry {sid!r}"
-                )
-            self.future[sid] = tuple(steps)
+            self.foresee(sid, steps)
         if depth is not None and (
             isinstance(depth, bool) or not isinstance(depth, int) or depth < 1
         ):
             raise ValueError(f"depth must be a positive integer or None (got {depth!r})")
         self.depth = depth
         self._spelling: tuple[tuple[str, ...], dict[str, str]] | None = None
+
+    def foresee(self, session_id: str, actions: Sequence[str]) -> None:
+        """Session ``session_id`` will take ``actions`` (in order, from its first step); the
+        simulator calls this as the session arrives (``orchestrator.sim.engine.Simulation``).
+
+        Raises:
+            ValueError: ``session_id`` not a string or ``actions`` not a sequence of strings.
+        """
+        if (
+            not isinstance(session_id, str)
+            or isinstance(actions, str)
+            or not isinstance(actions, Sequence)
+            or not all(isinstance(a, str) for a in actions)
+        ):
+            raise ValueError(
+                f"future must map session_id -> list of action names; bad entry {session_id!r}"
+            )
+        self.future[session_id] = tuple(actions)
 
     def propose(self, ctx: PolicyContext) -> list[Proposal]:
         """The true next path from the cursor and all its prefixes, each with P = 1.0."""

@@ -10,6 +10,10 @@ viewers (``orchestrator.sim.trace``). What the shell adds:
 
 - a session arrives at ``start_s``: the shell loads the memory's stored chunks into the live
   state (as the service loads them from the database) and requests the root chunk (no history);
+  the sessions are taken from the trace one at a time, in arrival order (``SessionSource``: a
+  ``Trace`` in memory, or a ``TraceFile`` streamed from disk): the next one is read only when the
+  previous arrival is due, and a session is dropped when it ends, so the run holds the active
+  sessions and one more, not the trace (``held``, ``peak_held``);
 - when a request is answered the viewer watches the chunk for its duration, thinks the step's
   ``think_s`` and requests the next step; after the last step the session is closed (evicted
   once idle, as the live state evicts a viewer who left);
@@ -20,7 +24,10 @@ viewers (``orchestrator.sim.trace``). What the shell adds:
 
 What the run keeps: the metrics' ``Tally`` (``orchestrator.sim.records``), streamed as it goes
 (a few bytes per request and job), and, unless ``records=False``, a ``RequestRecord`` per request
-and a ``JobRecord`` per job.
+and a ``JobRecord`` per job. Besides the active sessions' state it also keeps, as the service's
+database does, the ready chunks of every memory a later session will arrive on (``stored``,
+~0.6 KB a chunk traced): bounded by the trace's memories, not its length, unless its memories are
+visited again across all of it (``benchmarks/sim_memory.py``).
 
 Event order at equal times: job completions, arrivals and requests, wake-ups; then insertion
 order. ``SimulationError``: a demand never started, or (``strict``) a plan the live state could
@@ -33,6 +40,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections.abc import Callable, Iterator, Sequence
 
 from orchestrator.core.budget import speculative_slot_cap
 from orchestrator.core.frontier import expected_gpu_s
@@ -50,7 +58,7 @@ from orchestrator.sim.records import (
     lead_of,
 )
 from orchestrator.sim.regime import Regime
-from orchestrator.sim.trace import SessionTrace, Trace
+from orchestrator.sim.trace import SessionSource, SessionTrace
 from policies import Policy
 
 __all__ = ["JobRecord", "RequestRecord", "SimResult", "Simulation", "SimulationError"]
@@ -63,7 +71,8 @@ class Simulation:
     """One policy's run over one trace in one regime. ``Simulation(...).run()`` -> ``SimResult``.
 
     Args:
-        trace: the sessions to replay.
+        trace: the sessions to replay (``SessionSource``: a ``Trace``, or a ``TraceFile`` to
+            stream; ``TraceError`` from reading it surfaces from ``run``).
         regime: pool, generation times, budget (``regime.budget``), valuation timing, price.
         policy: a fresh policy object (the run mutates it through ``observe``).
         seed: the world's seed (generation and cold-start times) and ``PolicyContext.seed``.
@@ -73,22 +82,28 @@ class Simulation:
         records: keep a ``RequestRecord`` per request and a ``JobRecord`` per job in the result
             (default True); False keeps only the streamed ``Tally`` the metrics read, so the
             run's memory does not grow with the trace (a few bytes per request and job).
+        foresee: called as ``foresee(session_id, actions)`` with each session's actions (in
+            order) as the session arrives, before anything asks the policy about it: the
+            ``oracle``'s future (``OraclePolicy.foresee``). None (default): the policy's own
+            ``foresee`` if it has one (pass it explicitly when the policy is wrapped).
     """
 
     def __init__(
         self,
-        trace: Trace,
+        trace: SessionSource,
         regime: Regime,
         policy: Policy,
         seed: int = 0,
         strict: bool = True,
         cache_proposals: bool | None = None,
         records: bool = True,
+        foresee: Callable[[str, Sequence[str]], None] | None = None,
     ) -> None:
         self.trace, self.regime, self.policy, self.seed, self.strict = (
             trace, regime, policy, seed, strict)  # fmt: skip
         self.records = records
-        self.now = min((s.start_s for s in trace.sessions), default=0.0)
+        self.foresee = foresee if foresee is not None else getattr(policy, "foresee", None)
+        self.now = trace.first_start_s
         self.pool = GpuPool(regime.pool, regime.generation, seed, start_s=self.now)
         self.e = expected_gpu_s(regime.timing)
         numbers = itertools.count()
@@ -119,6 +134,10 @@ class Simulation:
         self.steps: dict[str, int] = {}  # live session id -> next step index
         self.stored: dict[str, list[tuple[KnownNode, Producer | None]]] = {}  # memory -> ready
         self.arrivals_left: dict[str, int] = {}
+        self.held: dict[str, SessionTrace] = {}  # session id -> trace, arrival pushed to end
+        self.peak_held = 0
+        self._arrivals: Iterator[SessionTrace] = iter(())
+        self._arrival_seq = 0
         self.attempts: dict[str, int] = {}  # chunk id -> generations started, until it is ready
         self.heap: list[tuple[float, int, int, str]] = []
         self.seq = 0
@@ -148,12 +167,30 @@ class Simulation:
         self.seq += 1
         heapq.heappush(self.heap, (at, kind, self.seq, ref))
 
+    def _next_arrival(self) -> None:
+        """Take the next session from the trace and put its arrival on the heap. Arrivals are
+        numbered 1..N in arrival order and every other event after N (``run``), as if all were
+        pushed first: the heap pops the same events in the same order as with the whole trace
+        on it, since the earliest arrival not yet due is always there."""
+        trace = next(self._arrivals, None)
+        if trace is not None:
+            self._arrival_seq += 1
+            self.held[trace.session_id] = trace
+            self.peak_held = max(self.peak_held, len(self.held))
+            heapq.heappush(self.heap, (trace.start_s, _ARRIVE, self._arrival_seq,
+                                       "a:" + trace.session_id))  # fmt: skip
+
     def run(self) -> SimResult:
-        """Replay the whole trace; returns when no event is left (every job ended)."""
-        traces = {s.session_id: s for s in sorted(self.trace.sessions, key=lambda s: s.start_s)}
-        for s in traces.values():
-            self._push(s.start_s, _ARRIVE, "a:" + s.session_id)
-            self.arrivals_left[s.memory] = self.arrivals_left.get(s.memory, 0) + 1
+        """Replay the whole trace; returns when no event is left (every job ended).
+
+        Raises:
+            SimulationError: as the class doc. TraceError: a ``TraceFile`` that cannot be read.
+        """
+        self.arrivals_left = self.trace.arrivals_per_memory()
+        self.seq = self.trace.session_count  # the arrivals' numbers come first
+        self._arrivals = self.trace.in_arrival_order()
+        self._next_arrival()
+        traces = self.held
         heap, pop, by_job = self.heap, heapq.heappop, self.by_job
         while heap:
             now = self.now = heap[0][0]
@@ -168,6 +205,7 @@ class Simulation:
                         self._request_step(traces[ref[2:]])
                     else:
                         self._arrive(traces[ref[2:]])
+                        self._next_arrival()
             self._plan()
             if self.sessions_open > self.peak_sessions:
                 self.peak_sessions = self.sessions_open
@@ -190,6 +228,8 @@ class Simulation:
     def _arrive(self, trace: SessionTrace) -> None:
         memory = trace.memory
         self.arrivals_left[memory] -= 1
+        if self.foresee is not None:
+            self.foresee(trace.session_id, [step.action for step in trace.steps])
         if not self.live.has_memory(memory):
             self.live.load_memory(memory, self.stored.get(memory, ()))
         if self.arrivals_left[memory] == 0:
@@ -261,6 +301,7 @@ class Simulation:
         else:
             del self.steps[trace.session_id]  # the viewer is done: keep state flat
             del self.asked[trace.session_id]
+            del self.held[trace.session_id]
             self.live.close_session(trace.session_id)
             self.sessions_open -= 1
             memory = trace.memory

@@ -5,6 +5,10 @@
 - ``synth_traces(out, **knobs)``: write a synthetic trace (``orchestrator.sim.synth``).
 - ``run_policies`` / ``budget_sweep``: the building blocks, used by ``benchmarks/policies.py``.
 
+Policies replay the trace streamed (``orchestrator.sim.trace_file``: a run holds the active
+sessions, not the trace; the oracle is told each session's future as it arrives); the bounds are
+schedules over the whole trace, so each bound's run reads it all into memory (``read_trace``).
+
 ``none``, ``oracle`` and the two bounds of ``orchestrator.sim.bound`` (``clairvoyant``, the
 honest oracle's schedule, and ``serial-chain``, the lower bound) are always run (added when not
 asked for): every metric is reported as a ratio to none and to the honest oracle.
@@ -35,7 +39,8 @@ from orchestrator.sim.metrics import add_comparisons, summarize
 from orchestrator.sim.regime import Regime, apply_budget_overrides, load_regime
 from orchestrator.sim.report import format_table, plot_tradeoff
 from orchestrator.sim.synth import knobs_from, write_synthetic
-from orchestrator.sim.trace import Trace, future_actions, read_trace
+from orchestrator.sim.trace import SessionSource, Trace, future_actions
+from orchestrator.sim.trace_file import TraceFile, open_trace
 from policies import Policy, make_policy
 from policies.registry import time_free
 
@@ -103,42 +108,60 @@ def policy_names(policies: Sequence[str]) -> list[str]:
     return [*names, *(b for b in BASELINES if b not in names)]
 
 
-def build_policy(name: str, regime: Regime, trace: Trace) -> Policy:
-    """A fresh policy: ``regime``'s ``[policies.NAME]`` params; the oracle gets the trace future,
-    ``bayes`` the trace's generator knobs (``orchestrator.sim.bayes``).
+def build_policy(
+    name: str, regime: Regime, trace: Trace | None = None, meta: dict[str, Any] | None = None
+) -> Policy:
+    """A fresh policy: ``regime``'s ``[policies.NAME]`` params.
+
+    The oracle starts knowing every session's future when given ``trace``; without it, it
+    knows none until the replay tells it each session's as the session arrives
+    (``Simulation(foresee=...)``, by default the policy's own ``foresee``), which is the same
+    knowledge without holding the trace. ``bayes`` gets the generator's knobs from ``meta``
+    (the trace's meta object; default ``trace.meta``; ``orchestrator.sim.bayes``).
 
     Raises:
         ValueError: as ``policies.make_policy``; ``bayes`` on a trace without generator knobs.
     """
     params: dict[str, Any] = regime.params_for(name)
     if name == "bayes":  # simulation only: the generator's own law (``sim.bayes``)
-        return BayesPolicy(knobs_of(trace.meta), **params)
+        return BayesPolicy(knobs_of(meta if meta is not None or trace is None else trace.meta),
+                           **params)  # fmt: skip
     if name == "oracle":
-        params["future"] = future_actions(trace)
+        params["future"] = {} if trace is None else future_actions(trace)
     return make_policy(name, params)
 
 
+def _whole(trace: SessionSource) -> Trace:
+    """``trace`` in memory (a ``TraceFile`` is read whole; for the bounds)."""
+    if isinstance(trace, TraceFile):
+        return trace.read()
+    assert isinstance(trace, Trace)
+    return trace
+
+
 def run_one(
-    trace: Trace, regime: Regime, name: str, seed: int, train: Trace | None = None
+    trace: SessionSource, regime: Regime, name: str, seed: int, train: Trace | None = None
 ) -> dict[str, Any]:
     """Simulate ``trace`` under policy ``name`` (or compute bound ``name``, ``BOUNDS``); its
     metrics (``metrics.summarize``) plus ``calibration`` (``sim.calibration``: the policy's
     next-action predictions scored against the viewers' actions).
 
     Args:
+        trace: a ``Trace`` in memory, or a ``TraceFile`` (``open_trace``) the policy's replay
+            streams (a bound reads it whole).
         train: other viewers the policy learns from before the run (``calibration.pretrain``),
             so that the predictions scored are on held-out viewers; None: it starts cold.
     """
     if name in BOUNDS:
-        return summarize(BOUNDS[name](trace, regime, seed), regime)
-    policy = build_policy(name, regime, trace)
+        return summarize(BOUNDS[name](_whole(trace), regime, seed), regime)
+    policy = build_policy(name, regime, meta=trace.meta)
     if train is not None:
         pretrain(policy, train)
     recorder = RecordingPolicy(policy)
-    # records=False: the metrics read the streamed tally; memory stays flat in the trace.
-    sim = Simulation(
-        trace, regime, recorder, seed, cache_proposals=time_free(policy), records=False
-    )
+    # records=False: the metrics read the streamed tally; memory stays flat in the trace. The
+    # recorder hides the oracle's foresee: pass it.
+    sim = Simulation(trace, regime, recorder, seed, cache_proposals=time_free(policy),
+                     records=False, foresee=getattr(policy, "foresee", None))  # fmt: skip
     result = sim.run()
     metrics = summarize(result, regime)
     metrics["calibration"] = summarize_calibration(recorder.predictions, recorder.unscored)
@@ -146,8 +169,9 @@ def run_one(
     return metrics
 
 
-Job = tuple[Trace, Regime, str, int] | tuple[Trace, Regime, str, int, Trace | None]
-"""(trace, regime, policy or bound name, seed[, training trace]): one ``run_one``."""
+Job = tuple[SessionSource, Regime, str, int] | tuple[SessionSource, Regime, str, int, Trace | None]
+"""(trace, regime, policy or bound name, seed[, training trace]): one ``run_one``. A
+``TraceFile`` as the trace is a small index (each process streams the file itself)."""
 
 
 def _run_job(job: Job) -> dict[str, Any]:
@@ -163,7 +187,7 @@ def run_many(jobs: Sequence[Job], workers: int) -> list[dict[str, Any]]:
 
 
 def run_policies(
-    trace: Trace, regime: Regime, names: Sequence[str], seed: int = 0, workers: int = 1
+    trace: SessionSource, regime: Regime, names: Sequence[str], seed: int = 0, workers: int = 1
 ) -> dict[str, dict[str, Any]]:
     """Metrics per policy (each on a fresh policy object), with ratios to none and oracle."""
     results = run_many([(trace, regime, n, seed) for n in names], workers)
@@ -180,7 +204,7 @@ def sweep_regime(regime: Regime, rate: float) -> Regime:
 
 
 def budget_sweep(
-    trace: Trace, regime: Regime, names: Sequence[str], seed: int = 0, workers: int = 1
+    trace: SessionSource, regime: Regime, names: Sequence[str], seed: int = 0, workers: int = 1
 ) -> dict[str, list[dict[str, Any]]]:
     """The trade-off curve: for each rate in ``regime.sweep_rates`` (``sweep_regime``), each
     policy's GPU-seconds, mean wait and hit rate. ``none`` spends the same at every rate, so it
@@ -259,14 +283,14 @@ def simulate(
     Raises:
         TraceError, RegimeError, ValueError (bad policy), SimulationError (a core bug).
     """
-    trace = read_trace(trace_path)
+    trace = open_trace(trace_path)  # indexed: each run streams it (a bound reads it whole)
     chosen = resolve_regime(regime, config, budget_overrides)
     names = policy_names(policies)
     report: dict[str, Any] = {
         "trace": {
             "path": str(trace_path),
             "meta": trace.meta,
-            "sessions": len(trace.sessions),
+            "sessions": trace.session_count,
             "memories": len(trace.memories),
             "steps": trace.step_count,
         },

@@ -15,21 +15,34 @@ One session per line::
   the seconds the viewer spent deciding after the previous chunk finished playing (finite, >= 0).
 - An optional first line ``{"meta": {...}}`` describes the trace; it is kept and reported.
 - Unknown keys are ignored; blank lines are skipped (they still count for line numbers). Any other
-  problem raises ``TraceError`` naming the 1-based line number and what was wrong.
+  problem raises ``TraceError`` naming the 1-based line number and what was wrong. Lines end with
+  a newline (a carriage return before it is ignored).
+
+Two ways to read a file:
+
+- ``read_trace(path) -> Trace``: every session parsed into memory. The bounds of
+  ``orchestrator.sim.bound`` need this (a schedule over the whole trace), as do calibration's
+  training traces and tests building traces by hand.
+- ``orchestrator.sim.trace_file.open_trace(path) -> TraceFile``: indexed in one cheap pass, then
+  streamed a session at a time, so that a replay's memory does not grow with the trace (issue
+  10); that module's doc says what the index keeps and what it costs.
+
+Both are a ``SessionSource``, what ``orchestrator.sim.engine.Simulation`` replays.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.core.poses import PoseError, normalize_action
 
 __all__ = [
+    "SessionSource",
     "SessionTrace",
     "Step",
     "Trace",
@@ -94,6 +107,60 @@ class Trace:
         """Total steps (chunk requests after the roots) over all sessions."""
         return sum(len(s.steps) for s in self.sessions)
 
+    @property
+    def session_count(self) -> int:
+        """Number of sessions."""
+        return len(self.sessions)
+
+    @property
+    def first_start_s(self) -> float:
+        """The earliest ``start_s`` (seconds; 0.0 for no session)."""
+        return min((s.start_s for s in self.sessions), default=0.0)
+
+    def arrivals_per_memory(self) -> dict[str, int]:
+        """memory -> sessions on it (a new dict)."""
+        counts: dict[str, int] = {}
+        for s in self.sessions:
+            counts[s.memory] = counts.get(s.memory, 0) + 1
+        return counts
+
+    def in_arrival_order(self) -> Iterator[SessionTrace]:
+        """The sessions by ``start_s``, ties in file order."""
+        return iter(sorted(self.sessions, key=lambda s: s.start_s))
+
+
+class SessionSource(Protocol):
+    """What a replay (``orchestrator.sim.engine.Simulation``) reads: a ``Trace`` in memory or a
+    ``TraceFile`` streamed from disk. ``in_arrival_order`` may be called more than once."""
+
+    @property
+    def source(self) -> str:
+        """Where the sessions come from (a path, or a label)."""
+        ...
+
+    @property
+    def session_count(self) -> int:
+        """Number of sessions ``in_arrival_order`` yields."""
+        ...
+
+    @property
+    def meta(self) -> dict[str, Any] | None:
+        """The trace's optional meta object (a synthetic trace's generator knobs: ``sim.bayes``)."""
+        ...
+
+    @property
+    def first_start_s(self) -> float:
+        """The earliest ``start_s`` (0.0 for no session)."""
+        ...
+
+    def arrivals_per_memory(self) -> dict[str, int]:
+        """memory -> sessions on it (a new dict, the caller may change it)."""
+        ...
+
+    def in_arrival_order(self) -> Iterator[SessionTrace]:
+        """The sessions sorted by ``start_s``, ties in file order (raises ``TraceError``)."""
+        ...
+
 
 def _number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -136,6 +203,56 @@ def _session(obj: dict[str, Any]) -> SessionTrace:
     return SessionTrace(sid, memory, start, tuple(_step(s, i) for i, s in enumerate(steps)))
 
 
+def _json_object(number: int, line: str, source: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        problem = f"not valid JSON ({err.msg} at column {err.colno})"
+        raise TraceError(number, problem, source) from err
+    if not isinstance(obj, dict):
+        raise TraceError(number, "expected a JSON object (one session per line)", source)
+    return obj
+
+
+def _session_line(number: int, obj: dict[str, Any], source: str) -> SessionTrace:
+    try:
+        return _session(obj)
+    except ValueError as err:
+        raise TraceError(number, str(err), source) from err
+
+
+class _Checker:
+    """The line rules of ``parse_trace`` fed one line at a time (shared with ``open_trace``)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.first_line: dict[str, int] = {}  # session_id -> its line, for duplicates
+        self.meta: dict[str, Any] | None = None
+        self.meta_line: int | None = None
+        self.seen_content = False
+
+    def feed(self, number: int, line: str) -> SessionTrace | None:
+        """The line's session; None for a blank or the meta line. Raises ``TraceError``."""
+        if not line.strip():
+            return None
+        obj = _json_object(number, line, self.source)
+        if "meta" in obj and "session_id" not in obj:
+            if self.seen_content:
+                raise TraceError(number, 'a {"meta": ...} line is only allowed first', self.source)
+            if not isinstance(obj["meta"], dict):
+                raise TraceError(number, "'meta' must be an object", self.source)
+            self.meta, self.meta_line = obj["meta"], number
+            self.seen_content = True
+            return None
+        self.seen_content = True
+        session = _session_line(number, obj, self.source)
+        earlier = self.first_line.setdefault(session.session_id, number)
+        if earlier != number:
+            problem = f"duplicate session_id {session.session_id!r} (first on line {earlier})"
+            raise TraceError(number, problem, self.source)
+        return session
+
+
 def parse_trace(lines: Iterable[str], source: str = "trace") -> Trace:
     """Parse JSON Lines text (an iterable of lines) into a ``Trace``.
 
@@ -143,45 +260,17 @@ def parse_trace(lines: Iterable[str], source: str = "trace") -> Trace:
         TraceError: a line is not JSON, not an object, a misplaced or malformed meta line, a
             duplicate session_id, or a session or step field breaking the rules above.
     """
+    checker = _Checker(source)
     sessions: list[SessionTrace] = []
-    first_line: dict[str, int] = {}
-    meta: dict[str, Any] | None = None
-    seen_content = False
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TraceError(
-                number, f"not valid JSON ({err.msg} at column {err.colno})", source
-            ) from err
-        if not isinstance(obj, dict):
-            raise TraceError(number, "expected a JSON object (one session per line)", source)
-        if "meta" in obj and "session_id" not in obj:
-            if seen_content:
-                raise TraceError(number, 'a {"meta": ...} line is only allowed first', source)
-            if not isinstance(obj["meta"], dict):
-                raise TraceError(number, "'meta' must be an object", source)
-            meta = obj["meta"]
-            seen_content = True
-            continue
-        seen_content = True
-        try:
-            session = _session(obj)
-        except ValueError as err:
-            raise TraceError(number, str(err), source) from err
-        if session.session_id in first_line:
-            earlier = first_line[session.session_id]
-            problem = f"duplicate session_id {session.session_id!r} (first on line {earlier})"
-            raise TraceError(number, problem, source)
-        first_line[session.session_id] = number
-        sessions.append(session)
-    return Trace(tuple(sessions), meta, source)
+        session = checker.feed(number, line)
+        if session is not None:
+            sessions.append(session)
+    return Trace(tuple(sessions), checker.meta, source)
 
 
 def read_trace(path: Path | str) -> Trace:
-    """Read a JSON Lines trace file (UTF-8).
+    """Read a JSON Lines trace file (UTF-8) into memory (every session parsed).
 
     Raises:
         TraceError: the file cannot be read (line None) or a line is malformed.
@@ -191,7 +280,7 @@ def read_trace(path: Path | str) -> Trace:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise TraceError(None, f"cannot read trace: {err}", str(path)) from err
-    return parse_trace(text.splitlines(), str(path))
+    return parse_trace(text.split("\n"), str(path))
 
 
 def dumps_session(session: SessionTrace) -> str:

@@ -97,3 +97,18 @@ def test_without_future_it_says_simulation_only() -> None:
 def test_bad_params(params: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         OraclePolicy(**params)  # type: ignore[arg-type]
+
+
+def test_a_future_told_on_arrival_is_the_future_given_up_front() -> None:
+    told = OraclePolicy({})
+    assert paths(told, make_ctx()) == []  # not arrived yet: nothing known
+    for sid, actions in FUTURE.items():
+        told.foresee(sid, actions)
+    given = OraclePolicy(FUTURE)
+    for ctx in (make_ctx(), make_ctx(("w", "w")), make_ctx(session_id="s2")):
+        assert told.propose(ctx) == given.propose(ctx)
+    told.forget_session("s1")
+    assert paths(told, make_ctx()) == []
+    for bad in (("s3", "w"), ("s3", [1]), (3, ["w"])):
+        with pytest.raises(ValueError, match="future must map"):
+            told.foresee(*bad)  # type: ignore[arg-type]
