@@ -138,7 +138,9 @@ class Simulation:
         self.peak_held = 0
         self._arrivals: Iterator[SessionTrace] = iter(())
         self._arrival_seq = 0
-        self.attempts: dict[str, int] = {}  # chunk id -> generations started, until it is ready
+        # memory -> chunk id -> generations started, until it is ready; a memory's group goes
+        # when nobody will ask for its chunks again (a cancelled guess's entry would stay)
+        self.attempts: dict[str, dict[str, int]] = {}
         self.heap: list[tuple[float, int, int, str]] = []
         self.seq = 0
         self.plans = self.peak_running = self.peak_spec = 0
@@ -309,6 +311,7 @@ class Simulation:
             if self.open[memory] == 0 and self.arrivals_left[memory] == 0:
                 del self.open[memory]  # nobody will ask for its chunks again
                 self.made.pop(memory, None)
+                self.attempts.pop(memory, None)
 
     # ---- the simulated pool ------------------------------------------------------------------
 
@@ -316,7 +319,9 @@ class Simulation:
         if job.ended_at is not None:
             return  # cancelled earlier; this completion never happens
         self._release(job)
-        self.attempts.pop(job.chunk_id, None)  # ready now: never generated again
+        tried = self.attempts.get(job.memory_id)
+        if tried is not None:
+            tried.pop(job.chunk_id, None)  # ready now: never generated again
         if job.memory_id in self.open:
             self.made.setdefault(job.memory_id, {}).setdefault(job.chunk_id, job.started_at)
         ended = self.live.job_ended(job.job_id, job.chunk_id, job.memory_id, ok=True,
@@ -390,7 +395,8 @@ class Simulation:
         self, job_id: str, cid: str, memory: str, kind: str, session: str | None, depth: int,
         probability: float, expected: float,
     ) -> None:  # fmt: skip
-        attempt = self.attempts[cid] = self.attempts.get(cid, 0) + 1
+        tried = self.attempts.setdefault(memory, {})
+        attempt = tried[cid] = tried.get(cid, 0) + 1
         try:
             startup, cold = self.pool.acquire(self.now, cid, attempt)
         except RuntimeError as err:
