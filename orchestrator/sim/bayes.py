@@ -12,7 +12,8 @@ from one a better predictor could close.
 
 It needs the trace's generator knobs (``Trace.meta["knobs"]``, written by
 ``rewind traces synth`` and ``write_synthetic``) and memory ids as ``synthesize`` names them
-(``m0003`` is memory index 3); ``orchestrator.sim.run.build_policy`` passes them.
+(``m0003`` is memory index 3; a memory id of another shape is read as index 0, whose favourites
+are then the wrong ones); ``orchestrator.sim.run.build_policy`` passes them.
 """
 
 from __future__ import annotations
