@@ -217,6 +217,9 @@ def value(p: float, lead: float, depth: int, step: float, e: float, cold: float 
 
     Example: P 0.6, depth 1, lead 13 s, E 210: benefit 7.8 s, waste 5.2 GPU-s, charge 13,
     score 1.5 (= 0.6 / 0.4).
+
+    ``admit._warm_value`` repeats this arithmetic for cold 0 on the planner's hot path: change
+    both together (``tests/unit/core/test_admit.py`` compares them bit for bit).
     """
     saved = lead - cold
     if saved > e:

@@ -2,7 +2,8 @@
 
 Each of ``new_start_job``, ``new_bucket``, ``new_cancel``, ``new_plan`` and ``new_proposal``
 builds an object equal, field by field, to the one its class builds from the same values (and
-hashing alike); ``builder`` refuses a class with a ``__post_init__`` or without slots.
+hashing alike); ``builder`` (the live state's too: ``live.build`` re-exports it) refuses a
+class with a ``__post_init__`` or without slots unless told the caller does its work.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def test_a_class_with_post_init_or_without_slots_is_refused() -> None:
         builder(Checked)
     with pytest.raises(TypeError, match="slotted"):
         builder(Plain)
+    assert builder(Checked, post_init_done_by_caller=True)(-1).x == -1  # the caller's job
 
 
 @given(votes=st.dictionaries(st.tuples(_text, _text, _text), st.just(("s", 0.5, 1, 2.0, "w", 4.0))))

@@ -9,10 +9,9 @@ with a ``__post_init__`` is refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -155,26 +154,6 @@ def test_plan_inputs(now: float, warm_idle: int | None) -> None:
     built = builder(PlanInput)(*values)
     _same_fields(built, PlanInput(*values))  # type: ignore[arg-type]
     assert built.votes is votes and built.lookup is lookup and built.roster is roster
-
-
-def test_a_class_with_post_init_or_without_slots_is_refused() -> None:
-    @dataclass(frozen=True, slots=True)
-    class Checked:
-        x: int
-
-        def __post_init__(self) -> None:
-            if self.x < 0:
-                raise ValueError(self.x)
-
-    @dataclass(frozen=True)
-    class Plain:
-        x: int
-
-    with pytest.raises(TypeError, match="__post_init__"):
-        builder(Checked)
-    with pytest.raises(TypeError, match="slotted"):
-        builder(Plain)
-    assert builder(Checked, post_init_done_by_caller=True)(-1).x == -1  # the caller's job
 
 
 @given(values=st.tuples(_text, _text, _text, _text))
