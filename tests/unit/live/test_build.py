@@ -3,8 +3,8 @@
 Every record the live state builds through one (``TreeNode`` and ``KnownNode`` via
 ``tree.known_node``, ``SessionView``, ``DemandRequest``, ``RunningJob``, ``PlanInput``,
 ``Resolution``, ``Ended``, ``Scheduled``, ``StartedJob``, ``CancelledJob``) equals, field by
-field (``compare=False`` fields too), the one its class builds from the same values; a class
-with a ``__post_init__`` is refused.
+field (``compare=False`` fields too), the one its class builds from the same values. The
+builder's refusals are the core's (``tests/unit/core/test_build.py``).
 """
 
 from __future__ import annotations
