@@ -9,14 +9,16 @@ Replays ``benchmarks/sim_scale.py``'s synthetic trace (and its first half) under
 each run in a fresh process, streamed as sim_scale runs it (``open_trace``, no records). Every
 500 plans it samples the traced memory; at each new high (5 % above the last) it takes a
 snapshot, so the last one is the peak's make-up, printed as the top allocation sites (file and
-line) with what the engine held then: memories whose stored chunks it keeps for a later arrival
-(``Simulation.stored``), those chunks, the session traces it held (``held``).
+line) with what the engine held then: memories whose stored chunks it keeps in RAM for a later
+arrival (``Simulation.stored``, a ``ColdStore``), those chunks, the memories whose chunks wait in
+its spill file on disk, the session traces it held (``held``).
 
 Two layouts of the same sessions (``sim_scale.write_layout``): ``round-robin`` is the trace as
 synthesized (session i on memory i mod M, so every memory is visited again across the whole
 trace and the store of chunks kept for the next visit grows with the trace, as a database
-would), ``blocked`` puts each memory's viewers one after another, so a memory's chunks are
-dropped once its last viewer arrived: what is left there is the replay's own state.
+would: the engine keeps it on disk once the live state evicted the memory), ``blocked`` puts
+each memory's viewers one after another, so a memory's chunks are dropped once its last viewer
+arrived: what is left there is the replay's own state.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ class Sampled(Simulation):
             self.high, self.snapshot = current, tracemalloc.take_snapshot()
             self.at_high = {
                 "t_s": round(self.now, 1),
-                "stored_memories": len(self.stored),
-                "stored_chunks": sum(len(v) for v in self.stored.values()),
+                "stored_memories": self.stored.memories_in_ram,
+                "stored_chunks": self.stored.chunks_in_ram,
+                "spilled_memories": self.stored.memories_on_disk,
                 "held_sessions": len(self.held),
                 "open_sessions": self.sessions_open,
             }
@@ -136,13 +139,14 @@ def main(argv: list[str] | None = None) -> int:
 def _summary(runs: list[dict[str, Any]]) -> None:
     print("RSS includes tracemalloc's own (its snapshots); compare the traced peaks")
     print(f"{'layout':<12} {'policy':<10} {'trace':<5} {'traced peak':>11} {'RSS':>6} "
-          f"{'held':>5} {'stored memories/chunks at the high':>36}")  # fmt: skip
+          f"{'held':>5} {'stored in RAM memories/chunks, spilled, at the high':>52}")  # fmt: skip
     for r in runs:
         h = r["at_high"]
-        stored = f"{h.get('stored_memories', '-')}/{h.get('stored_chunks', '-')}"
+        stored = (f"{h.get('stored_memories', '-')}/{h.get('stored_chunks', '-')}, "
+                  f"{h.get('spilled_memories', '-')}")  # fmt: skip
         print(f"{r['layout']:<12} {r['policy']:<10} {r['trace']:<5} "
               f"{r['traced_peak_mib']:>8.1f} MiB {r['peak_rss_mib']:>6.1f} "
-              f"{r['peak_held_sessions']:>5} {stored:>36}")  # fmt: skip
+              f"{r['peak_held_sessions']:>5} {stored:>52}")  # fmt: skip
     for r in runs:
         if r["trace"] == "full":
             sites = ", ".join(f"{s['site']} {s['mib']} MiB" for s in r["top_sites"])

@@ -10,8 +10,10 @@ Usage::
 The summary ends with each policy's peak RSS, half trace -> full trace. ``--layout blocked``
 replays the same sessions with each memory's viewers one after another (``write_layout``): in
 the default layout every memory is visited again across the whole trace, so the chunks the
-simulated store keeps for the next visit grow with the trace (``benchmarks/sim_memory.py``
-measures that with tracemalloc); blocked, what grows is the replay's own state.
+simulated store keeps for the next visit grow with the trace: on disk, in the engine's spill
+file, once the live state has evicted the memory (``orchestrator.sim.cold_store``;
+``benchmarks/sim_memory.py`` shows what stays in RAM with tracemalloc); blocked, a memory's
+chunks are dropped after its last arrival.
 
 The trace is synthetic (``rewind traces synth`` knobs), shaped like the real trace the issue
 replayed: mostly forward, ~19 steps per session, Poisson arrivals at a rate that keeps about 20
@@ -109,7 +111,8 @@ LAYOUTS = ("round-robin", "blocked")
 def write_layout(path: Path, sessions: int, layout: str = "round-robin") -> None:
     """The benchmark's trace of ``sessions`` sessions. ``round-robin``: as synthesized (session
     i on memory i mod M: every memory is visited again across the whole trace, so the chunks
-    kept for its next visit, ``Simulation.stored``, grow with the trace, as a database would);
+    kept for its next visit, ``Simulation.stored``, grow with the trace, as a database would;
+    the engine spills them to disk once the live state evicted the memory);
     ``blocked``: the same sessions, each memory's viewers one after another (memory i div 3), so
     a memory's chunks are dropped after its last arrival and what grows is the replay's own."""
     if layout == "round-robin":

@@ -25,9 +25,10 @@ viewers (``orchestrator.sim.trace``). What the shell adds:
 What the run keeps: the metrics' ``Tally`` (``orchestrator.sim.records``), streamed as it goes
 (a few bytes per request and job), and, unless ``records=False``, a ``RequestRecord`` per request
 and a ``JobRecord`` per job. Besides the active sessions' state it also keeps, as the service's
-database does, the ready chunks of every memory a later session will arrive on (``stored``,
-~0.6 KB a chunk traced): bounded by the trace's memories, not its length, unless its memories are
-visited again across all of it (``benchmarks/sim_memory.py``).
+database does, the ready chunks of every memory a later session will arrive on (``stored``, a
+``ColdStore``): in RAM while the live state holds the memory, in a spill file on disk once it has
+evicted it (``orchestrator.sim.cold_store``), so a trace whose memories are visited again across
+all of it does not grow the replay's memory (``benchmarks/sim_memory.py``).
 
 Event order at equal times: job completions, arrivals and requests, wake-ups; then insertion
 order. ``SimulationError``: a demand never started, or (``strict``) a plan the live state could
@@ -47,7 +48,8 @@ from orchestrator.core.frontier import expected_gpu_s
 from orchestrator.core.plan import plan
 from orchestrator.core.poses import ACTION_NAMES, action_to_pose
 from orchestrator.core.types import BucketState, Budget
-from orchestrator.live import KnownNode, LiveState, Producer, SinglePolicy
+from orchestrator.live import LiveState, Producer, SinglePolicy
+from orchestrator.sim.cold_store import ColdStore
 from orchestrator.sim.pool import GpuPool, chunk_id
 from orchestrator.sim.records import (
     JobRecord,
@@ -132,7 +134,9 @@ class Simulation:
         self.sessions_open = self.peak_sessions = 0
         self.billed_end = float("-inf")  # the last chunk served or job ended
         self.steps: dict[str, int] = {}  # live session id -> next step index
-        self.stored: dict[str, list[tuple[KnownNode, Producer | None]]] = {}  # memory -> ready
+        # The ready chunks of memories a later session will load; on disk once evicted.
+        self.stored = ColdStore()
+        self._quiet: set[str] = set()  # memories nobody watches now, to spill once evicted
         self.arrivals_left: dict[str, int] = {}
         self.held: dict[str, SessionTrace] = {}  # session id -> trace, arrival pushed to end
         self.peak_held = 0
@@ -208,7 +212,10 @@ class Simulation:
                     else:
                         self._arrive(traces[ref[2:]])
                         self._next_arrival()
+            plans = self.plans
             self._plan()
+            if self._quiet and self.plans != plans:  # only a plan's prepare evicts
+                self._spill_evicted()
             if self.sessions_open > self.peak_sessions:
                 self.peak_sessions = self.sessions_open
         if self.live.demands():  # with no event left, a waiting demand would wait forever
@@ -216,6 +223,7 @@ class Simulation:
         # The bill ends with the last chunk served or job ended, not with the last idle wake-up.
         billed_end = self.billed_end if self.billed_end > float("-inf") else self.now
         idle_gpu_s = self.pool.close(billed_end)
+        self.stored.close()
         return SimResult(
             policy=self.policy.name, requests=tuple(self.requests), jobs=tuple(self.jobs),
             viewing_s=self.viewing_s, end_s=self.now, plans=self.plans,
@@ -233,9 +241,10 @@ class Simulation:
         if self.foresee is not None:
             self.foresee(trace.session_id, [step.action for step in trace.steps])
         if not self.live.has_memory(memory):
-            self.live.load_memory(memory, self.stored.get(memory, ()))
+            self.live.load_memory(memory, self.stored.take(memory))
         if self.arrivals_left[memory] == 0:
-            self.stored.pop(memory, None)  # nobody else will load it: keep memory flat
+            self.stored.drop(memory)  # nobody else will load it: keep memory flat
+            self._quiet.discard(memory)
         root = chunk_id(memory, None, self.root_pose)
         self.live.open_session(trace.session_id, memory, root, policy=self.policy.name,
                                arm=self.policy.name, now=self.now)  # fmt: skip
@@ -308,10 +317,20 @@ class Simulation:
             self.sessions_open -= 1
             memory = trace.memory
             self.open[memory] -= 1
-            if self.open[memory] == 0 and self.arrivals_left[memory] == 0:
-                del self.open[memory]  # nobody will ask for its chunks again
-                self.made.pop(memory, None)
-                self.attempts.pop(memory, None)
+            if self.open[memory] == 0:
+                if self.arrivals_left[memory] == 0:
+                    del self.open[memory]  # nobody will ask for its chunks again
+                    self.made.pop(memory, None)
+                    self.attempts.pop(memory, None)
+                else:
+                    self._quiet.add(memory)  # spilled once the live state evicts it
+
+    def _spill_evicted(self) -> None:
+        """Write to disk the stored chunks of quiet memories the live state has evicted (as the
+        service's database keeps them): the replay holds the memories in use, not all."""
+        for memory in [m for m in self._quiet if not self.live.has_memory(m)]:
+            self._quiet.discard(memory)
+            self.stored.spill(memory)
 
     # ---- the simulated pool ------------------------------------------------------------------
 
@@ -331,7 +350,7 @@ class Simulation:
             if node is not None:
                 made = Producer(job.job_id, job.initial_kind, job.depth, job.probability,
                                 job.used)  # fmt: skip
-                self.stored.setdefault(job.memory_id, []).append((node, made))
+                self.stored.add(job.memory_id, node, made)
         if ended.requests:
             self.last_active = self.now  # answered: their sessions are active now
         for request_id in ended.requests:

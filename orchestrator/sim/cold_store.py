@@ -1,0 +1,116 @@
+"""The simulated service's chunk store: what the service's database holds between two visits.
+
+The service keeps every ready chunk in PostgreSQL and loads a memory's known chunks when a
+session opens on it (``LiveState.load_memory``). The simulator replays that with this store: each
+ready chunk of a memory a later session will arrive on is added as it completes; the memory's
+entries are handed to the live state at the next arrival (``take``). In RAM that store grows with
+the trace wherever memories are visited again across all of it (a trace that puts viewer i on
+memory i mod M), which is what a database is for: once the live state has evicted a memory, its
+entries are written to a spill file on disk (``spill``) and read back at the next arrival, so the
+replay's memory is bounded by the memories in use, not by the chunks made so far.
+
+Exactness: an entry is ``(KnownNode, Producer | None)``; the live state keeps the loaded
+objects and mutates a ``Producer`` (``used``, ``charged_gpu_s``) while the memory is loaded, so a
+memory is spilled only after the live state has let go of it (the engine checks
+``LiveState.has_memory``), and pickle restores every field bit for bit: the replay is the same
+with and without spilling (``tests/unit/sim/test_cold_store.py``).
+
+The spill file is an anonymous temporary file (``tempfile.TemporaryFile``: removed by the OS when
+closed, or when the process ends), appended to; a memory spilled again is written anew (its
+earlier record becomes dead space: the file grows with the spills, ~0.2 KB a chunk).
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from typing import IO
+
+from orchestrator.live import KnownNode, Producer
+
+Entry = tuple[KnownNode, Producer | None]
+"""A ready chunk of the memory's tree and the job that made it (``LiveState.load_memory``)."""
+
+
+class ColdStore:
+    """Ready chunks by memory, in RAM while the memory may be loaded, on disk once it is not.
+
+    Entries keep their insertion order (parents first, as ``load_memory`` needs them): a memory's
+    chunks complete after their parents.
+    """
+
+    def __init__(self) -> None:
+        self._hot: dict[str, list[Entry]] = {}
+        self._spilled: dict[str, tuple[int, int]] = {}  # memory -> (offset, length) in _file
+        self._file: IO[bytes] | None = None
+        self._end = 0
+        self.spills = 0  # memories written to disk so far (a memory may be written again)
+        self.spilled_bytes = 0  # bytes written to the spill file so far
+
+    def add(self, memory_id: str, node: KnownNode, producer: Producer | None) -> None:
+        """A ready chunk of ``memory_id`` (loaded in the live state, so never spilled now)."""
+        hot = self._hot.get(memory_id)
+        if hot is None:
+            hot = self._hot[memory_id] = self._read(memory_id)
+        hot.append((node, producer))
+
+    def take(self, memory_id: str) -> list[Entry]:
+        """The memory's entries, read back from disk if spilled; they stay held in RAM from here
+        (the live state will hold these very objects) until ``spill`` or ``drop``."""
+        hot = self._hot.get(memory_id)
+        if hot is None:
+            hot = self._hot[memory_id] = self._read(memory_id)
+        return hot
+
+    def spill(self, memory_id: str) -> None:
+        """Write the memory's entries to disk and let go of them. Only for a memory the live
+        state no longer holds (module doc); nothing to do for one with no entries in RAM."""
+        hot = self._hot.pop(memory_id, None)
+        if not hot:
+            return
+        blob = pickle.dumps(hot, protocol=pickle.HIGHEST_PROTOCOL)
+        if self._file is None:
+            # Held open across calls and closed by ``close`` (a context manager cannot span them).
+            self._file = tempfile.TemporaryFile(prefix="rewind-sim-store-")  # noqa: SIM115
+        self._file.seek(self._end)
+        self._file.write(blob)
+        self._spilled[memory_id] = (self._end, len(blob))
+        self._end += len(blob)
+        self.spills += 1
+        self.spilled_bytes += len(blob)
+
+    def drop(self, memory_id: str) -> None:
+        """Forget the memory (nobody will load it again); its bytes on disk become dead space."""
+        self._hot.pop(memory_id, None)
+        self._spilled.pop(memory_id, None)
+
+    def close(self) -> None:
+        """Remove the spill file (entries in RAM stay usable; spilled ones are gone)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._spilled.clear()
+
+    @property
+    def memories_in_ram(self) -> int:
+        """Memories whose entries are held in RAM."""
+        return len(self._hot)
+
+    @property
+    def chunks_in_ram(self) -> int:
+        """Entries held in RAM, all memories together."""
+        return sum(len(v) for v in self._hot.values())
+
+    @property
+    def memories_on_disk(self) -> int:
+        """Memories whose entries are only on disk."""
+        return len(self._spilled)
+
+    def _read(self, memory_id: str) -> list[Entry]:
+        where = self._spilled.pop(memory_id, None)
+        if where is None or self._file is None:
+            return []
+        offset, length = where
+        self._file.seek(offset)
+        entries: list[Entry] = pickle.loads(self._file.read(length))
+        return entries
