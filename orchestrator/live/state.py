@@ -15,6 +15,10 @@ method takes ``now`` (seconds on the caller's clock) and returns plain values
 - ``job_ended(...) -> Ended``: take a job's outcome back; ``open_session`` / ``close_session``
   take session events. Ended sessions and cold memories are evicted by ``prepare``.
 
+``LiveState`` holds the fields, the memories and sessions and the introspection; it inherits
+request resolution from ``requests``, job outcomes from ``outcomes`` and planning from
+``planning`` (over the change record of ``changes``).
+
 Invariants (property-tested in ``tests/unit/live``): a chunk key has at most one node per memory;
 a node is ``running`` iff a job generates it and ``pending`` iff a demand waits for it; no job
 or demand for a ready chunk; running jobs never exceed the pool once the shell has carried out a
@@ -27,49 +31,31 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
-from orchestrator.core.budget import refill, refund
-from orchestrator.core.gpu_time import GpuTimeEstimate, expected_times, observe
+from orchestrator.core.gpu_time import GpuTimeEstimate
 from orchestrator.core.roster import Roster
 from orchestrator.core.tree import Key
 from orchestrator.core.types import (
-    ActionObserved,
     BucketState,
     Budget,
     DemandRequest,
-    JobKind,
     NodeState,
     SessionView,
     Timing,
 )
 from orchestrator.live.build import builder
 from orchestrator.live.changes import LiveSession, _Memory
+from orchestrator.live.outcomes import Outcomes
 from orchestrator.live.planning import Planner
 from orchestrator.live.proposals import ProposalCache, Proposer
-from orchestrator.live.records import (
-    Claim,
-    Ended,
-    LiveJob,
-    ParentNotReady,
-    Producer,
-    Resolution,
-    UnknownMemory,
-)
-from orchestrator.live.tree import KnownNode, KnownTree, LiveLookup, known_node
+from orchestrator.live.records import LiveJob, Producer, UnknownMemory
+from orchestrator.live.tree import KnownNode, KnownTree, LiveLookup
 from orchestrator.live.upkeep import allow_all
-from orchestrator.live.viewers import (
-    ThinkStats,
-    gone_after_s,
-    think_estimate,
-    think_observation,
-)
+from orchestrator.live.viewers import ThinkStats, gone_after_s, think_estimate
 
 _session_view = builder(SessionView)  # per request and answer (``_set_viewer``)
-_demand_request = builder(DemandRequest)  # per miss
-_resolution = builder(Resolution)  # per request
-_ended = builder(Ended)  # per job end
 
 
-class LiveState(Planner):
+class LiveState(Outcomes, Planner):
     """The orchestrator's in-memory state machine (see the module docstring).
 
     Args:
@@ -245,68 +231,6 @@ class LiveState(Planner):
         self._retime()
         self.host_epoch += 1
 
-    # ---- requests ----------------------------------------------------------------------------
-
-    def request(
-        self,
-        memory_id: str,
-        parent_id: str | None,
-        pose: str,
-        action: str | None,
-        *,
-        request_id: str,
-        session_id: str | None,
-        now: float,
-        record_history: bool = True,
-    ) -> Resolution:
-        """Resolve a request for chunk key (memory, parent, pose) and move the session there.
-
-        ready -> hit; running -> in-flight hit (the job becomes demand); pending -> miss joining
-        the queued demand; absent / failed -> miss, a new demand (``claim`` says what to write).
-        Unless a hit, the request waits: a later ``job_ended`` names ``request_id``.
-
-        Raises:
-            UnknownMemory: the memory is not loaded.
-            ParentNotReady: ``parent_id`` is not a ready chunk of the memory.
-        """
-        self._dirty = True
-        mem = self._memory(memory_id)
-        parent = mem.tree.get(parent_id)
-        if parent_id is not None and (parent is None or parent.state != "ready"):
-            raise ParentNotReady(f"chunk {parent_id} is not a ready chunk of {memory_id}")
-        node = mem.tree.by_key((memory_id, parent_id, pose))
-        session = self._sessions.get(session_id) if session_id is not None else None
-        # The Resolution names the session's policy and arm as they are before the move (the
-        # move keeps both): built once with them instead of built and replaced.
-        policy, arm = (session.view.policy, session.arm) if session is not None else (None, None)
-        if node is not None and node.state == "ready":
-            res = self._hit(mem, node, now, policy, arm)
-        elif node is not None and node.state == "running":
-            res = self._inflight(node, now, policy, arm)
-        else:
-            res = self._miss(mem, node, parent, pose, action, session_id, now, policy, arm)
-        if session is not None:
-            self._observe_think(session, now)
-        if res.outcome != "hit":
-            self._waiting.setdefault(res.chunk_id, []).append((request_id, session_id))
-            if session is not None:
-                session.waiting += 1
-        if session is not None:
-            history = self._move(session, mem, action if record_history else None)
-            self._set_viewer(session, served=res.outcome == "hit", at=now,
-                             cursor=res.chunk_id, history=history)  # fmt: skip
-        return res
-
-    def _observe_think(self, s: LiveSession, now: float) -> None:
-        """One think-time observation when a watching viewer asks for the next chunk."""
-        if not s.watching or s.waiting:
-            return
-        think = think_observation(now - s.view.watch_started_at, self.timing.chunk_duration_s,
-                                  self.budget.idle_timeout_s)  # fmt: skip
-        if think is not None:
-            s.think.add(think)
-            self.think_all.add(think)
-
     def _set_viewer(
         self, s: LiveSession, *, served: bool, at: float | None = None,
         cursor: str | None = None, history: tuple[str, ...] | None = None,
@@ -332,184 +256,6 @@ class LiveState(Planner):
             gone if s.waiting == 0 else None,
         )  # fmt: skip
         self._touched.add(v.session_id)
-
-    def _refund(self, gpu_s: float, now: float) -> None:
-        """Give a speculation's charge back to the bucket: its chunk was wanted (not waste)."""
-        if gpu_s > 0.0:
-            self.bucket = refund(refill(self.bucket, self.budget, now), self.budget, gpu_s)
-            self._pending_refund += gpu_s
-            self._dirty = True
-
-    def _hit(
-        self, mem: _Memory, node: KnownNode, now: float, policy: str | None, arm: str | None
-    ) -> Resolution:
-        made = mem.producers.get(node.chunk_id)
-        spec = made is not None and made.initial_kind == "speculative"
-        first_use = spec and made is not None and not made.used
-        if made is not None and spec:
-            made.used = True
-            self._refund(made.charged_gpu_s, now)  # a correct guess is not waste
-            made.charged_gpu_s = 0.0
-        return _resolution(
-            "hit", node.chunk_id, node.depth, made.job_id if made else None,
-            made.depth if spec and made else None, made.probability if spec and made else None,
-            "none", False, first_use, policy, arm,
-        )  # fmt: skip
-
-    def _inflight(
-        self, node: KnownNode, now: float, policy: str | None, arm: str | None
-    ) -> Resolution:
-        job = self._running[node.chunk_id]
-        promote = job.kind == "speculative"
-        job.kind = "demand"  # the planner must never cancel it now
-        self._refund(job.charged_gpu_s, now)  # a correct guess is not waste
-        job.charged_gpu_s = 0.0
-        job.core = None  # its core view changed
-        self._job_changes[job.job_id] = job
-        spec = job.initial_kind == "speculative"
-        return _resolution(
-            "inflight", node.chunk_id, node.depth, job.job_id,
-            job.depth if spec else None, job.probability if spec else None,
-            "none", promote, promote, policy, arm,
-        )  # fmt: skip
-
-    def _miss(
-        self,
-        mem: _Memory,
-        node: KnownNode | None,
-        parent: KnownNode | None,
-        pose: str,
-        action: str | None,
-        session_id: str | None,
-        now: float,
-        policy: str | None,
-        arm: str | None,
-    ) -> Resolution:
-        claim: Claim = "none"
-        if node is None or node.state == "failed":
-            claim = "reclaim" if node is not None else "insert"
-            key = (mem.tree.memory_id, parent.chunk_id if parent else None, pose)
-            chunk_id = node.chunk_id if node is not None else self.new_chunk_id(key)
-            depth = parent.depth + 1 if parent is not None else 0
-            node = mem.tree.put(known_node(chunk_id, key[0], key[1], pose, action, "pending",
-                                           depth))  # fmt: skip
-        if node.chunk_id not in self._demands:
-            self._put_demand(self._demand(node, session_id, now), node.chunk_id)
-        return _resolution(
-            "miss", node.chunk_id, node.depth, None, None, None, claim, False, False, policy, arm
-        )
-
-    def _move(self, s: LiveSession, mem: _Memory, action: str | None) -> tuple[str, ...]:
-        """Feed the policies the session's ``action`` (None: not recorded); its new history."""
-        history = s.view.history
-        if action is not None:
-            self.proposer.observe(ActionObserved(s.view.session_id, mem.tree.memory_id, history,
-                                                 action))  # fmt: skip
-            history = (*history, action)
-            self._bump(mem)
-        return history
-
-    def resume(self, memory_id: str, chunk_id: str, session_id: str | None, now: float) -> bool:
-        """Queue a demand for a pending chunk a previous process accepted (start-up recovery).
-
-        Returns False (and changes nothing) unless the chunk is known and pending.
-        """
-        self._dirty = True
-        node = self.node(memory_id, chunk_id)
-        if node is None or node.state != "pending":
-            return False
-        if chunk_id not in self._demands:
-            self._put_demand(self._demand(node, session_id, now), chunk_id)
-        return True
-
-    def _demand(self, node: KnownNode, session_id: str | None, now: float) -> DemandRequest:
-        # The core serves demands FIFO by (requested_at, request_id): numbering them keeps ties
-        # in arrival order, whatever ids the shell's chunks have (UUIDs, hashes).
-        self._demand_seq += 1
-        return _demand_request(
-            f"{self._demand_seq:012d}/{node.chunk_id}", node.memory_id, node.parent_id,
-            node.pose, node.action, session_id, now,
-        )  # fmt: skip
-
-    # ---- outcomes ----------------------------------------------------------------------------
-
-    def job_ended(
-        self, job_id: str, chunk_id: str, memory_id: str, *, ok: bool, now: float,
-        gpu_s: float | None = None, made_by: str | None = None,
-        profile_key: str | None = None, cold_start: bool = False, load_s: float = 0.0,
-    ) -> Ended:  # fmt: skip
-        """A job finished (``ok``: its chunk is stored and ready) or failed / was stopped.
-
-        A report for a job the state no longer runs (cancelled by a plan) still makes a stored
-        chunk ready: its files and row exist. ``gpu_s`` (GPU-seconds it took, the load included
-        on a cold start) feeds the learned G of ``profile_key`` (default: the active profile);
-        ``cold_start`` and ``load_s`` (``GenerationResult.cold_start``, ``timings["load"]``)
-        let the cold start be learned apart (``core.gpu_time.observe``). ``made_by`` is the
-        attempt that produced the chunk when the shell retried under new ids (default
-        ``job_id``).
-        """
-        self._dirty = True
-        made_by = made_by or job_id
-        job = self._running.get(chunk_id)
-        current = job is not None and job.job_id == job_id
-        mem = self._memories.get(memory_id)
-        node = mem.tree.get(chunk_id) if mem is not None else None
-        kind: JobKind = job.kind if job is not None and current else "speculative"
-        if ok and gpu_s is not None:
-            self._learn(gpu_s, profile_key or self.profile_key, cold_start, load_s)
-        if mem is None or node is None or (not current and (not ok or node.state == "ready")):
-            return _ended(chunk_id, memory_id, "unchanged", (), kind)
-        if job is not None and current:
-            self._release(job, "ready" if ok else "failed", now)
-            if ok:
-                used = job.initial_kind == "speculative" and job.kind == "demand"
-                mem.producers[chunk_id] = Producer(made_by, job.initial_kind, job.depth,
-                                                   job.probability, used,
-                                                   job.charged_gpu_s)  # fmt: skip
-        elif ok:  # a cancelled job that stored its chunk anyway
-            if chunk_id in self._running:
-                return _ended(chunk_id, memory_id, "unchanged", (), kind)
-            self._take_demand(chunk_id)
-            mem.tree.set_state(chunk_id, "ready", now)
-            mem.producers[chunk_id] = Producer(made_by, "speculative", None, None, False)
-        return _ended(chunk_id, memory_id, "ready" if ok else "failed",
-                     self._answer(chunk_id, now), kind)  # fmt: skip
-
-    def _release(self, job: LiveJob, state: str, now: float) -> None:
-        del self._running[job.chunk_id]
-        self._job_chunk.pop(job.job_id, None)
-        self._job_changes[job.job_id] = None
-        self._cold.add(job.memory_id)  # perhaps its memory's last job
-        tree = self._memories[job.memory_id].tree
-        tree.set_state(job.chunk_id, "ready" if state == "ready" else "failed", now)
-
-    def _answer(self, chunk_id: str, now: float) -> tuple[str, ...]:
-        answered: list[str] = []
-        for request_id, session_id in self._waiting.pop(chunk_id, []):
-            answered.append(request_id)
-            s = self._sessions.get(session_id) if session_id is not None else None
-            if s is not None:
-                s.waiting -= 1
-                # Watching starts now; so does activity (a long wait must not make them idle).
-                self._set_viewer(s, served=s.waiting == 0, at=now)
-        return tuple(answered)
-
-    def _learn(self, gpu_s: float, profile_key: str, cold_start: bool, load_s: float) -> None:
-        if not self.learn_gpu_time:
-            return
-        est = self.gpu_times.get(profile_key) or GpuTimeEstimate(profile_key)
-        self.gpu_times[profile_key] = observe(est, gpu_s, cold_start=cold_start, load_s=load_s)
-        self._retime()
-
-    def _retime(self) -> None:
-        """``timing`` = the priors with the active profile's learned G and cold start."""
-        if not self.learn_gpu_time:
-            return
-        prior = self.prior_timing
-        g, cold = expected_times(self.gpu_times.get(self.profile_key),
-                                 prior_gpu_s=prior.gpu_s_per_chunk,
-                                 prior_cold_s=prior.cold_start_s)  # fmt: skip
-        self.timing = replace(prior, gpu_s_per_chunk=g, cold_start_s=cold)
 
     # ---- proposals ahead of a plan -----------------------------------------------------------
 
