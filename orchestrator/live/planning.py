@@ -1,8 +1,9 @@
 """The planning half of the live state: build the core's input from the neighbourhoods that
 can change a plan, and apply the core's decision (``LiveState`` inherits it; see ``state``).
 
-Split from ``state`` to keep each module about one thing: ``state`` resolves requests and takes
-outcomes back, this module turns the state into a ``PlanInput`` and a ``Plan`` back into jobs.
+Split from ``state`` to keep each module about one thing: ``requests`` resolves requests,
+``outcomes`` takes job outcomes back, this module turns the state into a ``PlanInput`` and a
+``Plan`` back into jobs.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Planner(Changes):
     _sessions_t: tuple[SessionView, ...] = ()
 
     def _release(self, job: LiveJob, state: str, now: float) -> None:
-        raise NotImplementedError  # LiveState's
+        raise NotImplementedError  # ``outcomes.Outcomes._release``, via LiveState
 
     def needs_plan(self, now: float) -> bool:
         """Whether a plan now could decide anything the last one did not.
