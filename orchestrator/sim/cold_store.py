@@ -3,7 +3,8 @@
 The service keeps every ready chunk in PostgreSQL and loads a memory's known chunks when a
 session opens on it (``LiveState.load_memory``). The simulator replays that with this store: each
 ready chunk of a memory a later session will arrive on is added as it completes; the memory's
-entries are handed to the live state at the next arrival (``take``). In RAM that store grows with
+entries are handed to the live state at the next arrival (``take``), with the engine's side
+books of that memory (``Side``) that were spilled with them. In RAM that store grows with
 the trace wherever memories are visited again across all of it (a trace that puts viewer i on
 memory i mod M), which is what a database is for: once the live state has evicted a memory, its
 entries are written to a spill file on disk (``spill``) and read back at the next arrival, so the
@@ -30,6 +31,10 @@ from orchestrator.live import KnownNode, Producer
 
 Entry = tuple[KnownNode, Producer | None]
 """A ready chunk of the memory's tree and the job that made it (``LiveState.load_memory``)."""
+Side = tuple[dict[str, float] | None, dict[str, int] | None]
+"""The engine's own per-memory books that outlive a visit, spilled with the memory's chunks:
+chunk id -> when the job that completed it started (the metrics' lead), and chunk id ->
+generations started until it is ready (the pool's per-attempt draws)."""
 
 
 class ColdStore:
@@ -42,6 +47,7 @@ class ColdStore:
     def __init__(self) -> None:
         self._hot: dict[str, list[Entry]] = {}
         self._spilled: dict[str, tuple[int, int]] = {}  # memory -> (offset, length) in _file
+        self._side: dict[str, Side] = {}  # read back by ``take``, until ``side`` takes it
         self._file: IO[bytes] | None = None
         self._end = 0
         self.spills = 0  # memories written to disk so far (a memory may be written again)
@@ -62,13 +68,18 @@ class ColdStore:
             hot = self._hot[memory_id] = self._read(memory_id)
         return hot
 
-    def spill(self, memory_id: str) -> None:
-        """Write the memory's entries to disk and let go of them. Only for a memory the live
-        state no longer holds (module doc); nothing to do for one with no entries in RAM."""
-        hot = self._hot.pop(memory_id, None)
-        if not hot:
+    def side(self, memory_id: str) -> Side:
+        """The side books spilled with the memory, once ``take`` has read it back (then
+        forgotten here); (None, None) when there were none."""
+        return self._side.pop(memory_id, (None, None))
+
+    def spill(self, memory_id: str, side: Side = (None, None)) -> None:
+        """Write the memory's entries and ``side`` to disk and let go of them. Only for a memory
+        the live state no longer holds (module doc); nothing to do when both are empty."""
+        hot = self._hot.pop(memory_id, None) or []
+        if not hot and not any(side):
             return
-        blob = pickle.dumps(hot, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps((hot, side), protocol=pickle.HIGHEST_PROTOCOL)
         if self._file is None:
             # Held open across calls and closed by ``close`` (a context manager cannot span them).
             self._file = tempfile.TemporaryFile(prefix="rewind-sim-store-")  # noqa: SIM115
@@ -83,6 +94,7 @@ class ColdStore:
         """Forget the memory (nobody will load it again); its bytes on disk become dead space."""
         self._hot.pop(memory_id, None)
         self._spilled.pop(memory_id, None)
+        self._side.pop(memory_id, None)
 
     def close(self) -> None:
         """Remove the spill file (entries in RAM stay usable; spilled ones are gone)."""
@@ -112,5 +124,6 @@ class ColdStore:
             return []
         offset, length = where
         self._file.seek(offset)
-        entries: list[Entry] = pickle.loads(self._file.read(length))
+        entries: list[Entry]
+        entries, self._side[memory_id] = pickle.loads(self._file.read(length))
         return entries

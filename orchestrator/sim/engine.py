@@ -242,6 +242,11 @@ class Simulation:
             self.foresee(trace.session_id, [step.action for step in trace.steps])
         if not self.live.has_memory(memory):
             self.live.load_memory(memory, self.stored.take(memory))
+            made, tried = self.stored.side(memory)  # spilled with its chunks: back in RAM
+            if made is not None:
+                self.made[memory] = made
+            if tried is not None:
+                self.attempts[memory] = tried
         if self.arrivals_left[memory] == 0:
             self.stored.drop(memory)  # nobody else will load it: keep memory flat
             self._quiet.discard(memory)
@@ -330,7 +335,10 @@ class Simulation:
         service's database keeps them): the replay holds the memories in use, not all."""
         for memory in [m for m in self._quiet if not self.live.has_memory(m)]:
             self._quiet.discard(memory)
-            self.stored.spill(memory)
+            # Nothing reads a memory's books while the live state does not hold it: no job
+            # runs for it, nobody watches it (``LiveState`` evicts only such a memory).
+            side = (self.made.pop(memory, None), self.attempts.pop(memory, None))
+            self.stored.spill(memory, side)
 
     # ---- the simulated pool ------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.live import KnownNode, Producer
 from orchestrator.sim.cold_store import ColdStore
 from orchestrator.sim.engine import Simulation
+from orchestrator.sim.metrics import summarize
 from orchestrator.sim.regime import load_regime
 from orchestrator.sim.run import build_policy
 from orchestrator.sim.synth import SynthKnobs, synthesize
@@ -60,6 +61,16 @@ def test_a_producer_changed_while_loaded_is_spilled_as_changed() -> None:
     again = store.take("m1")
     assert [n.chunk_id for n, _ in again] == ["c1", "c2"]
     assert again[0][1] == Producer("j1", "speculative", 1, 0.1 + 1 / 7, True, 0.0)
+    store.close()
+
+
+def test_the_engine_books_go_to_disk_and_back_with_the_chunks() -> None:
+    store = ColdStore()
+    store.spill("m1", ({"c1": 4.25}, {"c9": 2}))  # books alone (no chunk ready) are kept too
+    assert store.memories_on_disk == 1 and store.side("m1") == (None, None)
+    assert store.take("m1") == []
+    assert store.side("m1") == ({"c1": 4.25}, {"c9": 2})
+    assert store.side("m1") == (None, None)  # handed over once
     store.close()
 
 
@@ -114,5 +125,6 @@ def test_spilling_evicted_memories_changes_nothing_in_the_replay(policy: str) ->
     assert sim.peak_in_ram < len(memories) / 2
     assert [astuple(r) for r in result.requests] == [astuple(r) for r in reference.requests]
     assert [astuple(j) for j in result.jobs] == [astuple(j) for j in reference.jobs]
+    assert summarize(result, regime) == summarize(reference, regime)  # the leads included
     hits = sum(r.outcome == "hit" for r in result.requests if r.step >= 0)
     assert hits > 0  # later visitors are served from chunks that went through the disk
