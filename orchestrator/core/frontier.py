@@ -23,8 +23,8 @@ bit-identical to the one ``interests`` + ``candidates`` give. This is the planne
 the input carries no usable vote index; with ``PlanInput.votes`` the planner calls neither:
 ``votes.VoteIndex`` keeps ``collect_votes``' result per session as the shell updates it (the
 same rules, ``votes.session_votes``), and its ``best_first`` yields ``ranked``'s candidates in
-the same order while valuing only the groups of equal-valued keys it has to (``votes`` module
-doc).
+the same order while valuing only the groups of equal-valued keys it has to (``vote_walk``
+module doc).
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ class Candidate(NamedTuple):
         need_time: when the chunk is expected to be requested (seconds, >= now).
         expected_gpu_s: E, GPU-seconds one generation is expected to cost.
         benefit_s: expected seconds of wait saved by starting now rather than at the next
-            decision point (module doc, step 2).
+            decision point (``valuation`` module doc, step 2).
         score: benefit_s / waste_gpu_s (seconds saved per expected wasted GPU-second).
-        waste_gpu_s: expected GPU-seconds wasted (module doc, step 3).
+        waste_gpu_s: expected GPU-seconds wasted (``valuation`` module doc, step 3).
         charge_gpu_s: GPU-seconds the bucket is charged at the start (step 5).
         step_s: the attributed step S = chunk duration + think time (seconds).
     """

@@ -24,7 +24,7 @@ d. Demands, FIFO by (requested_at, request_id). Requests for one chunk key share
    chunk). Each demand takes a free slot, else preempts the least valuable running speculative
    job (CancelJob "preempted"), else waits with every later demand. Demands cost no tokens.
 e. Speculation: candidates (``frontier.ranked``) best score first (seconds of wait saved per
-   expected wasted GPU-second, ``frontier`` module doc); admit while a slot is free,
+   expected wasted GPU-second, ``valuation`` module doc); admit while a slot is free,
    speculative jobs < ``speculative_slot_cap``, the attributed session holds fewer than
    ``per_session_inflight`` speculative jobs (a full session is skipped, not the rest), and the
    bucket pays the candidate's ``charge_gpu_s`` (a candidate it cannot pay is skipped: charges
@@ -91,7 +91,7 @@ subtree by identity with what they were last voted on, and only for those that m
 ``VoteIndex.update`` (which resolves again when the signature differs, ~10-50
 us with 10 proposals) and ``Roster.set_session``; jobs enter and leave the roster as they start,
 are promoted and end. The index re-combines each changed key at the plan's first read of it and
-orders keys only when a walk needs the order (``votes`` module doc). ``benchmarks/core.py``
+orders keys only when a walk needs the order (``vote_runs`` module doc). ``benchmarks/core.py``
 times the upkeep beside ``plan()``. What is left at 10^4 sessions is proportional to the jobs,
 not the sessions: one reachability check per speculative job (step b: two dict reads when a
 session watches the job's chunk or parent), the P of each preemptible job when a demand needs a

@@ -74,7 +74,7 @@ class LazyWalk(KeyRuns):
 
         ``dropped``: runs the caller has no more use for (it may add to it between two keys):
         their keys not yet yielded are skipped. The planner drops a run whose keys it would
-        all refuse without effect (``plan._admit_indexed``), so a walk it cannot spend on costs
+        all refuse without effect (``admit.admit_indexed``), so a walk it cannot spend on costs
         one key per run, not one ``Candidate`` per key.
 
         ``admit.admit_indexed`` runs this same loop inline over ``parts()`` (a generator per

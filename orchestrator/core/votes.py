@@ -96,7 +96,8 @@ class VoteIndex(LazyWalk):
         )  # fmt: skip
 
     def safe(self, now: float, e: float) -> bool:
-        """True when the lazy walk's bounds are rigorous for this ``now`` and E (module doc)."""
+        """True when the lazy walk's bounds are rigorous for this ``now`` and E (the bounds:
+        ``vote_walk`` module doc; the floats they need: this one's)."""
         if self._pending:
             self._settle()
         if self._odd_p or not (e == 0.0 or _TINY <= e < math.inf) or not math.isfinite(now):
