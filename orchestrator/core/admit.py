@@ -20,10 +20,11 @@ from typing import NamedTuple
 
 from orchestrator.core.budget import cold_start_s
 from orchestrator.core.build import new_start_job
-from orchestrator.core.frontier import Value, value, warm_gpu_s
 from orchestrator.core.tree import Key
 from orchestrator.core.types import PlanInput, StartJob
-from orchestrator.core.votes import _MARGIN, VoteIndex, _Params
+from orchestrator.core.valuation import Value, value, warm_gpu_s
+from orchestrator.core.vote_runs import _MARGIN, _Params
+from orchestrator.core.votes import VoteIndex
 
 
 class Admitted(NamedTuple):

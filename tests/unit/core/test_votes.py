@@ -8,7 +8,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.core import votes
+from orchestrator.core import vote_runs
 from orchestrator.core.frontier import (
     active_by_id,
     collect_votes,
@@ -210,12 +210,12 @@ def test_few_runs_kept_sorted_walk_as_the_heap_does(rnd: random.Random) -> None:
     they are few (made and emptied one at a time, a heap past ``_SORTED`` runs, the list again
     below half of it) after any sequence of updates, and ``best_first`` stays ``ranked``'s
     order throughout."""
-    bound = votes._SORTED
-    votes._SORTED = rnd.choice((2, 4, 8, bound))  # small bounds: crossed both ways
+    bound = vote_runs._SORTED
+    vote_runs._SORTED = rnd.choice((2, 4, 8, bound))  # small bounds: crossed both ways
     try:
         _walk_updates(rnd)
     finally:
-        votes._SORTED = bound
+        vote_runs._SORTED = bound
 
 
 def _walk_updates(rnd: random.Random) -> None:
@@ -244,7 +244,7 @@ def _walk_updates(rnd: random.Random) -> None:
             index.update(s, props, tree.node, lambda k: tree.by_key(*k))
             current[s.session_id] = props
         walked = list(index._runs_in_order())  # (settles and places the keys first)
-        assert walked == [r for _, r in sorted((votes._order(r), r) for r in index._runs)]
+        assert walked == [r for _, r in sorted((vote_runs._order(r), r) for r in index._runs)]
         voted = tuple(s for s in sessions if s.session_id in current)
         inp = PlanInput(now, nodes, voted, (), (), tuple(p for ps in current.values() for p in ps),
                         budget, BucketState(0.0, now), timing)  # fmt: skip
