@@ -5,9 +5,9 @@ Why (issue 10): in the simulator a plan's walk yielded ~14 candidates of which ~
 refused, and at 10^4 sessions a plan starts ~500 keys; a ``Candidate``, a second valuation and a
 reason text per key were most of step e. Here a start is made from the key's lead vote and its
 run's value, the reason text once per run, and a run whose keys would all be refused without
-effect is dropped after its first key. The plan is the one ``plan._admit_speculation``'s loop
-over ``VoteIndex.best_first`` gives (``tests/unit/core/test_plan.py`` checks both against the
-plain algorithm).
+effect is dropped after its first key. The plan is the one the loop of
+``plan_speculate._admit_speculation`` over ``VoteIndex.best_first`` gives
+(``tests/unit/core/test_plan.py`` checks both against the plain algorithm).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def admit_indexed(
     taken: Collection[Key], free: int, room: int, before: int, tokens: float,
     short: float | None,
 ) -> Admitted:  # fmt: skip
-    """Step e from the vote index: the loop of ``plan._admit_speculation`` over
+    """Step e from the vote index: the loop of ``plan_speculate._admit_speculation`` over
     ``VoteIndex.walk``'s keys, each with its run's value: no ``Candidate`` is built, the start
     is made from the run's value and the key's lead vote (``_indexed_start``).
 
@@ -120,7 +120,7 @@ def admit_indexed(
         key = top[3]
         state = keys_state[key]
         if not (key in taken or state.exists):  # de-duplication, as ``frontier.ranked``
-            # The loop of ``plan._admit_speculation`` over this key.
+            # The loop of ``plan_speculate._admit_speculation`` over this key.
             if free <= 0 or room <= 0:
                 break
             voters = state.voters  # ``VoteIndex.lead``
@@ -207,7 +207,7 @@ _new_value = tuple.__new__  # ``Value(...)`` without its Python-level ``__new__`
 
 
 def _reason(p: float, depth: int, v: Value, cold: bool) -> str:
-    """``StartJob.reason`` of a speculative start (``plan._spec_start``'s text)."""
+    """``StartJob.reason`` of a speculative start (``plan_speculate._spec_start``'s text)."""
     return (
         f"spec p={p:.2f} d={depth} saves={v.benefit_s:.1f}s "
         f"waste={v.waste_gpu_s:.1f}gpu-s s/gpu={v.score:.2f}" + (" cold" if cold else "")
@@ -218,8 +218,9 @@ def _indexed_start(
     key: Key, lead: tuple[str, float, int, float, str, float], run: tuple[float, int, float, float],
     v: Value, expected: float, reason: str, cold: bool,
 ) -> StartJob:  # fmt: skip
-    """``plan._spec_start`` of the key's ``Candidate``, from what it is made of: the key, its lead
-    vote (session and action), its run (P, depth) and value (warm, or ``revalue``'s)."""
+    """``plan_speculate._spec_start`` of the key's ``Candidate``, from what it is made of: the
+    key, its lead vote (session and action), its run (P, depth) and value (warm, or
+    ``revalue``'s)."""
     memory_id, parent_id, pose = key
     return new_start_job(
         memory_id, parent_id, pose, lead[4], "speculative", lead[0], run[0], run[1], expected,

@@ -202,7 +202,7 @@ class Budget:
         min_probability: proposals below this P are never started.
         idle_timeout_s: a session idle this long gets no speculation.
         min_benefit_per_gpu_s: the one admission threshold: expected seconds of viewer wait
-            saved per expected *wasted* GPU-second (``frontier`` module doc). A candidate is
+            saved per expected *wasted* GPU-second (``valuation`` module doc). A candidate is
             started only when ``benefit_s / waste_gpu_s`` exceeds it. Default 0.15: spend at
             most ~6.7 wasted GPU-seconds (~$0.0046 on an A100 at Modal's $0.000694/GPU-s, the
             price in rewind.example.toml) to save a viewer one second of waiting, in every

@@ -246,7 +246,7 @@ def test_value_bounds(
     assert warm.score >= v.score - 1e-9 and warm.benefit_s >= v.benefit_s - 1e-9
     assert value(p, lead, 1, step, e).benefit_s >= warm.benefit_s - 1e-9
     if 0.0 < p < 1.0 and lead > 1e-6:  # (below, p * lead underflows)
-        # depth 1, warm: the score is the odds in every regime (frontier module doc, step 4)
+        # depth 1, warm: the score is the odds in every regime (valuation module doc, step 4)
         assert value(p, lead, 1, step, e).score == pytest.approx(p / (1 - p), rel=1e-9)
 
 
