@@ -90,6 +90,9 @@ class Changes:
         self._epoch_moved: set[str] = set()  # memories whose epoch was bumped
         self._demand_moved: set[str] = set()  # chunks whose demand was queued or taken
         self._cold: set[str] = set()  # memories that may hold nothing any more
+        # Memories evicted so far: a shell that keeps something of its own per memory (the
+        # simulator's chunk store) looks for which ones only when this moved.
+        self.memories_evicted = 0
         self._gone: set[str] = set()  # evicted sessions whose votes prepare drops
         self._always: set[str] = set()  # sessions whose policy is asked every plan
         self._limbo: set[str] = set()  # past their idle deadline, not yet idle (rounding)
@@ -197,6 +200,7 @@ class Changes:
                 continue
             del self._memories[mid]
             del self._trees[mid]
+            self.memories_evicted += 1
             for n in mem.tree:
                 self._chunk_tree.pop(n.chunk_id, None)
             self._tree_moved.discard(mid)

@@ -13,8 +13,10 @@ replay's memory is bounded by the memories in use, not by the chunks made so far
 Exactness: an entry is ``(KnownNode, Producer | None)``; the live state keeps the loaded
 objects and mutates a ``Producer`` (``used``, ``charged_gpu_s``) while the memory is loaded, so a
 memory is spilled only after the live state has let go of it (the engine checks
-``LiveState.has_memory``), and pickle restores every field bit for bit: the replay is the same
-with and without spilling (``tests/unit/sim/test_cold_store.py``).
+``LiveState.has_memory``). Each object is written as the tuple of its constructor's fields (read
+off the dataclasses, so a new field travels too) and rebuilt by its constructor: pickle of plain
+tuples is C-fast where an object's own ``__getstate__`` is Python, and restores every field bit
+for bit: the replay is the same with and without spilling (``tests/unit/sim/test_cold_store.py``).
 
 The spill file is an anonymous temporary file (``tempfile.TemporaryFile``: removed by the OS when
 closed, or when the process ends), appended to; a memory spilled again is written anew (its
@@ -23,9 +25,11 @@ earlier record becomes dead space: the file grows with the spills, ~0.2 KB a chu
 
 from __future__ import annotations
 
+import operator
 import pickle
 import tempfile
-from typing import IO
+from dataclasses import fields
+from typing import IO, Any
 
 from orchestrator.live import KnownNode, Producer
 
@@ -35,6 +39,18 @@ Side = tuple[dict[str, float] | None, dict[str, int] | None]
 """The engine's own per-memory books that outlive a visit, spilled with the memory's chunks:
 chunk id -> when the job that completed it started (the metrics' lead), and chunk id ->
 generations started until it is ready (the pool's per-attempt draws)."""
+
+
+_node_fields = operator.attrgetter(*(f.name for f in fields(KnownNode) if f.init))
+_producer_fields = operator.attrgetter(*(f.name for f in fields(Producer) if f.init))
+
+
+def _encode(entries: list[Entry]) -> list[tuple[Any, ...]]:
+    return [(_node_fields(n), None if p is None else _producer_fields(p)) for n, p in entries]
+
+
+def _decode(rows: list[tuple[Any, ...]]) -> list[Entry]:
+    return [(KnownNode(*n), None if p is None else Producer(*p)) for n, p in rows]
 
 
 class ColdStore:
@@ -79,7 +95,7 @@ class ColdStore:
         hot = self._hot.pop(memory_id, None) or []
         if not hot and not any(side):
             return
-        blob = pickle.dumps((hot, side), protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps((_encode(hot), side), protocol=pickle.HIGHEST_PROTOCOL)
         if self._file is None:
             # Held open across calls and closed by ``close`` (a context manager cannot span them).
             self._file = tempfile.TemporaryFile(prefix="rewind-sim-store-")  # noqa: SIM115
@@ -124,6 +140,5 @@ class ColdStore:
             return []
         offset, length = where
         self._file.seek(offset)
-        entries: list[Entry]
-        entries, self._side[memory_id] = pickle.loads(self._file.read(length))
-        return entries
+        rows, self._side[memory_id] = pickle.loads(self._file.read(length))
+        return _decode(rows)

@@ -137,6 +137,7 @@ class Simulation:
         # The ready chunks of memories a later session will load; on disk once evicted.
         self.stored = ColdStore()
         self._quiet: set[str] = set()  # memories nobody watches now, to spill once evicted
+        self._evicted = 0  # ``LiveState.memories_evicted`` when ``_quiet`` was last looked at
         self.arrivals_left: dict[str, int] = {}
         self.held: dict[str, SessionTrace] = {}  # session id -> trace, arrival pushed to end
         self.peak_held = 0
@@ -212,9 +213,8 @@ class Simulation:
                     else:
                         self._arrive(traces[ref[2:]])
                         self._next_arrival()
-            plans = self.plans
             self._plan()
-            if self._quiet and self.plans != plans:  # only a plan's prepare evicts
+            if self._quiet and self.live.memories_evicted != self._evicted:
                 self._spill_evicted()
             if self.sessions_open > self.peak_sessions:
                 self.peak_sessions = self.sessions_open
@@ -333,6 +333,7 @@ class Simulation:
     def _spill_evicted(self) -> None:
         """Write to disk the stored chunks of quiet memories the live state has evicted (as the
         service's database keeps them): the replay holds the memories in use, not all."""
+        self._evicted = self.live.memories_evicted
         for memory in [m for m in self._quiet if not self.live.has_memory(m)]:
             self._quiet.discard(memory)
             # Nothing reads a memory's books while the live state does not hold it: no job

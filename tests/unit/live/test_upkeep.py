@@ -149,6 +149,7 @@ def test_a_session_that_left_is_evicted_once_quiet_with_nothing_else_moving() ->
         live.job_ended(job.job_id, job.chunk_id, job.memory_id, ok=False, now=250.0)
     _same_as_full(live, 251.0)
     assert live.size()["memories"] == 0
+    assert live.memories_evicted == 2  # counted for shells that keep books per memory
 
 
 def test_an_operator_policy_is_asked_every_plan() -> None:
