@@ -9,9 +9,9 @@ Replays ``benchmarks/sim_scale.py``'s synthetic trace (and its first half) under
 each run in a fresh process, streamed as sim_scale runs it (``open_trace``, no records). Every
 500 plans it samples the traced memory; at each new high (5 % above the last) it takes a
 snapshot, so the last one is the peak's make-up, printed as the top allocation sites (file and
-line) with what the engine held then: memories whose stored chunks it keeps in RAM for a later
-arrival (``Simulation.stored``, a ``ColdStore``), those chunks, the memories whose chunks wait in
-its spill file on disk, the session traces it held (``held``).
+line) with what the engine held then: memories whose stored chunks it keeps in RAM for a
+later arrival (``Simulation.books.stored``, a ``ColdStore``), those chunks, the memories whose
+chunks wait in its spill file on disk, the session traces it held (``held``).
 
 Two layouts of the same sessions (``sim_scale.write_layout``): ``round-robin`` is the trace as
 synthesized (session i on memory i mod M, so every memory is visited again across the whole
@@ -67,9 +67,9 @@ class Sampled(Simulation):
             self.high, self.snapshot = current, tracemalloc.take_snapshot()
             self.at_high = {
                 "t_s": round(self.now, 1),
-                "stored_memories": self.stored.memories_in_ram,
-                "stored_chunks": self.stored.chunks_in_ram,
-                "spilled_memories": self.stored.memories_on_disk,
+                "stored_memories": self.books.stored.memories_in_ram,
+                "stored_chunks": self.books.stored.chunks_in_ram,
+                "spilled_memories": self.books.stored.memories_on_disk,
                 "held_sessions": len(self.held),
                 "open_sessions": self.sessions_open,
             }

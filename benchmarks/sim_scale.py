@@ -111,7 +111,7 @@ LAYOUTS = ("round-robin", "blocked")
 def write_layout(path: Path, sessions: int, layout: str = "round-robin") -> None:
     """The benchmark's trace of ``sessions`` sessions. ``round-robin``: as synthesized (session
     i on memory i mod M: every memory is visited again across the whole trace, so the chunks
-    kept for its next visit, ``Simulation.stored``, grow with the trace, as a database would;
+    kept for its next visit, ``Simulation.books``, grow with the trace, as a database would;
     the engine spills them to disk once the live state evicted the memory);
     ``blocked``: the same sessions, each memory's viewers one after another (memory i div 3), so
     a memory's chunks are dropped after its last arrival and what grows is the replay's own."""

@@ -25,10 +25,11 @@ viewers (``orchestrator.sim.trace``). What the shell adds:
 What the run keeps: the metrics' ``Tally`` (``orchestrator.sim.records``), streamed as it goes
 (a few bytes per request and job), and, unless ``records=False``, a ``RequestRecord`` per request
 and a ``JobRecord`` per job. Besides the active sessions' state it also keeps, as the service's
-database does, the ready chunks of every memory a later session will arrive on (``stored``, a
-``ColdStore``): in RAM while the live state holds the memory, in a spill file on disk once it has
-evicted it (``orchestrator.sim.cold_store``), so a trace whose memories are visited again across
-all of it does not grow the replay's memory (``benchmarks/sim_memory.py``).
+database does, what it reads again of every memory a later session will arrive on (``books``,
+``orchestrator.sim.books``: the ready chunks, the jobs' start times, the attempts): in RAM while
+the live state holds the memory, in a spill file on disk once it has evicted it, so a trace whose
+memories are visited again across all of it does not grow the replay's memory
+(``benchmarks/sim_memory.py``).
 
 Event order at equal times: job completions, arrivals and requests, wake-ups; then insertion
 order. ``SimulationError``: a demand never started, or (``strict``) a plan the live state could
@@ -48,8 +49,8 @@ from orchestrator.core.frontier import expected_gpu_s
 from orchestrator.core.plan import plan
 from orchestrator.core.poses import ACTION_NAMES, action_to_pose
 from orchestrator.core.types import BucketState, Budget
-from orchestrator.live import LiveState, Producer, SinglePolicy
-from orchestrator.sim.cold_store import ColdStore
+from orchestrator.live import LiveState, SinglePolicy
+from orchestrator.sim.books import MemoryBooks
 from orchestrator.sim.pool import GpuPool, chunk_id
 from orchestrator.sim.records import (
     JobRecord,
@@ -125,27 +126,17 @@ class Simulation:
         self.tally = Tally()
         # request id -> (viewer, record, tally index)
         self.waiting: dict[str, tuple[SessionTrace, RequestRecord, int]] = {}
-        # For the tally's lead (``metrics``), while a memory can still be asked for a chunk:
-        # memory -> chunk id -> when the job that completed it started; session -> when it
-        # made its requests (root first).
-        self.made: dict[str, dict[str, float]] = {}
+        # For the tally's lead (``metrics``): session -> when it made its requests (root first).
         self.asked: dict[str, list[float]] = {}
-        self.open: dict[str, int] = {}  # memory -> sessions open on it
         self.sessions_open = self.peak_sessions = 0
         self.billed_end = float("-inf")  # the last chunk served or job ended
         self.steps: dict[str, int] = {}  # live session id -> next step index
-        # The ready chunks of memories a later session will load; on disk once evicted.
-        self.stored = ColdStore()
-        self._quiet: set[str] = set()  # memories nobody watches now, to spill once evicted
-        self._evicted = 0  # ``LiveState.memories_evicted`` when ``_quiet`` was last looked at
-        self.arrivals_left: dict[str, int] = {}
+        # Per memory across its visits, as the service's database (set up by ``run``).
+        self.books = MemoryBooks({})
         self.held: dict[str, SessionTrace] = {}  # session id -> trace, arrival pushed to end
         self.peak_held = 0
         self._arrivals: Iterator[SessionTrace] = iter(())
         self._arrival_seq = 0
-        # memory -> chunk id -> generations started, until it is ready; a memory's group goes
-        # when nobody will ask for its chunks again (a cancelled guess's entry would stay)
-        self.attempts: dict[str, dict[str, int]] = {}
         self.heap: list[tuple[float, int, int, str]] = []
         self.seq = 0
         self.plans = self.peak_running = self.peak_spec = 0
@@ -193,7 +184,7 @@ class Simulation:
         Raises:
             SimulationError: as the class doc. TraceError: a ``TraceFile`` that cannot be read.
         """
-        self.arrivals_left = self.trace.arrivals_per_memory()
+        self.books = books = MemoryBooks(self.trace.arrivals_per_memory())
         self.seq = self.trace.session_count  # the arrivals' numbers come first
         self._arrivals = self.trace.in_arrival_order()
         self._next_arrival()
@@ -214,8 +205,7 @@ class Simulation:
                         self._arrive(traces[ref[2:]])
                         self._next_arrival()
             self._plan()
-            if self._quiet and self.live.memories_evicted != self._evicted:
-                self._spill_evicted()
+            self._spill_evicted()
             if self.sessions_open > self.peak_sessions:
                 self.peak_sessions = self.sessions_open
         if self.live.demands():  # with no event left, a waiting demand would wait forever
@@ -223,7 +213,7 @@ class Simulation:
         # The bill ends with the last chunk served or job ended, not with the last idle wake-up.
         billed_end = self.billed_end if self.billed_end > float("-inf") else self.now
         idle_gpu_s = self.pool.close(billed_end)
-        self.stored.close()
+        books.close()
         return SimResult(
             policy=self.policy.name, requests=tuple(self.requests), jobs=tuple(self.jobs),
             viewing_s=self.viewing_s, end_s=self.now, plans=self.plans,
@@ -237,24 +227,13 @@ class Simulation:
 
     def _arrive(self, trace: SessionTrace) -> None:
         memory = trace.memory
-        self.arrivals_left[memory] -= 1
         if self.foresee is not None:
             self.foresee(trace.session_id, [step.action for step in trace.steps])
-        if not self.live.has_memory(memory):
-            self.live.load_memory(memory, self.stored.take(memory))
-            made, tried = self.stored.side(memory)  # spilled with its chunks: back in RAM
-            if made is not None:
-                self.made[memory] = made
-            if tried is not None:
-                self.attempts[memory] = tried
-        if self.arrivals_left[memory] == 0:
-            self.stored.drop(memory)  # nobody else will load it: keep memory flat
-            self._quiet.discard(memory)
+        self.books.arrive(memory, self.live)
         root = chunk_id(memory, None, self.root_pose)
         self.live.open_session(trace.session_id, memory, root, policy=self.policy.name,
                                arm=self.policy.name, now=self.now)  # fmt: skip
         self.steps[trace.session_id] = 0
-        self.open[memory] = self.open.get(memory, 0) + 1
         self.sessions_open += 1
         self.asked[trace.session_id] = []
         self._request(trace, None, self.root_pose, self.regime.root_action, -1)
@@ -303,7 +282,7 @@ class Simulation:
         self.billed_end = max(self.billed_end, self.now)
         self.tally.served(index, self.now - record.requested_at)
         if record.step >= 0:  # the lead (``metrics``) of a trace step
-            started = self.made.get(record.memory_id, {}).get(record.chunk_id)
+            started = self.books.started_at(record.memory_id, record.chunk_id)
             if started is not None:
                 asked, step = self.asked[record.session_id], record.step
                 two_back = asked[step - 1] if step >= 1 else None  # asked[0] is the root's
@@ -320,26 +299,12 @@ class Simulation:
             del self.held[trace.session_id]
             self.live.close_session(trace.session_id)
             self.sessions_open -= 1
-            memory = trace.memory
-            self.open[memory] -= 1
-            if self.open[memory] == 0:
-                if self.arrivals_left[memory] == 0:
-                    del self.open[memory]  # nobody will ask for its chunks again
-                    self.made.pop(memory, None)
-                    self.attempts.pop(memory, None)
-                else:
-                    self._quiet.add(memory)  # spilled once the live state evicts it
+            self.books.leave(trace.memory)
 
     def _spill_evicted(self) -> None:
-        """Write to disk the stored chunks of quiet memories the live state has evicted (as the
-        service's database keeps them): the replay holds the memories in use, not all."""
-        self._evicted = self.live.memories_evicted
-        for memory in [m for m in self._quiet if not self.live.has_memory(m)]:
-            self._quiet.discard(memory)
-            # Nothing reads a memory's books while the live state does not hold it: no job
-            # runs for it, nobody watches it (``LiveState`` evicts only such a memory).
-            side = (self.made.pop(memory, None), self.attempts.pop(memory, None))
-            self.stored.spill(memory, side)
+        """The books of quiet memories the live state has evicted go to disk, as the service's
+        database keeps them: the replay holds the memories in use, not all it has seen."""
+        self.books.spill_evicted(self.live)
 
     # ---- the simulated pool ------------------------------------------------------------------
 
@@ -347,19 +312,10 @@ class Simulation:
         if job.ended_at is not None:
             return  # cancelled earlier; this completion never happens
         self._release(job)
-        tried = self.attempts.get(job.memory_id)
-        if tried is not None:
-            tried.pop(job.chunk_id, None)  # ready now: never generated again
-        if job.memory_id in self.open:
-            self.made.setdefault(job.memory_id, {}).setdefault(job.chunk_id, job.started_at)
+        self.books.completed(job)
         ended = self.live.job_ended(job.job_id, job.chunk_id, job.memory_id, ok=True,
                                     now=self.now, gpu_s=job.gpu_s)  # fmt: skip
-        if self.arrivals_left.get(job.memory_id, 0) > 0:  # someone will load the memory again
-            node = self.live.node(job.memory_id, job.chunk_id)
-            if node is not None:
-                made = Producer(job.job_id, job.initial_kind, job.depth, job.probability,
-                                job.used)  # fmt: skip
-                self.stored.add(job.memory_id, node, made)
+        self.books.keep(job, self.live)
         if ended.requests:
             self.last_active = self.now  # answered: their sessions are active now
         for request_id in ended.requests:
@@ -423,8 +379,7 @@ class Simulation:
         self, job_id: str, cid: str, memory: str, kind: str, session: str | None, depth: int,
         probability: float, expected: float,
     ) -> None:  # fmt: skip
-        tried = self.attempts.setdefault(memory, {})
-        attempt = tried[cid] = tried.get(cid, 0) + 1
+        attempt = self.books.attempt(memory, cid)
         try:
             startup, cold = self.pool.acquire(self.now, cid, attempt)
         except RuntimeError as err:

@@ -101,7 +101,7 @@ class _Watched(Simulation):
 
     def _spill_evicted(self) -> None:
         super()._spill_evicted()
-        self.peak_in_ram = max(self.peak_in_ram, self.stored.memories_in_ram)
+        self.peak_in_ram = max(self.peak_in_ram, self.books.stored.memories_in_ram)
 
 
 def _revisiting_trace() -> Trace:
@@ -121,7 +121,7 @@ def test_spilling_evicted_memories_changes_nothing_in_the_replay(policy: str) ->
     reference = _KeepAll(trace, regime, build_policy(policy, regime, trace)).run()
     sim = _Watched(trace, regime, build_policy(policy, regime, trace))
     result = sim.run()
-    assert sim.stored.spills >= len(memories)  # every memory went to disk at least once
+    assert sim.books.stored.spills >= len(memories)  # every memory went to disk at least once
     assert sim.peak_in_ram < len(memories) / 2
     assert [astuple(r) for r in result.requests] == [astuple(r) for r in reference.requests]
     assert [astuple(j) for j in result.jobs] == [astuple(j) for j in reference.jobs]

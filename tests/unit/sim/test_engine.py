@@ -251,7 +251,10 @@ def test_the_policy_forgets_viewers_who_left(policy: str) -> None:
     else:
         assert len(base._session) == 0 and len(base._memory) == 0
         assert set(base._cold) == {"m0", "m1"}
-    assert sim.steps == {} and sim.attempts == {}
+    assert sim.steps == {}
+    books = sim.books  # every memory's last viewer left: nothing kept for a next visit
+    assert books.attempts == {} and books.made == {} and books.open == {}
+    assert books.stored.memories_in_ram == books.stored.memories_on_disk == 0
 
 
 @pytest.mark.parametrize("policy", ["none", "uniform", "markov", "lookahead", "oracle"])
