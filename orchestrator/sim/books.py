@@ -44,8 +44,8 @@ class MemoryBooks:
         go (nobody else will load them)."""
         left = self.arrivals_left[memory_id] = self.arrivals_left[memory_id] - 1
         if not live.has_memory(memory_id):
-            live.load_memory(memory_id, self.stored.take(memory_id))
-            made, tried = self.stored.side(memory_id)  # spilled with its chunks: back in RAM
+            entries, (made, tried) = self.stored.take(memory_id)  # books spilled with them
+            live.load_memory(memory_id, entries)
             if made is not None:
                 self.made[memory_id] = made
             if tried is not None:

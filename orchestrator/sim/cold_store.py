@@ -63,7 +63,6 @@ class ColdStore:
     def __init__(self) -> None:
         self._hot: dict[str, list[Entry]] = {}
         self._spilled: dict[str, tuple[int, int]] = {}  # memory -> (offset, length) in _file
-        self._side: dict[str, Side] = {}  # read back by ``take``, until ``side`` takes it
         self._file: IO[bytes] | None = None
         self._end = 0
         self.spills = 0  # memories written to disk so far (a memory may be written again)
@@ -73,21 +72,19 @@ class ColdStore:
         """A ready chunk of ``memory_id`` (loaded in the live state, so never spilled now)."""
         hot = self._hot.get(memory_id)
         if hot is None:
-            hot = self._hot[memory_id] = self._read(memory_id)
+            hot = self._hot[memory_id] = self._read(memory_id)[0]
         hot.append((node, producer))
 
-    def take(self, memory_id: str) -> list[Entry]:
-        """The memory's entries, read back from disk if spilled; they stay held in RAM from here
-        (the live state will hold these very objects) until ``spill`` or ``drop``."""
+    def take(self, memory_id: str) -> tuple[list[Entry], Side]:
+        """The memory's entries, read back from disk if spilled (they stay held in RAM from here:
+        the live state will hold these very objects, until ``spill`` or ``drop``), and the side
+        books spilled with them ((None, None) unless this call read them back)."""
         hot = self._hot.get(memory_id)
-        if hot is None:
-            hot = self._hot[memory_id] = self._read(memory_id)
-        return hot
-
-    def side(self, memory_id: str) -> Side:
-        """The side books spilled with the memory, once ``take`` has read it back (then
-        forgotten here); (None, None) when there were none."""
-        return self._side.pop(memory_id, (None, None))
+        if hot is not None:
+            return hot, (None, None)
+        hot, side = self._read(memory_id)
+        self._hot[memory_id] = hot
+        return hot, side
 
     def spill(self, memory_id: str, side: Side = (None, None)) -> None:
         """Write the memory's entries and ``side`` to disk and let go of them. Only for a memory
@@ -110,7 +107,6 @@ class ColdStore:
         """Forget the memory (nobody will load it again); its bytes on disk become dead space."""
         self._hot.pop(memory_id, None)
         self._spilled.pop(memory_id, None)
-        self._side.pop(memory_id, None)
 
     def close(self) -> None:
         """Remove the spill file (entries in RAM stay usable; spilled ones are gone)."""
@@ -134,11 +130,11 @@ class ColdStore:
         """Memories whose entries are only on disk."""
         return len(self._spilled)
 
-    def _read(self, memory_id: str) -> list[Entry]:
+    def _read(self, memory_id: str) -> tuple[list[Entry], Side]:
         where = self._spilled.pop(memory_id, None)
         if where is None or self._file is None:
-            return []
+            return [], (None, None)
         offset, length = where
         self._file.seek(offset)
-        rows, self._side[memory_id] = pickle.loads(self._file.read(length))
-        return _decode(rows)
+        rows, side = pickle.loads(self._file.read(length))
+        return _decode(rows), side

@@ -36,11 +36,12 @@ def test_a_spilled_memory_comes_back_field_for_field_in_order() -> None:
         store.add("m1", node, made)
     store.add("m2", *_entry(0))
     expected = _fields(entries)
-    assert store.take("m1") is store.take("m1")  # held in RAM until spilled
+    assert store.take("m1")[0] is store.take("m1")[0]  # held in RAM until spilled
     store.spill("m1")
     assert (store.memories_in_ram, store.chunks_in_ram, store.memories_on_disk) == (1, 1, 1)
     assert store.spills == 1 and store.spilled_bytes > 0
-    back = store.take("m1")
+    back, side = store.take("m1")
+    assert side == (None, None)  # spilled with none
     assert _fields(back) == expected
     assert back[0][0] is not entries[0][0]  # read back: new objects, the old ones were let go
     assert store.memories_on_disk == 0 and store.memories_in_ram == 2
@@ -52,13 +53,13 @@ def test_a_producer_changed_while_loaded_is_spilled_as_changed() -> None:
     node, made = _entry(1)
     store.add("m1", node, made)
     store.spill("m1")
-    first = store.take("m1")
+    first = store.take("m1")[0]
     producer = first[0][1]
     assert producer is not None and not producer.used
     producer.used, producer.charged_gpu_s = True, 0.0  # as the live state does on a hit
     store.add("m1", *_entry(2))  # a chunk made during the second visit goes after the first
     store.spill("m1")
-    again = store.take("m1")
+    again = store.take("m1")[0]
     assert [n.chunk_id for n, _ in again] == ["c1", "c2"]
     assert again[0][1] == Producer("j1", "speculative", 1, 0.1 + 1 / 7, True, 0.0)
     store.close()
@@ -67,10 +68,9 @@ def test_a_producer_changed_while_loaded_is_spilled_as_changed() -> None:
 def test_the_engine_books_go_to_disk_and_back_with_the_chunks() -> None:
     store = ColdStore()
     store.spill("m1", ({"c1": 4.25}, {"c9": 2}))  # books alone (no chunk ready) are kept too
-    assert store.memories_on_disk == 1 and store.side("m1") == (None, None)
-    assert store.take("m1") == []
-    assert store.side("m1") == ({"c1": 4.25}, {"c9": 2})
-    assert store.side("m1") == (None, None)  # handed over once
+    assert store.memories_on_disk == 1
+    assert store.take("m1") == ([], ({"c1": 4.25}, {"c9": 2}))
+    assert store.take("m1") == ([], (None, None))  # handed over once
     store.close()
 
 
@@ -81,7 +81,7 @@ def test_drop_forgets_a_memory_in_ram_and_on_disk() -> None:
     store.spill("m1")
     store.drop("m1")
     store.drop("m2")
-    assert store.take("m1") == [] and store.take("m2") == []
+    assert store.take("m1") == store.take("m2") == ([], (None, None))
     store.spill("m3")  # nothing held: nothing written
     assert store.spills == 1
     store.close()
