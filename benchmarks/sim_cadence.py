@@ -200,7 +200,8 @@ def _summary(report: dict[str, Any]) -> None:
               f"{r['plan_s']:>6.1f} {other:>6.1f} {r['batches']:>8} {r['plans']:>7} "
               f"{r['acting_plans']:>7} {shares}")  # fmt: skip
     b = report["bounds"]
-    print(f"five runs on {report['workers']} cores: >= {b['cpu_over_workers_s']} s (CPU / cores), "
+    runs, workers = len(report["runs"]), report["workers"]
+    print(f"{runs} runs on {workers} cores: >= {b['cpu_over_workers_s']} s (CPU / cores), "
           f">= {b['longest_run_s']} s (longest run), {b['longest_first_makespan_s']} s "
           f"longest-first (target <= 60 s)")  # fmt: skip
 
